@@ -1,0 +1,138 @@
+"""One tree of errors. Each carries an HTTP status, a public message safe to show anyone, and a reason
+code for the audit log. `detail` is for the audit log only: it never reaches a response."""
+
+from __future__ import annotations
+
+import secrets
+from typing import ClassVar
+
+
+class BrokerError(Exception):
+    status: ClassVar[int] = 500
+    public_message: ClassVar[str] = "The broker could not complete the request."
+    reason: ClassVar[str] = "internal_error"
+
+    def __init__(self, detail: str = "", *, reason: str | None = None, public: str | None = None) -> None:
+        super().__init__(detail or self.public_message)
+        self.detail = detail
+        self.error_id = secrets.token_hex(6)
+        if reason is not None:
+            self.reason = reason
+        if public is not None:
+            self.public_message = public
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, error_id={self.error_id!r})"
+
+
+class ConfigError(BrokerError):
+    """A configuration file is invalid. `problems` lists every one as 'file: field.path: message'."""
+
+    reason = "config_invalid"
+    public_message = "The broker configuration is invalid."
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class BadRequest(BrokerError):
+    status = 400
+    public_message = "The request is malformed."
+    reason = "bad_request"
+
+
+class PayloadTooLarge(BrokerError):
+    status = 413
+    public_message = "The request is too large."
+    reason = "payload_too_large"
+
+
+class UnknownIdp(BrokerError):
+    status = 404
+    public_message = "Unknown identity provider."
+    reason = "unknown_idp"
+
+
+class LoginStateInvalid(BrokerError):
+    """The callback does not belong to a login this browser started (tampered, replayed, expired state)."""
+
+    status = 400
+    public_message = "This login link is invalid or has expired. Start the login again."
+    reason = "state_invalid"
+
+
+class LoginRefused(BrokerError):
+    """The identity provider said no (the user denied, or the IdP returned an error)."""
+
+    status = 401
+    public_message = "The identity provider did not complete the login."
+    reason = "idp_refused"
+
+
+class TokenInvalid(BrokerError):
+    """What the identity provider sent could not be verified (signature, issuer, audience, time, nonce)."""
+
+    status = 401
+    public_message = "The identity provider's answer could not be verified. Start the login again."
+    reason = "token_invalid"
+
+
+class NotAuthenticated(BrokerError):
+    status = 401
+    public_message = "You are not signed in."
+    reason = "not_authenticated"
+
+
+class CsrfFailed(BrokerError):
+    status = 403
+    public_message = "The form has expired or did not come from this site. Reload the page and try again."
+    reason = "csrf_failed"
+
+
+class NotAuthorized(BrokerError):
+    """No grant for this identity, or not the role asked for. One message for both (no user enumeration)."""
+
+    status = 403
+    public_message = "You are not authorized for this role."
+    reason = "not_authorized"
+
+
+class RateLimited(BrokerError):
+    status = 429
+    public_message = "Too many requests. Try again later."
+    reason = "rate_limited"
+
+    def __init__(self, detail: str = "", *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailable(BrokerError):
+    """An identity provider, JWKS or metadata endpoint did not answer in time or answered nonsense."""
+
+    status = 502
+    public_message = "The identity provider is not reachable right now. Try again shortly."
+    reason = "idp_unavailable"
+
+
+class StsRefused(BrokerError):
+    """AWS STS refused the request: the role's trust policy or the token does not allow it."""
+
+    status = 403
+    public_message = "AWS refused to issue credentials for this role."
+    reason = "sts_refused"
+
+
+class StsUnavailable(BrokerError):
+    """AWS STS or the federation endpoint timed out, throttled or failed."""
+
+    status = 503
+    public_message = "AWS is not answering right now. Try again shortly."
+    reason = "sts_unavailable"
+
+
+class StoreUnavailable(BrokerError):
+    status = 503
+    public_message = "The broker's state store is unavailable. Try again shortly."
+    reason = "store_unavailable"
