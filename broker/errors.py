@@ -4,13 +4,11 @@ code for the audit log. `detail` is for the audit log only: it never reaches a r
 from __future__ import annotations
 
 import secrets
-from typing import ClassVar
-
 
 class BrokerError(Exception):
-    status: ClassVar[int] = 500
-    public_message: ClassVar[str] = "The broker could not complete the request."
-    reason: ClassVar[str] = "internal_error"
+    status: int = 500
+    public_message: str = "The broker could not complete the request."
+    reason: str = "internal_error"
 
     def __init__(self, detail: str = "", *, reason: str | None = None, public: str | None = None) -> None:
         super().__init__(detail or self.public_message)

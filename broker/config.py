@@ -1,0 +1,265 @@
+"""Configuration: broker.yaml and idp_configs/*.yaml, loaded into pydantic models.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
+`${NAME}` in any string is replaced by the environment variable NAME (a missing one is an error).
+Relative paths are resolved against the directory of the file that names them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from broker.durations import Duration
+from broker.errors import ConfigError
+from broker.rules.schema import RuleSet
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_WEAK_SECRETS = {"changeme", "change-me", "secret", "password", "development", "insecure"}
+MIN_SECRET_LENGTH = 32
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _https_or_loopback(url: str) -> str:
+    """https everywhere; plain http only on loopback, for the embedded demo and tests."""
+    parts = urlsplit(url)
+    if not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be an absolute URL without query or fragment")
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
+        return url.rstrip("/")
+    raise ValueError("must use https (plain http is allowed only for loopback addresses)")
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https_or_loopback)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _strong_secret(secret: SecretStr) -> SecretStr:
+    value = secret.get_secret_value()
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"session secret is too short: use at least {MIN_SECRET_LENGTH} random characters")
+    if value.lower() in _WEAK_SECRETS or len(set(value)) < 12:
+        raise ValueError("session secret is too weak: generate one with `python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(48))'`")
+    return secret
+
+
+class SessionConfig(Model):
+    secret: Annotated[SecretStr, AfterValidator(_strong_secret)]
+    lifetime: Duration = timedelta(hours=8)
+    cookie_name: str = Field(default="sts_broker_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class StoreConfig(Model):
+    url: SecretStr = SecretStr("memory://")  # a Redis URL may carry a password
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> StoreConfig:
+        scheme = urlsplit(self.url.get_secret_value()).scheme
+        if scheme not in {"memory", "redis", "rediss", "unix"}:
+            raise ValueError(f"store url scheme {scheme!r} is not one of memory, redis, rediss, unix")
+        return self
+
+
+class KeyConfig(Model):
+    kid: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    file: Path
+    active: bool = False
+
+
+class AwsConfig(Model):
+    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    sts_endpoint_url: HttpsUrl | None = None
+    federation_url: HttpsUrl | None = None
+    console_url: HttpsUrl | None = None
+    web_identity_audience: str = Field(default="sts.amazonaws.com", min_length=1, max_length=255)
+    connect_timeout: Duration = timedelta(seconds=3)
+    read_timeout: Duration = timedelta(seconds=10)
+
+
+class IssuerConfig(Model):
+    """The broker as an OIDC issuer: tokens it mints for AssumeRoleWithWebIdentity."""
+
+    token_lifetime: Duration = timedelta(minutes=5)
+
+
+class AuditConfig(Model):
+    path: str = "-"
+
+
+class Settings(Model):
+    public_url: HttpsUrl
+    session: SessionConfig
+    store: StoreConfig = StoreConfig()
+    keys: list[KeyConfig] = Field(min_length=1)
+    aws: AwsConfig = AwsConfig()
+    issuer: IssuerConfig = IssuerConfig()
+    idp_configs: Path
+    rules: Path
+    audit: AuditConfig = AuditConfig()
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _one_active_key(self) -> Settings:
+        active = [k.kid for k in self.keys if k.active]
+        if len(active) != 1:
+            raise ValueError(f"exactly one key must be active (found {len(active)})")
+        if len({k.kid for k in self.keys}) != len(self.keys):
+            raise ValueError("key ids (kid) must be unique")
+        return self
+
+
+class ClaimMap(Model):
+    email: str = "email"
+    email_verified: str = "email_verified"
+    groups: str = "groups"
+
+
+class MfaConfig(Model):
+    amr: list[str] = []
+    acr: list[str] = []
+
+
+Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+
+
+class OidcIdpConfig(Model):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    type: Literal["oidc"]
+    name: str
+    issuer: HttpsUrl
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    scopes: list[str] = ["openid", "email", "profile"]
+    claims: ClaimMap = ClaimMap()
+    mfa: MfaConfig = MfaConfig()
+    algorithms: list[Algorithm] = Field(default=["RS256"], min_length=1)
+    leeway: Duration = timedelta(seconds=60)
+    timeout: Duration = timedelta(seconds=5)
+    max_token_bytes: int = Field(default=16 * 1024, ge=1024, le=256 * 1024)
+
+    @model_validator(mode="after")
+    def _openid_scope(self) -> OidcIdpConfig:
+        if "openid" not in self.scopes:
+            raise ValueError("scopes must include 'openid'")
+        return self
+
+
+IdpConfig = OidcIdpConfig
+
+
+# ---- loading -------------------------------------------------------------------------------------
+
+
+def _expand_env(node: Any, path: str, problems: list[str]) -> Any:
+    if isinstance(node, str):
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+                return ""
+            return os.environ[name]
+        return _ENV_REF.sub(sub, node)
+    if isinstance(node, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}.{i}", problems) for i, v in enumerate(node)]
+    return node
+
+
+def read_yaml(file: Path) -> tuple[Any, list[str]]:
+    """Parse a YAML file and expand ${ENV} references. Problems are prefixed with the file name."""
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return None, [f"{file}: cannot read: {exc.strerror}"]
+    except yaml.YAMLError as exc:
+        return None, [f"{file}: not valid YAML: {exc}"]
+    problems: list[str] = []
+    data = _expand_env(raw, "", problems)
+    return data, [f"{file}: {p}" for p in problems]
+
+
+def validation_problems(file: Path, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        out.append(f"{file}: {loc}: {err['msg']}")
+    return out
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def load_settings(file: Path) -> Settings:
+    data, problems = read_yaml(file)
+    if problems:
+        raise ConfigError(problems)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{file}: <root>: expected a mapping"])
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(file, exc)) from None
+    base = file.resolve().parent
+    return settings.model_copy(update={
+        "idp_configs": _resolve(base, settings.idp_configs),
+        "rules": _resolve(base, settings.rules),
+        "keys": [k.model_copy(update={"file": _resolve(base, k.file)}) for k in settings.keys],
+    })
+
+
+def load_idps(directory: Path) -> dict[str, IdpConfig]:
+    """Every *.yaml in the directory is one IdP. All problems in all files are reported together."""
+    if not directory.is_dir():
+        raise ConfigError([f"{directory}: idp_configs is not a directory"])
+    idps: dict[str, IdpConfig] = {}
+    problems: list[str] = []
+    for file in sorted(directory.glob("*.yaml")):
+        data, file_problems = read_yaml(file)
+        problems += file_problems
+        if file_problems:
+            continue
+        try:
+            idp = OidcIdpConfig.model_validate(data)
+        except ValidationError as exc:
+            problems += validation_problems(file, exc)
+            continue
+        if idp.id in idps:
+            problems.append(f"{file}: id: duplicate IdP id {idp.id!r}")
+        idps[idp.id] = idp
+    if problems:
+        raise ConfigError(problems)
+    return idps
+
+
+def load_rules(file: Path) -> RuleSet:
+    data, problems = read_yaml(file)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return RuleSet.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(file, exc)) from None

@@ -1,0 +1,36 @@
+"""Fetch small JSON documents from identity providers: discovery, JWKS. Bounded in time and size."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from broker.errors import UpstreamUnavailable
+
+
+async def fetch_json(http: httpx.AsyncClient, url: str, *, timeout: float, max_bytes: int) -> tuple[
+        dict[str, Any], httpx.Headers]:
+    try:
+        async with http.stream("GET", url, timeout=timeout, follow_redirects=False) as response:
+            if response.status_code != 200:
+                raise UpstreamUnavailable(f"GET {url} answered {response.status_code}", reason="idp_http_error")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise UpstreamUnavailable(f"GET {url}: larger than {max_bytes} bytes",
+                                              reason="idp_answer_too_large")
+            headers = response.headers
+    except httpx.TimeoutException:
+        raise UpstreamUnavailable(f"GET {url} timed out", reason="idp_timeout") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"GET {url}: {type(exc).__name__}", reason="idp_unreachable") from None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise UpstreamUnavailable(f"GET {url}: not JSON", reason="idp_bad_answer") from None
+    if not isinstance(document, dict):
+        raise UpstreamUnavailable(f"GET {url}: not a JSON object", reason="idp_bad_answer")
+    return document, headers

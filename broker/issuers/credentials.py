@@ -1,0 +1,17 @@
+"""Temporary AWS credentials as STS returns them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime  # timezone-aware
+    role_arn: str
+    assumed_role_arn: str
+    via: str = "web_identity"

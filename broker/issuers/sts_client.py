@@ -1,0 +1,111 @@
+"""AWS STS through boto3, off the event loop, with explicit timeouts and errors mapped to the tree.
+
+STS's own messages go to the audit log (detail); the person sees a public message. Neither contains the
+token: botocore never echoes WebIdentityToken in an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio.to_thread
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+
+from broker.config import AwsConfig
+from broker.errors import BrokerError, StsRefused, StsUnavailable
+from broker.grants import RoleGrant
+from broker.issuers.credentials import Credentials
+
+_UNAVAILABLE = {
+    "Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure",
+    "InternalError", "IDPCommunicationError",
+}
+_REFUSED_PUBLIC = {
+    "AccessDenied": "AWS refused this role: its trust policy does not allow this sign-in.",
+    "InvalidIdentityToken": "AWS did not accept the broker's identity token for this role.",
+    "ExpiredTokenException": "AWS did not accept the broker's identity token for this role.",
+    "IDPRejectedClaim": "AWS did not accept the broker's identity token for this role.",
+    "RegionDisabledException": "AWS STS is not enabled in the configured region for this account.",
+}
+
+
+def _snake(code: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", code.removesuffix("Exception")).lower()
+
+
+def map_client_error(exc: ClientError) -> BrokerError:
+    error = exc.response.get("Error", {})
+    code, message = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
+    detail = f"STS {code}: {message}"
+    if code in _UNAVAILABLE:
+        return StsUnavailable(detail, reason=f"sts_{_snake(code)}")
+    public = _REFUSED_PUBLIC.get(code, "AWS refused the request for this role.")
+    return StsRefused(detail, reason=f"sts_{_snake(code)}", public=public)
+
+
+def map_transport_error(exc: BotoCoreError) -> BrokerError:
+    if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
+        err = StsUnavailable(f"STS timeout: {type(exc).__name__}", reason="sts_timeout")
+        err.status = 504
+        return err
+    return StsUnavailable(f"STS unreachable: {type(exc).__name__}", reason="sts_unreachable")
+
+
+class StsClient:
+    def __init__(self, aws: AwsConfig) -> None:
+        config = Config(
+            signature_version=UNSIGNED,  # the web-identity and SAML calls are unsigned by design
+            connect_timeout=aws.connect_timeout.total_seconds(),
+            read_timeout=aws.read_timeout.total_seconds(),
+            retries={"max_attempts": 2, "mode": "standard"},
+        )
+        session = boto3.session.Session()
+        self._client = session.client(
+            "sts", region_name=aws.region, endpoint_url=aws.sts_endpoint_url, config=config
+        )
+
+    async def assume_role_with_web_identity(self, grant: RoleGrant, token: str) -> Credentials:
+        params: dict[str, Any] = {
+            "RoleArn": grant.role_arn,
+            "RoleSessionName": grant.session_name,
+            "WebIdentityToken": token,
+            "DurationSeconds": int(grant.duration.total_seconds()),
+        }
+        if grant.policy is not None:
+            params["Policy"] = grant.policy
+        if grant.policy_arns:
+            params["PolicyArns"] = [{"arn": arn} for arn in grant.policy_arns]
+        call = functools.partial(self._client.assume_role_with_web_identity, **params)
+        response = await self._call(call)
+        return _credentials(response, grant)
+
+    async def _call(self, call: functools.partial[Any]) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = await anyio.to_thread.run_sync(call)
+        except ClientError as exc:
+            raise map_client_error(exc) from None
+        except BotoCoreError as exc:
+            raise map_transport_error(exc) from None
+        return result
+
+
+def _credentials(response: dict[str, Any], grant: RoleGrant) -> Credentials:
+    creds = response["Credentials"]
+    expiration: datetime = creds["Expiration"]
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=UTC)
+    return Credentials(
+        access_key_id=creds["AccessKeyId"],
+        secret_access_key=creds["SecretAccessKey"],
+        session_token=creds["SessionToken"],
+        expiration=expiration,
+        role_arn=grant.role_arn,
+        assumed_role_arn=response.get("AssumedRoleUser", {}).get("Arn", ""),
+        via=grant.via,
+    )

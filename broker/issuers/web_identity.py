@@ -1,0 +1,61 @@
+"""AssumeRoleWithWebIdentity with a token the broker mints for one grant.
+
+The broker is the OIDC issuer IAM trusts: `iss` is its public URL, `aud` the configured audience, `sub`
+"<idp>:<subject>" so a trust policy can tell IdPs apart. Session tags travel in AWS's tags claim.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from broker.grants import RoleGrant
+from broker.identity import Identity
+from broker.issuers.credentials import Credentials
+from broker.issuers.signing import KeyRing
+from broker.issuers.sts_client import StsClient
+
+TAGS_CLAIM = "https://aws.amazon.com/tags"
+SOURCE_IDENTITY_CLAIM = "https://aws.amazon.com/source_identity"
+
+
+def web_identity_claims(
+    identity: Identity, grant: RoleGrant, *, issuer: str, audience: str, lifetime: timedelta, now: datetime
+) -> dict[str, Any]:
+    issued = int(now.timestamp())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": f"{identity.idp}:{identity.subject}",
+        "aud": audience,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + int(lifetime.total_seconds()),
+        "jti": secrets.token_urlsafe(16),
+    }
+    if identity.email is not None:
+        claims["email"] = identity.email
+    if grant.tags:
+        claims[TAGS_CLAIM] = {
+            "principal_tags": {k: [v] for k, v in sorted(grant.tags.items())},
+            "transitive_tag_keys": list(grant.transitive_tags),
+        }
+    if grant.source_identity is not None:
+        claims[SOURCE_IDENTITY_CLAIM] = grant.source_identity
+    return claims
+
+
+class WebIdentityIssuer:
+    def __init__(self, keys: KeyRing, sts: StsClient, *, issuer: str, audience: str, lifetime: timedelta):
+        self._keys, self._sts = keys, sts
+        self._issuer, self._audience, self._lifetime = issuer, audience, lifetime
+
+    def mint(self, identity: Identity, grant: RoleGrant) -> str:
+        claims = web_identity_claims(
+            identity, grant, issuer=self._issuer, audience=self._audience,
+            lifetime=self._lifetime, now=datetime.now(UTC),
+        )
+        return self._keys.sign(claims)
+
+    async def issue(self, identity: Identity, grant: RoleGrant) -> Credentials:
+        return await self._sts.assume_role_with_web_identity(grant, self.mint(identity, grant))

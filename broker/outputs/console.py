@@ -1,0 +1,85 @@
+"""Console sign-in through the AWS federation endpoint: getSigninToken, then a login URL.
+
+The partition comes from the role ARN, so a GovCloud or China role never goes to the commercial endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import httpx
+
+from broker.errors import StsRefused, StsUnavailable
+from broker.grants import RoleGrant
+from broker.issuers.credentials import Credentials
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    federation_url: str
+    console_url: str
+
+
+PARTITIONS = {
+    "aws": Partition("https://signin.aws.amazon.com/federation", "https://console.aws.amazon.com/"),
+    "aws-us-gov": Partition(
+        "https://signin.amazonaws-us-gov.com/federation", "https://console.amazonaws-us-gov.com/"
+    ),
+    "aws-cn": Partition("https://signin.amazonaws.cn/federation", "https://console.amazonaws.cn/"),
+}
+MIN_SESSION, MAX_SESSION = 900, 43200
+
+
+class ConsoleSignIn:
+    def __init__(
+        self, http: httpx.AsyncClient, *, issuer_url: str,
+        federation_url: str | None = None, console_url: str | None = None,
+    ) -> None:
+        self._http, self._issuer = http, issuer_url
+        self._federation_override, self._console_override = federation_url, console_url
+
+    def _partition(self, grant: RoleGrant) -> Partition:
+        default = PARTITIONS[grant.partition]
+        return Partition(
+            self._federation_override or default.federation_url, self._console_override or default.console_url
+        )
+
+    async def signin_url(self, creds: Credentials, grant: RoleGrant) -> str:
+        partition = self._partition(grant)
+        token = await self._signin_token(partition.federation_url, creds, grant)
+        query = urlencode({
+            "Action": "login", "Issuer": self._issuer,
+            "Destination": partition.console_url, "SigninToken": token,
+        })
+        return f"{partition.federation_url}?{query}"
+
+    async def _signin_token(self, federation_url: str, creds: Credentials, grant: RoleGrant) -> str:
+        session = json.dumps({
+            "sessionId": creds.access_key_id,
+            "sessionKey": creds.secret_access_key,
+            "sessionToken": creds.session_token,
+        })
+        duration = min(max(int(grant.duration.total_seconds()), MIN_SESSION), MAX_SESSION)
+        # POST keeps the credentials out of any access log that records query strings.
+        form = {"Action": "getSigninToken", "SessionDuration": str(duration), "Session": session}
+        try:
+            response = await self._http.post(federation_url, data=form)
+        except httpx.TimeoutException:
+            raise StsUnavailable("federation endpoint timed out", reason="federation_timeout") from None
+        except httpx.HTTPError as exc:
+            raise StsUnavailable(f"federation endpoint: {type(exc).__name__}",
+                                 reason="federation_unreachable") from None
+        if response.status_code != 200:
+            raise StsRefused(f"federation endpoint answered {response.status_code}",
+                             reason="federation_refused",
+                             public="AWS refused to create a console session for this role.")
+        try:
+            token = response.json()["SigninToken"]
+        except (ValueError, KeyError, TypeError):
+            raise StsUnavailable("federation endpoint answered without a SigninToken",
+                                 reason="federation_bad_answer") from None
+        if not isinstance(token, str) or not token:
+            raise StsUnavailable("empty SigninToken", reason="federation_bad_answer")
+        return token
