@@ -224,7 +224,11 @@ def load_settings(file: Path) -> Settings:
     except ValidationError as exc:
         raise ConfigError(validation_problems(file, exc)) from None
     base = file.resolve().parent
+    audit_path = settings.audit.path
+    if audit_path != "-":
+        audit_path = str(_resolve(base, Path(audit_path)))
     return settings.model_copy(update={
+        "audit": AuditConfig(path=audit_path),
         "idp_configs": _resolve(base, settings.idp_configs),
         "rules": _resolve(base, settings.rules),
         "keys": [k.model_copy(update={"file": _resolve(base, k.file)}) for k in settings.keys],

@@ -10,10 +10,10 @@ import httpx
 from broker.errors import UpstreamUnavailable
 
 
-async def fetch_json(http: httpx.AsyncClient, url: str, *, timeout: float, max_bytes: int) -> tuple[
+async def fetch_json(http: httpx.AsyncClient, url: str, *, seconds: float, max_bytes: int) -> tuple[
         dict[str, Any], httpx.Headers]:
     try:
-        async with http.stream("GET", url, timeout=timeout, follow_redirects=False) as response:
+        async with http.stream("GET", url, timeout=seconds, follow_redirects=False) as response:
             if response.status_code != 200:
                 raise UpstreamUnavailable(f"GET {url} answered {response.status_code}", reason="idp_http_error")
             body = bytearray()

@@ -52,7 +52,7 @@ class JwksCache:
             return self._keys
 
     async def _refresh(self, now: float) -> None:
-        document, headers = await fetch_json(self._http, self.uri, timeout=self._timeout, max_bytes=self._max_bytes)
+        document, headers = await fetch_json(self._http, self.uri, seconds=self._timeout, max_bytes=self._max_bytes)
         try:
             keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
         except (JoseError, ValueError, TypeError, KeyError):

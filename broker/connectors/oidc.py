@@ -76,7 +76,7 @@ class OidcConnector:
 
     async def _discover(self) -> ProviderMetadata:
         url = f"{self.config.issuer}/.well-known/openid-configuration"
-        doc, _ = await fetch_json(self._http, url, timeout=self._timeout, max_bytes=64 * 1024)
+        doc, _ = await fetch_json(self._http, url, seconds=self._timeout, max_bytes=64 * 1024)
         # OIDC Discovery 4.3: the document's issuer must be exactly the one we were configured with.
         if doc.get("issuer") != self.config.issuer:
             raise UpstreamUnavailable(f"discovery issuer {doc.get('issuer')!r} != configured issuer",

@@ -1,0 +1,76 @@
+"""`sts-broker demo --self-test`: the whole login, unattended, against the running embedded stack."""
+
+from __future__ import annotations
+
+import json
+from html import unescape
+
+import httpx
+
+from broker.devstack import browser
+from broker.devstack.stack import DevStack, aws_client
+
+
+def _redact(value: str) -> str:
+    return f"{value[:4]}…({len(value)} chars)"
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _credentials_and_identity(stack: DevStack, client: httpx.Client, role: str, csrf: str) -> None:
+    response = browser.post_role(client, stack.broker_url, "credentials", role, csrf, format="credential_process")
+    if response.status_code != 200 or response.headers.get("cache-control") != "no-store":
+        raise AssertionError(f"credentials answered {response.status_code}: {response.text[:300]}")
+    creds = response.json()
+    if creds.get("Version") != 1 or not str(creds.get("Expiration", "")).endswith("Z"):
+        raise AssertionError("credential_process output lacks Version 1 or a timezone-aware Expiration")
+    _say(f"  credentials: AccessKeyId={creds['AccessKeyId']} SecretAccessKey={_redact(creds['SecretAccessKey'])} "
+         f"SessionToken={_redact(creds['SessionToken'])} Expiration={creds['Expiration']}")
+    sts = aws_client(stack.aws, "sts", aws_access_key_id=creds["AccessKeyId"],
+                     aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+    caller = sts.get_caller_identity()
+    _say(f"  GetCallerIdentity with them: {caller['Arn']}")
+    if ":assumed-role/" not in caller["Arn"]:
+        raise AssertionError("the credentials do not belong to an assumed role")
+
+
+def _console(stack: DevStack, client: httpx.Client, role: str, csrf: str) -> None:
+    response = browser.post_role(client, stack.broker_url, "console", role, csrf)
+    if response.status_code != 303:
+        raise AssertionError(f"console answered {response.status_code}: {response.text[:300]}")
+    url = response.headers["location"]
+    _say(f"  console URL: {url.split('SigninToken=')[0]}SigninToken=…")
+    page = client.get(url)
+    if page.status_code != 200 or role.rsplit("/", 1)[-1] not in unescape(page.text):
+        raise AssertionError(f"the federation login page did not sign in to {role}")
+    _say("  federation endpoint accepted the sign-in token")
+
+
+def check_user(stack: DevStack, user: str) -> list[str]:
+    with browser.browser() as client:
+        landed = browser.login(client, stack.broker_url, "dev", user)
+        if landed.status_code != 303 or landed.headers.get("location") != "/roles":
+            raise AssertionError(f"login of {user} ended with {landed.status_code}: {landed.text[:300]}")
+        view = browser.roles(client, stack.broker_url)
+        granted = [r["role_arn"] for r in view["roles"]]
+        _say(f"{user}: granted {json.dumps(granted)}")
+        if granted:
+            _credentials_and_identity(stack, client, granted[0], view["csrf_token"])
+            _console(stack, client, granted[0], view["csrf_token"])
+        return granted
+
+
+def self_test(stack: DevStack) -> int:
+    expected = {"alice": 2, "bob": 1, "carol": 0}
+    try:
+        for user, count in expected.items():
+            granted = check_user(stack, user)
+            if len(granted) != count:
+                raise AssertionError(f"{user} was granted {len(granted)} roles, expected {count}")
+    except Exception as exc:  # every failure, whatever its kind, must fail the self-test loudly
+        _say(f"SELF-TEST FAILED: {type(exc).__name__}: {exc}")
+        return 1
+    _say("SELF-TEST PASSED")
+    return 0

@@ -1,0 +1,111 @@
+"""The whole embedded stack on loopback: strict local AWS, the development OIDC provider and the broker.
+
+Used by `sts-broker demo` and by the flow tests. The broker's config is written as files into a work
+directory, so the demo runs exactly what a deployment would: broker.yaml, idp_configs/, rules.yaml, a key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+from broker.config import Settings, load_settings
+from broker.devstack.dev_idp import run_dev_idp
+from broker.devstack.local_aws import LocalAws, run_local_aws
+from broker.devstack.servers import LOOPBACK, asgi_server, free_port
+from broker.issuers.signing import generate_key_file
+from broker.web.app import create_app
+
+DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
+AUDIENCE = "sts.amazonaws.com"
+DEMO_ROLES = {"DemoAdmin": 3600 * 4, "DemoDeveloper": 3600 * 8}
+SECRET_ENV = "BROKER_SESSION_SECRET"
+
+
+@dataclass(frozen=True)
+class DevStack:
+    broker_url: str
+    idp_issuer: str
+    aws: LocalAws
+    workdir: Path
+    settings: Settings
+    audit_path: Path
+
+
+def aws_client(aws: LocalAws, service: str, **creds: str) -> Any:
+    creds = creds or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return boto3.client(service, endpoint_url=aws.endpoint_url, region_name="us-east-1", **creds)
+
+
+def trust_policy(provider_arn: str, provider_host: str, sub_pattern: str = "dev:*") -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Federated": provider_arn},
+        "Action": ["sts:AssumeRoleWithWebIdentity", "sts:TagSession"],
+        "Condition": {"StringEquals": {f"{provider_host}:aud": AUDIENCE},
+                      "StringLike": {f"{provider_host}:sub": sub_pattern}},
+    }]})
+
+
+def register_broker_in_iam(aws: LocalAws, broker_url: str) -> str:
+    """What a platform team does in IAM: the broker as an OIDC provider, and roles that trust it."""
+    iam = aws_client(aws, "iam")
+    provider_arn: str = iam.create_open_id_connect_provider(
+        Url=broker_url, ClientIDList=[AUDIENCE], ThumbprintList=["0" * 40]
+    )["OpenIDConnectProviderArn"]
+    host = provider_arn.split(":oidc-provider/", 1)[1]
+    for name, max_seconds in DEMO_ROLES.items():
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust_policy(provider_arn, host),
+                        MaxSessionDuration=max_seconds)
+    return provider_arn
+
+
+def write_config(workdir: Path, broker_url: str, issuer: str, aws: LocalAws, rules: Path) -> Path:
+    (workdir / "idp_configs").mkdir(parents=True, exist_ok=True)
+    key = workdir / "keys" / "demo.pem"
+    if not key.exists():
+        generate_key_file(key, bits=2048)
+    shutil.copyfile(rules, workdir / "rules.yaml")
+    (workdir / "idp_configs" / "dev.yaml").write_text(yaml.safe_dump({
+        "id": "dev", "type": "oidc", "name": "Development IdP (oidc-provider-mock)", "issuer": issuer,
+        "client_id": "sts-broker-demo", "client_secret": "${DEV_IDP_CLIENT_SECRET}",
+        "scopes": ["openid", "email", "profile"],
+        "claims": {"email": "email", "groups": "groups"}, "mfa": {"amr": ["mfa"]},
+    }, sort_keys=False))
+    config = workdir / "broker.yaml"
+    config.write_text(yaml.safe_dump({
+        "public_url": broker_url,
+        "session": {"secret": "${" + SECRET_ENV + "}", "lifetime": "8h"},
+        "store": {"url": "memory://"},
+        "keys": [{"kid": "demo", "file": "keys/demo.pem", "active": True}],
+        "aws": {"region": "us-east-1", "sts_endpoint_url": aws.endpoint_url,
+                "federation_url": aws.federation_url, "web_identity_audience": AUDIENCE},
+        "idp_configs": "idp_configs", "rules": "rules.yaml", "audit": {"path": "audit.log"},
+    }, sort_keys=False))
+    return config
+
+
+@contextmanager
+def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_port: int = 0,
+              rules: Path = DEMO_RULES) -> Iterator[DevStack]:
+    os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(48))
+    os.environ.setdefault("DEV_IDP_CLIENT_SECRET", secrets.token_urlsafe(24))
+    broker_port = broker_port or free_port()
+    broker_url = f"http://{LOOPBACK}:{broker_port}"
+    with ExitStack() as stack:
+        aws = stack.enter_context(run_local_aws(port=aws_port))
+        issuer = stack.enter_context(run_dev_idp(idp_port))
+        register_broker_in_iam(aws, broker_url)
+        settings = load_settings(write_config(workdir, broker_url, issuer, aws, rules))
+        stack.enter_context(asgi_server(create_app(settings), broker_port))
+        yield DevStack(broker_url, issuer, aws, workdir, settings, Path(settings.audit.path))

@@ -1,0 +1,124 @@
+"""The broker without HTTP: logins, decisions, credentials, console URLs. web/ is a thin layer on this."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from broker.audit import AuditLog
+from broker.config import IdpConfig, Settings, load_idps, load_rules
+from broker.connectors.oidc import OidcConnector, PendingLogin
+from broker.errors import LoginStateInvalid, NotAuthorized, RateLimited, UnknownIdp
+from broker.grants import RoleGrant
+from broker.identity import Identity
+from broker.issuers.credentials import Credentials
+from broker.issuers.signing import KeyRing
+from broker.issuers.sts_client import StsClient
+from broker.issuers.web_identity import WebIdentityIssuer
+from broker.outputs.console import ConsoleSignIn
+from broker.rules.evaluate import Decision, evaluate
+from broker.rules.schema import RuleSet
+from broker.store import StateStore, open_store
+
+LOGIN_TTL = 600.0
+LOGIN_RATE = (30, 60.0)  # login starts per client address per minute
+
+
+@dataclass
+class Components:
+    settings: Settings
+    idps: dict[str, IdpConfig]
+    rules: RuleSet
+    keys: KeyRing
+
+
+def load_components(settings: Settings) -> Components:
+    """Read every file the settings name. Raises ConfigError listing all problems."""
+    return Components(settings, load_idps(settings.idp_configs), load_rules(settings.rules),
+                      KeyRing.load(settings.keys))
+
+
+class BrokerService:
+    def __init__(self, parts: Components, *, store: StateStore, http: httpx.AsyncClient, audit: AuditLog):
+        self.settings, self.rules, self.keys = parts.settings, parts.rules, parts.keys
+        self.store, self.http, self.audit = store, http, audit
+        self.connectors = {idp_id: OidcConnector(cfg, http) for idp_id, cfg in parts.idps.items()}
+        aws = parts.settings.aws
+        self.web_identity = WebIdentityIssuer(
+            parts.keys, StsClient(aws), issuer=parts.settings.public_url,
+            audience=aws.web_identity_audience, lifetime=parts.settings.issuer.token_lifetime,
+        )
+        self.console = ConsoleSignIn(http, issuer_url=parts.settings.public_url,
+                                     federation_url=aws.federation_url, console_url=aws.console_url)
+
+    @classmethod
+    def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
+        store = open_store(settings.store.url.get_secret_value())
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        return cls(load_components(settings), store=store, http=http, audit=audit)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.store.close()
+
+    def connector(self, idp: str) -> OidcConnector:
+        try:
+            return self.connectors[idp]
+        except KeyError:
+            raise UnknownIdp(f"no IdP {idp[:64]!r}") from None
+
+    def redirect_uri(self, idp: str) -> str:
+        return f"{self.settings.public_url}/oidc/{idp}/callback"
+
+    async def rate_limit(self, scope: str, client: str, limit: tuple[int, float]) -> None:
+        count = await self.store.incr(f"rate:{scope}:{client}", limit[1])
+        if count > limit[0]:
+            raise RateLimited(f"{scope} rate limit for client", retry_after=int(limit[1]))
+
+    async def start_login(self, idp: str, client: str, return_to: str = "/roles") -> tuple[str, str]:
+        """Returns the IdP URL and the state the browser must bring back (bound to it by a cookie)."""
+        connector = self.connector(idp)
+        await self.rate_limit("login", client, LOGIN_RATE)
+        url, pending = await connector.start(self.redirect_uri(idp), return_to)
+        await self.store.put(f"login:{pending.state}", pending.to_json(), LOGIN_TTL)
+        self.audit.event("login_started", idp=idp, client=client)
+        return url, pending.state
+
+    async def finish_login(self, idp: str, params: Mapping[str, str], browser_state: str | None) -> Identity:
+        connector = self.connector(idp)
+        state = params.get("state", "")
+        if not browser_state or not hmac.compare_digest(state.encode(), browser_state.encode()):
+            raise LoginStateInvalid("state is not the one this browser started", reason="state_not_bound")
+        stored = await self.store.pop(f"login:{state}")  # single use: a replayed callback finds nothing
+        if stored is None:
+            raise LoginStateInvalid("no pending login for this state (replayed or expired)", reason="state_unknown")
+        pending = PendingLogin.from_json(stored)
+        if pending.idp != idp:
+            raise LoginStateInvalid(f"login started at {pending.idp!r}, answered at {idp!r}", reason="idp_mixup")
+        return await connector.finish(params, pending)
+
+    def decide(self, identity: Identity) -> Decision:
+        return evaluate(self.rules, identity)
+
+    def grant(self, identity: Identity, role_arn: str) -> RoleGrant:
+        grant = self.decide(identity).grant_for(role_arn)
+        if grant is None:
+            raise NotAuthorized(f"role {role_arn[:200]!r} not granted", reason="role_not_granted")
+        return grant
+
+    async def credentials(self, identity: Identity, role_arn: str) -> tuple[RoleGrant, Credentials]:
+        grant = self.grant(identity, role_arn)
+        creds = await self.web_identity.issue(identity, grant)
+        self.audit.event("credentials_issued", idp=identity.idp, subject=identity.subject,
+                         role=grant.role_arn, rule=grant.rule_id, via=grant.via,
+                         access_key_id=creds.access_key_id, expires=creds.expiration.isoformat())
+        return grant, creds
+
+    async def console_url(self, identity: Identity, role_arn: str) -> str:
+        grant, creds = await self.credentials(identity, role_arn)
+        url = await self.console.signin_url(creds, grant)
+        self.audit.event("console_issued", idp=identity.idp, subject=identity.subject, role=grant.role_arn)
+        return url

@@ -1,0 +1,72 @@
+"""create_app(settings): builds everything; nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from broker.audit import AuditLog
+from broker.config import Settings
+from broker.errors import BrokerError
+from broker.service import BrokerService
+from broker.web import routes_login, routes_meta, routes_roles
+from broker.web.errors import broker_error, unexpected_error
+from broker.web.middleware import BodyLimit, SecurityHeaders
+from broker.web.render import templates
+from broker.web.sessions import SessionManager
+
+# These libraries log request bodies and credentials at DEBUG; the broker's logs must never hold them.
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore", "authlib")
+
+
+def quiet_chatty_loggers() -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+ROUTES = [
+    Route("/", routes_login.index),
+    Route("/login/{idp}", routes_login.login),
+    Route("/oidc/{idp}/callback", routes_login.callback),
+    Route("/logout", routes_login.logout, methods=["POST"]),
+    Route("/roles", routes_roles.roles),
+    Route("/roles/console", routes_roles.console, methods=["POST"]),
+    Route("/roles/credentials", routes_roles.credentials, methods=["POST"]),
+    Route("/.well-known/openid-configuration", routes_meta.openid_configuration),
+    Route("/.well-known/jwks.json", routes_meta.jwks),
+    Route("/healthz", routes_meta.healthz),
+    Route("/readyz", routes_meta.readyz),
+]
+
+
+def create_app(settings: Settings, *, audit: AuditLog | None = None) -> Starlette:
+    quiet_chatty_loggers()
+    audit = audit or AuditLog(settings.audit.path)
+    service = BrokerService.build(settings, audit)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await service.close()
+
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
+        exception_handlers={BrokerError: broker_error, Exception: unexpected_error},
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.audit = audit
+    app.state.templates = templates()
+    app.state.sessions = SessionManager(
+        service.store, settings.session.secret.get_secret_value(), settings.session.lifetime.total_seconds()
+    )
+    app.state.cookie_name = settings.session.cookie_name
+    app.state.secure_cookies = urlsplit(settings.public_url).scheme == "https"
+    return app

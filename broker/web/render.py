@@ -1,0 +1,29 @@
+"""Pages and JSON: content negotiation and templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+TEMPLATES = Path(__file__).parent / "templates"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def templates() -> Jinja2Templates:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
+    return Jinja2Templates(env=env)
+
+
+def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    tpl: Jinja2Templates = request.app.state.templates
+    return tpl.TemplateResponse(request, name, context, status_code=status, headers=NO_STORE)

@@ -1,0 +1,84 @@
+"""Login: the IdP chooser, the redirect to the IdP, the callback, logout."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from broker.errors import CsrfFailed, NotAuthenticated
+from broker.service import LOGIN_TTL, BrokerService
+from broker.web.render import page
+from broker.web.sessions import SessionManager
+
+LOGIN_COOKIE = "sts_broker_login"
+
+
+def _service(request: Request) -> BrokerService:
+    service: BrokerService = request.app.state.service
+    return service
+
+
+def _sessions(request: Request) -> SessionManager:
+    sessions: SessionManager = request.app.state.sessions
+    return sessions
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _secure(request: Request) -> bool:
+    return bool(request.app.state.secure_cookies)
+
+
+async def index(request: Request) -> Response:
+    session = await _sessions(request).load(request.cookies.get(request.app.state.cookie_name))
+    if session is not None:
+        return RedirectResponse("/roles", status_code=303)
+    idps = [{"id": c.config.id, "name": c.config.name} for c in _service(request).connectors.values()]
+    return page(request, "index.html", {"idps": sorted(idps, key=lambda i: i["name"])})
+
+
+async def login(request: Request) -> Response:
+    idp = request.path_params["idp"]
+    url, state = await _service(request).start_login(idp, client_address(request))
+    response = RedirectResponse(url, status_code=303)
+    # Binds the login to this browser: a callback carrying someone else's state is refused.
+    response.set_cookie(LOGIN_COOKIE, _sessions(request).sign_login_state(state), max_age=int(LOGIN_TTL),
+                        httponly=True, secure=_secure(request), samesite="lax", path=f"/oidc/{idp}/callback")
+    return response
+
+
+async def callback(request: Request) -> Response:
+    idp = request.path_params["idp"]
+    service, sessions = _service(request), _sessions(request)
+    browser_state = sessions.login_state(request.cookies.get(LOGIN_COOKIE), int(LOGIN_TTL))
+    identity = await service.finish_login(idp, dict(request.query_params), browser_state)
+    decision = service.decide(identity)
+    service.audit.event("login_succeeded", idp=idp, subject=identity.subject, issuer=identity.issuer,
+                        mfa=identity.mfa, client=client_address(request))
+    service.audit.event("decision", idp=idp, subject=identity.subject, matched=list(decision.matched),
+                        denied_by=list(decision.denied_by), roles=[g.role_arn for g in decision.grants],
+                        problems=list(decision.problems))
+    cookie_name = request.app.state.cookie_name
+    _, cookie = await sessions.create(identity, request.cookies.get(cookie_name))
+    response = RedirectResponse("/roles", status_code=303)
+    response.set_cookie(cookie_name, cookie, max_age=int(sessions.lifetime), httponly=True,
+                        secure=_secure(request), samesite="lax")
+    response.delete_cookie(LOGIN_COOKIE, path=f"/oidc/{idp}/callback")
+    return response
+
+
+async def logout(request: Request) -> Response:
+    cookie_name = request.app.state.cookie_name
+    session = await _sessions(request).load(request.cookies.get(cookie_name))
+    if session is None:
+        raise NotAuthenticated("logout without a session")
+    form = await request.form()
+    if not session.csrf_ok(str(form.get("csrf_token", ""))):
+        raise CsrfFailed("logout with a bad CSRF token")
+    await _sessions(request).destroy(session)
+    _service(request).audit.event("logout", idp=session.identity.idp, subject=session.identity.subject)
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(cookie_name)
+    return response

@@ -1,0 +1,46 @@
+"""The broker as an OIDC issuer (discovery + JWKS), and health."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker.errors import BrokerError
+from broker.issuers.signing import ALGORITHM
+from broker.service import BrokerService
+
+PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
+
+
+async def openid_configuration(request: Request) -> Response:
+    service: BrokerService = request.app.state.service
+    base = service.settings.public_url
+    return JSONResponse({
+        "issuer": base,
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [ALGORITHM],
+        "claims_supported": ["sub", "aud", "iss", "iat", "exp", "nbf", "jti", "email",
+                             "https://aws.amazon.com/tags", "https://aws.amazon.com/source_identity"],
+    }, headers=PUBLIC_CACHE)
+
+
+async def jwks(request: Request) -> Response:
+    service: BrokerService = request.app.state.service
+    return JSONResponse(service.keys.jwks(), headers=PUBLIC_CACHE)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    service: BrokerService = request.app.state.service
+    checks = {"store": "ok", "keys": "ok" if service.keys.jwks()["keys"] else "missing"}
+    try:
+        await service.store.ping()
+    except BrokerError as exc:
+        checks["store"] = exc.reason
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

@@ -1,0 +1,84 @@
+"""The role picker and what it hands out: console sign-in and credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from broker.errors import BadRequest, CsrfFailed, NotAuthenticated
+from broker.outputs.formats import FORMATS, MEDIA_TYPES, render
+from broker.service import BrokerService
+from broker.web.render import NO_STORE, page, wants_json
+from broker.web.sessions import Session, SessionManager
+
+
+async def _session(request: Request) -> Session:
+    sessions: SessionManager = request.app.state.sessions
+    session = await sessions.load(request.cookies.get(request.app.state.cookie_name))
+    if session is None:
+        raise NotAuthenticated("no valid session cookie", reason="session_missing_or_invalid")
+    return session
+
+
+async def _checked_form(request: Request, session: Session) -> FormData:
+    form = await request.form()
+    if not session.csrf_ok(str(form.get("csrf_token", ""))):
+        raise CsrfFailed("POST without the session's CSRF token")
+    return form
+
+
+def _role(form: FormData) -> str:
+    role = form.get("role")
+    if not isinstance(role, str) or not role:
+        raise BadRequest("form field role missing", reason="role_missing")
+    return role
+
+
+def _view(service: BrokerService, session: Session) -> dict[str, Any]:
+    accounts = service.rules.accounts
+    roles = [{
+        "role_arn": g.role_arn, "role_name": g.role_name, "account_id": g.account_id,
+        "account_name": accounts.get(g.account_id), "duration_seconds": int(g.duration.total_seconds()),
+        "rule": g.rule_id,
+    } for g in service.decide(session.identity).grants]
+    ident = session.identity
+    return {"identity": {"idp": ident.idp, "subject": ident.subject, "email": ident.email},
+            "roles": roles, "csrf_token": session.csrf_token}
+
+
+async def roles(request: Request) -> Response:
+    service: BrokerService = request.app.state.service
+    try:
+        session = await _session(request)
+    except NotAuthenticated:
+        if wants_json(request):
+            raise
+        return RedirectResponse("/", status_code=303)
+    view = _view(service, session)
+    if wants_json(request):
+        return JSONResponse(view, headers=NO_STORE)
+    return page(request, "roles.html", {**view, "formats": FORMATS})
+
+
+async def console(request: Request) -> Response:
+    service: BrokerService = request.app.state.service
+    session = await _session(request)
+    form = await _checked_form(request, session)
+    url = await service.console_url(session.identity, _role(form))
+    return RedirectResponse(url, status_code=303, headers=NO_STORE)
+
+
+async def credentials(request: Request) -> Response:
+    service: BrokerService = request.app.state.service
+    session = await _session(request)
+    form = await _checked_form(request, session)
+    fmt = form.get("format", "json")
+    if fmt not in FORMATS:
+        raise BadRequest(f"unknown format {str(fmt)[:32]!r}", reason="format_unknown",
+                         public=f"Unknown format. Use one of: {', '.join(FORMATS)}.")
+    grant, creds = await service.credentials(session.identity, _role(form))
+    body = render(creds, fmt, profile=grant.role_name)
+    return Response(body, media_type=MEDIA_TYPES[fmt], headers=NO_STORE)

@@ -1,0 +1,98 @@
+"""Browser sessions: a signed cookie holding only an opaque id; the data lives in the state store.
+
+The id is rotated at every login (no fixation) and deleted at logout (revocable server-side).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from broker.identity import Identity
+from broker.store import StateStore
+
+
+def identity_to_dict(identity: Identity) -> dict[str, Any]:
+    return {
+        "idp": identity.idp, "protocol": identity.protocol, "issuer": identity.issuer,
+        "subject": identity.subject, "email": identity.email, "email_verified": identity.email_verified,
+        "groups": list(identity.groups), "mfa": identity.mfa,
+        "claims": {k: list(v) for k, v in identity.claims.items()},
+        "authenticated_at": identity.authenticated_at.isoformat(),
+    }
+
+
+def identity_from_dict(data: dict[str, Any]) -> Identity:
+    return Identity(
+        idp=data["idp"], protocol=data["protocol"], issuer=data["issuer"], subject=data["subject"],
+        email=data["email"], email_verified=data["email_verified"], groups=tuple(data["groups"]),
+        mfa=data["mfa"], claims={k: tuple(v) for k, v in data["claims"].items()},
+        authenticated_at=datetime.fromisoformat(data["authenticated_at"]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: str
+    identity: Identity
+    csrf_token: str
+
+    def csrf_ok(self, submitted: str | None) -> bool:
+        return bool(submitted) and hmac.compare_digest(self.csrf_token.encode(), str(submitted).encode())
+
+
+class SessionManager:
+    def __init__(self, store: StateStore, secret: str, lifetime: float) -> None:
+        self._store, self.lifetime = store, lifetime
+        self._session_signer = URLSafeTimedSerializer(secret, salt="sts-broker.session")
+        self._login_signer = URLSafeTimedSerializer(secret, salt="sts-broker.login-state")
+
+    def __repr__(self) -> str:
+        return f"SessionManager(lifetime={self.lifetime})"
+
+    async def create(self, identity: Identity, previous_cookie: str | None) -> tuple[Session, str]:
+        """A fresh session id on every login; the previous session (if any) is revoked."""
+        if previous_cookie and (old := self.unsign(previous_cookie)):
+            await self._store.delete(f"session:{old}")
+        session = Session(secrets.token_urlsafe(32), identity, secrets.token_urlsafe(32))
+        data = {"identity": identity_to_dict(identity), "csrf": session.csrf_token}
+        await self._store.put(f"session:{session.sid}", json.dumps(data), self.lifetime)
+        return session, self._session_signer.dumps(session.sid)
+
+    def unsign(self, cookie: str) -> str | None:
+        try:
+            sid = self._session_signer.loads(cookie, max_age=int(self.lifetime))
+        except BadSignature:
+            return None
+        return sid if isinstance(sid, str) else None
+
+    async def load(self, cookie: str | None) -> Session | None:
+        sid = self.unsign(cookie) if cookie else None
+        if sid is None:
+            return None
+        raw = await self._store.get(f"session:{sid}")
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Session(sid, identity_from_dict(data["identity"]), data["csrf"])
+
+    async def destroy(self, session: Session) -> None:
+        await self._store.delete(f"session:{session.sid}")
+
+    def sign_login_state(self, state: str) -> str:
+        return self._login_signer.dumps(state)
+
+    def login_state(self, cookie: str | None, max_age: int) -> str | None:
+        if not cookie:
+            return None
+        try:
+            state = self._login_signer.loads(cookie, max_age=max_age)
+        except BadSignature:
+            return None
+        return state if isinstance(state, str) else None
