@@ -1,0 +1,94 @@
+"""A hand-made OIDC issuer for tests: its own RSA key, discovery and JWKS over real loopback HTTP, tokens
+signed with PyJWT (a JWT library the broker does not use), so the broker's checks are judged from outside."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def public_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+    jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
+
+
+@dataclass
+class TokenIssuer:
+    url: str = ""
+    key: rsa.RSAPrivateKey = field(default_factory=new_key)
+    kid: str = "test-key-1"
+    jwks_requests: int = 0
+    cache_control: str = "max-age=300"
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [public_jwk(self.key, self.kid)]}
+
+    def claims(self, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims: dict[str, Any] = {"iss": self.url, "sub": "user-1", "aud": "client-1", "iat": now,
+                                  "exp": now + 300, "email": "alice@example.com", "email_verified": True}
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def sign(self, claims: dict[str, Any], *, key: rsa.RSAPrivateKey | None = None, kid: str | None = None,
+             alg: str = "RS256", headers: dict[str, Any] | None = None) -> str:
+        header = {"kid": kid or self.kid, **(headers or {})}
+        return jwt.encode(claims, key or self.key, algorithm=alg, headers=header)
+
+    def token(self, **overrides: Any) -> str:
+        return self.sign(self.claims(**overrides))
+
+
+def _handler(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/.well-known/openid-configuration":
+                body: dict[str, Any] = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
+                                        "authorization_endpoint": f"{issuer.url}/authorize",
+                                        "token_endpoint": f"{issuer.url}/token"}
+            elif self.path == "/jwks":
+                issuer.jwks_requests += 1
+                body = issuer.jwks()
+            else:
+                self.send_error(404)
+                return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", issuer.cache_control)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@contextmanager
+def running_issuer() -> Iterator[TokenIssuer]:
+    issuer = TokenIssuer()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(issuer))
+    issuer.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield issuer
+    finally:
+        server.shutdown()
+        server.server_close()
