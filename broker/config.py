@@ -104,6 +104,13 @@ class IssuerConfig(Model):
     token_lifetime: Duration = timedelta(minutes=5)
 
 
+class RateLimitConfig(Model):
+    """Per client address, fixed windows counted in the state store (so they hold across replicas)."""
+
+    login_starts: int = Field(default=30, ge=1)
+    window: Duration = timedelta(minutes=1)
+
+
 class AuditConfig(Model):
     path: str = "-"
 
@@ -118,6 +125,7 @@ class Settings(Model):
     idp_configs: Path
     rules: Path
     audit: AuditConfig = AuditConfig()
+    rate_limits: RateLimitConfig = RateLimitConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
 
     @model_validator(mode="after")

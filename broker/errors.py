@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 
+
 class BrokerError(Exception):
     status: int = 500
     public_message: str = "The broker could not complete the request."

@@ -24,7 +24,6 @@ from broker.rules.schema import RuleSet
 from broker.store import StateStore, open_store
 
 LOGIN_TTL = 600.0
-LOGIN_RATE = (30, 60.0)  # login starts per client address per minute
 
 
 @dataclass
@@ -73,15 +72,16 @@ class BrokerService:
     def redirect_uri(self, idp: str) -> str:
         return f"{self.settings.public_url}/oidc/{idp}/callback"
 
-    async def rate_limit(self, scope: str, client: str, limit: tuple[int, float]) -> None:
-        count = await self.store.incr(f"rate:{scope}:{client}", limit[1])
-        if count > limit[0]:
-            raise RateLimited(f"{scope} rate limit for client", retry_after=int(limit[1]))
+    async def rate_limit(self, scope: str, client: str, limit: int) -> None:
+        window = self.settings.rate_limits.window.total_seconds()
+        count = await self.store.incr(f"rate:{scope}:{client}", window)
+        if count > limit:
+            raise RateLimited(f"{scope} rate limit for client", retry_after=max(1, int(window)))
 
     async def start_login(self, idp: str, client: str, return_to: str = "/roles") -> tuple[str, str]:
         """Returns the IdP URL and the state the browser must bring back (bound to it by a cookie)."""
         connector = self.connector(idp)
-        await self.rate_limit("login", client, LOGIN_RATE)
+        await self.rate_limit("login", client, self.settings.rate_limits.login_starts)
         url, pending = await connector.start(self.redirect_uri(idp), return_to)
         await self.store.put(f"login:{pending.state}", pending.to_json(), LOGIN_TTL)
         self.audit.event("login_started", idp=idp, client=client)

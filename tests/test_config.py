@@ -72,7 +72,7 @@ def test_weak_session_secret_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_missing_env_reference_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SESSION_SECRET")
-    with pytest.raises(ConfigError, match="session.secret: environment variable SESSION_SECRET is not set"):
+    with pytest.raises(ConfigError, match=r"session\.secret: environment variable SESSION_SECRET is not set"):
         load_settings(good_tree(tmp_path))
 
 

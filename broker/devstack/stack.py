@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +70,8 @@ def register_broker_in_iam(aws: LocalAws, broker_url: str) -> str:
     return provider_arn
 
 
-def write_config(workdir: Path, broker_url: str, issuer: str, aws: LocalAws, rules: Path) -> Path:
+def write_config(workdir: Path, broker_url: str, issuer: str, aws: LocalAws, rules: Path,
+                 extra_idps: Mapping[str, dict[str, Any]], overrides: Mapping[str, Any]) -> Path:
     (workdir / "idp_configs").mkdir(parents=True, exist_ok=True)
     key = workdir / "keys" / "demo.pem"
     if not key.exists():
@@ -82,6 +83,8 @@ def write_config(workdir: Path, broker_url: str, issuer: str, aws: LocalAws, rul
         "scopes": ["openid", "email", "profile"],
         "claims": {"email": "email", "groups": "groups"}, "mfa": {"amr": ["mfa"]},
     }, sort_keys=False))
+    for name, idp in extra_idps.items():
+        (workdir / "idp_configs" / f"{name}.yaml").write_text(yaml.safe_dump(idp))
     config = workdir / "broker.yaml"
     config.write_text(yaml.safe_dump({
         "public_url": broker_url,
@@ -91,13 +94,16 @@ def write_config(workdir: Path, broker_url: str, issuer: str, aws: LocalAws, rul
         "aws": {"region": "us-east-1", "sts_endpoint_url": aws.endpoint_url,
                 "federation_url": aws.federation_url, "web_identity_audience": AUDIENCE},
         "idp_configs": "idp_configs", "rules": "rules.yaml", "audit": {"path": "audit.log"},
+        **overrides,
     }, sort_keys=False))
     return config
 
 
 @contextmanager
 def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_port: int = 0,
-              rules: Path = DEMO_RULES) -> Iterator[DevStack]:
+              rules: Path = DEMO_RULES, extra_idps: Mapping[str, dict[str, Any]] | None = None,
+              overrides: Mapping[str, Any] | None = None) -> Iterator[DevStack]:
+    """`extra_idps` adds IdP files and `overrides` top-level broker.yaml keys (tests use both)."""
     os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(48))
     os.environ.setdefault("DEV_IDP_CLIENT_SECRET", secrets.token_urlsafe(24))
     broker_port = broker_port or free_port()
@@ -106,6 +112,7 @@ def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_por
         aws = stack.enter_context(run_local_aws(port=aws_port))
         issuer = stack.enter_context(run_dev_idp(idp_port))
         register_broker_in_iam(aws, broker_url)
-        settings = load_settings(write_config(workdir, broker_url, issuer, aws, rules))
+        config = write_config(workdir, broker_url, issuer, aws, rules, extra_idps or {}, overrides or {})
+        settings = load_settings(config)
         stack.enter_context(asgi_server(create_app(settings), broker_port))
         yield DevStack(broker_url, issuer, aws, workdir, settings, Path(settings.audit.path))

@@ -3,7 +3,8 @@
 RoleSessionName and SourceIdentity must match [A-Za-z0-9_+=,.@-]{2,64}. The rule: every other character
 becomes '-'; a value longer than 64 keeps its first 55 characters plus '-' and 8 hex digits of the
 SHA-256 of the original (so two long names never collide by truncation); a value shorter than 2 is
-refused, because padding would make distinct people look alike.
+refused, because padding would make distinct people look alike. (':' is replaced, so the reserved
+'aws:' prefix can never come out.)
 """
 
 from __future__ import annotations
@@ -27,6 +28,4 @@ def sts_name(value: str) -> str:
         cleaned = f"{cleaned[:55]}-{digest}"
     if len(cleaned) < 2 or cleaned.strip("-") == "":
         raise UnusableName("the value renders to fewer than 2 usable characters")
-    if cleaned.lower().startswith("aws:"):
-        raise UnusableName("the value may not start with 'aws:'")
     return cleaned

@@ -72,7 +72,8 @@ def test_missing_template_claim_drops_that_grant_only() -> None:
 
 def test_claim_values_are_data_not_patterns() -> None:
     rs = ruleset(allow("a", ADMIN, {"groups": {"contains": "admins"}}))
-    for hostile in ("admins,arn:aws:iam::999999999999:saml-provider/X", "admin*", "ADMINS", "аdmins"):
+    lookalike = "\u0430dmins"  # Cyrillic a
+    for hostile in ("admins,arn:aws:iam::999999999999:saml-provider/X", "admin*", "ADMINS", lookalike, "admins "):
         assert evaluate(rs, identity(groups=(hostile,))).grants == ()
 
 

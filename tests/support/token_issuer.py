@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,6 +34,8 @@ class TokenIssuer:
     kid: str = "test-key-1"
     jwks_requests: int = 0
     cache_control: str = "max-age=300"
+    next_id_token: str = ""  # what the token endpoint hands out next
+    token_requests: list[dict[str, str]] = field(default_factory=list)
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(self.key, self.kid)]}
@@ -70,6 +73,21 @@ def _handler(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Cache-Control", issuer.cache_control)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            if self.path != "/token":
+                self.send_error(404)
+                return
+            length = int(self.headers.get("Content-Length", "0"))
+            form = dict(parse_qsl(self.rfile.read(length).decode()))
+            issuer.token_requests.append({**form, "authorization": self.headers.get("Authorization", "")})
+            data = json.dumps({"access_token": "at", "token_type": "Bearer", "expires_in": 300,
+                               "id_token": issuer.next_id_token}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
