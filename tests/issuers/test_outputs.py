@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+
+from broker.errors import StsRefused, StsUnavailable
+from broker.grants import RoleGrant
+from broker.issuers.credentials import Credentials
+from broker.issuers.sts_client import map_client_error, map_transport_error
+from broker.outputs.console import ConsoleSignIn
+from broker.outputs.formats import as_credential_process
+
+CREDS = Credentials("ASIAEXAMPLE", "secret-key-value", "session-token-value",
+                    datetime(2030, 1, 1, tzinfo=UTC), "arn:aws:iam::1:role/R", "arn:aws:sts::1:assumed-role/R/x")
+
+
+def grant(arn: str) -> RoleGrant:
+    return RoleGrant(arn, "web_identity", None, "alice", None, timedelta(hours=13))
+
+
+def test_credentials_repr_hides_secrets() -> None:
+    assert "secret-key-value" not in repr(CREDS) and "session-token-value" not in repr(CREDS)
+
+
+def test_credential_process_shape() -> None:
+    body = json.loads(as_credential_process(CREDS))
+    assert body == {"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "secret-key-value",
+                    "SessionToken": "session-token-value", "Expiration": "2030-01-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(("arn", "federation", "console"), [
+    ("arn:aws:iam::111122223333:role/R", "https://signin.aws.amazon.com/federation",
+     "https://console.aws.amazon.com/"),
+    ("arn:aws-us-gov:iam::111122223333:role/R", "https://signin.amazonaws-us-gov.com/federation",
+     "https://console.amazonaws-us-gov.com/"),
+    ("arn:aws-cn:iam::111122223333:role/R", "https://signin.amazonaws.cn/federation",
+     "https://console.amazonaws.cn/"),
+])
+def test_console_partition_from_role_arn(arn: str, federation: str, console: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def federation_endpoint(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"SigninToken": "tok"})
+
+    async def run() -> str:
+        # The edge nothing real can stand in for (AWS's public endpoints): a strict transport that
+        # answers only the exact partition URL.
+        async with httpx.AsyncClient(transport=httpx.MockTransport(federation_endpoint)) as http:
+            return await ConsoleSignIn(http, issuer_url="https://broker.example.com").signin_url(CREDS, grant(arn))
+
+    url = asyncio.run(run())
+    assert str(seen[0].url) == federation
+    form = parse_qs(seen[0].content.decode())
+    assert form["Action"] == ["getSigninToken"] and form["SessionDuration"] == ["43200"]
+    assert json.loads(form["Session"][0]) == {"sessionId": "ASIAEXAMPLE", "sessionKey": "secret-key-value",
+                                              "sessionToken": "session-token-value"}
+    query = parse_qs(urlsplit(url).query)
+    assert url.startswith(federation + "?") and query["Destination"] == [console] and query["SigninToken"] == ["tok"]
+
+
+def _client_error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "m"}}, "AssumeRoleWithWebIdentity")
+
+
+def test_sts_errors_map_to_the_tree() -> None:
+    denied = map_client_error(_client_error("AccessDenied"))
+    assert isinstance(denied, StsRefused) and denied.reason == "sts_access_denied" and denied.status == 403
+    expired = map_client_error(_client_error("ExpiredTokenException"))
+    assert expired.reason == "sts_expired_token"
+    throttled = map_client_error(_client_error("Throttling"))
+    assert isinstance(throttled, StsUnavailable) and throttled.status == 503
+    timeout = map_transport_error(ConnectTimeoutError(endpoint_url="http://x"))
+    assert timeout.status == 504 and timeout.reason == "sts_timeout"
+    assert map_transport_error(EndpointConnectionError(endpoint_url="http://x")).reason == "sts_unreachable"
