@@ -1,0 +1,33 @@
+"""The shipped examples and IdP configs are valid: `sts-broker check` accepts them as a deployment would."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+
+from broker.cli import main
+from broker.issuers.signing import generate_key_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_examples_pass_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(ROOT / "idp_configs", tmp_path / "idp_configs")
+    generate_key_file(tmp_path / "keys" / "k2026a.pem", bits=2048)
+    monkeypatch.setenv("BROKER_SESSION_SECRET", secrets.token_urlsafe(48))
+    monkeypatch.setenv("BROKER_STORE_URL", "redis://127.0.0.1:6379/0")
+    for name in ("OKTA", "ENTRA", "GOOGLE", "KEYCLOAK"):
+        monkeypatch.setenv(f"{name}_CLIENT_SECRET", "x")
+    assert main(["check", "--config", str(tmp_path / "examples" / "broker.yaml")]) == 0, capsys.readouterr().err
+
+
+def test_demo_rules_are_valid() -> None:
+    from broker.config import load_rules
+    from broker.devstack.stack import DEMO_RULES
+
+    assert [r.id for r in load_rules(DEMO_RULES).rules] == ["platform-admins", "developers", "no-contractors"]
