@@ -5,7 +5,15 @@ Values are strings (JSON where structured). Every key carries a TTL, so nothing 
 
 from __future__ import annotations
 
-from typing import Protocol
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import redis.asyncio
+from redis.exceptions import RedisError
+
+from broker.errors import StoreUnavailable
 
 
 class StateStore(Protocol):
@@ -29,3 +37,146 @@ class StateStore(Protocol):
         """Raise StoreUnavailable when the store cannot serve."""
 
     async def close(self) -> None: ...
+
+
+class MemoryStore:
+    """One process's store (the embedded default). Expired keys are swept every SWEEP_EVERY writes, so
+    memory stays bounded by what is live."""
+
+    SWEEP_EVERY = 1000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._data: dict[str, tuple[str, float]] = {}
+        self._clock = clock
+        self._writes = 0
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(keys={len(self._data)})"
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def _live(self, key: str) -> str | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._clock():
+            del self._data[key]
+            return None
+        return item[0]
+
+    def _write(self, key: str, value: str, ttl: float) -> None:
+        self._data[key] = (value, self._clock() + ttl)
+        self._writes += 1
+        if self._writes % self.SWEEP_EVERY == 0:
+            now = self._clock()
+            for stale in [k for k, (_, exp) in self._data.items() if exp <= now]:
+                del self._data[stale]
+
+    # No awaits inside these methods: each runs atomically on the event loop.
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        self._write(key, value, ttl)
+
+    async def put_new(self, key: str, value: str, ttl: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._write(key, value, ttl)
+        return True
+
+    async def get(self, key: str) -> str | None:
+        return self._live(key)
+
+    async def pop(self, key: str) -> str | None:
+        value = self._live(key)
+        self._data.pop(key, None)
+        return value
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    async def incr(self, key: str, ttl: float) -> int:
+        current = self._live(key)
+        if current is None:
+            self._write(key, "1", ttl)
+            return 1
+        count = int(current) + 1
+        self._data[key] = (str(count), self._data[key][1])  # keep the window's original expiry
+        return count
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+# KEYS[1] counter; ARGV[1] ttl in ms. The TTL is set only by the increment that creates the key.
+_INCR_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+def _ms(ttl: float) -> int:
+    return max(1, int(ttl * 1000))
+
+
+class RedisStore:
+    """Shared by every replica. Single-use values use GETDEL and SET NX, so a replay loses on any replica."""
+
+    def __init__(self, url: str, *, prefix: str = "sts-broker:", timeout: float = 2.0) -> None:
+        self._redis = redis.asyncio.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+        )
+        self._prefix = prefix
+        self._incr = self._redis.register_script(_INCR_SCRIPT)
+        parts = urlsplit(url)
+        self._where = f"{parts.scheme}://{parts.hostname or ''}:{parts.port or ''}{parts.path}"
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, prefix={self._prefix!r})"  # never the password
+
+    async def _do(self, op: str, key: str, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except RedisError as exc:
+            kind = key.split(":", 1)[0]
+            raise StoreUnavailable(f"redis {op} on {kind}:* at {self._where}: {type(exc).__name__}") from None
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        await self._do("SET", key, self._redis.set(self._prefix + key, value, px=_ms(ttl)))
+
+    async def put_new(self, key: str, value: str, ttl: float) -> bool:
+        created = await self._do("SET NX", key, self._redis.set(self._prefix + key, value, px=_ms(ttl), nx=True))
+        return bool(created)
+
+    async def get(self, key: str) -> str | None:
+        value: str | None = await self._do("GET", key, self._redis.get(self._prefix + key))
+        return value
+
+    async def pop(self, key: str) -> str | None:
+        value: str | None = await self._do("GETDEL", key, self._redis.getdel(self._prefix + key))
+        return value
+
+    async def delete(self, key: str) -> None:
+        await self._do("DEL", key, self._redis.delete(self._prefix + key))
+
+    async def incr(self, key: str, ttl: float) -> int:
+        count = await self._do("INCR", key, self._incr(keys=[self._prefix + key], args=[_ms(ttl)]))
+        return int(count)
+
+    async def ping(self) -> None:
+        await self._do("PING", "ping", self._redis.ping())
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def open_store(url: str, *, prefix: str = "sts-broker:") -> StateStore:
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme in {"redis", "rediss", "unix"}:
+        return RedisStore(url, prefix=prefix)
+    raise ValueError(f"store url scheme {scheme!r} is not one of memory, redis, rediss, unix")

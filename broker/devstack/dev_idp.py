@@ -6,9 +6,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import oidc_provider_mock
+import warnings
+
+import authlib.deprecate  # noqa: F401  (it installs an "always" filter at import; ours must come after)
 
 from broker.devstack.servers import LOOPBACK, wsgi_server
+
+with warnings.catch_warnings():
+    # oidc-provider-mock still imports authlib.jose and authlib's httpx client; that is its business.
+    warnings.filterwarnings("ignore", message=r"(authlib\.jose|The httpx) module is deprecated")
+    import oidc_provider_mock
 
 # Groups chosen so the demo rules grant alice two roles, bob one and carol none.
 DEMO_USERS: dict[str, dict[str, Any]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -24,6 +25,8 @@ def free_port() -> int:
 
 @contextmanager
 def wsgi_server(app: Any, port: int = 0) -> Iterator[int]:
+    # Werkzeug logs every request line, query strings (states, nonces) included: keep the demo quiet.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = werkzeug.serving.make_server(LOOPBACK, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
