@@ -11,7 +11,7 @@ import httpx
 from broker.audit import AuditLog
 from broker.config import IdpConfig, Settings, load_idps, load_rules
 from broker.connectors.oidc import OidcConnector, PendingLogin
-from broker.errors import LoginStateInvalid, NotAuthorized, RateLimited, UnknownIdp
+from broker.errors import LoginRefused, LoginStateInvalid, NotAuthorized, RateLimited, UnknownIdp
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
@@ -90,6 +90,9 @@ class BrokerService:
     async def finish_login(self, idp: str, params: Mapping[str, str], browser_state: str | None) -> Identity:
         connector = self.connector(idp)
         state = params.get("state", "")
+        if "error" in params and not state:
+            # Some IdPs drop state on errors. Nothing can be issued from an error, so say what happened.
+            raise LoginRefused(f"IdP error {params['error'][:64]!r} without state", reason="idp_error")
         if not browser_state or not hmac.compare_digest(state.encode(), browser_state.encode()):
             raise LoginStateInvalid("state is not the one this browser started", reason="state_not_bound")
         stored = await self.store.pop(f"login:{state}")  # single use: a replayed callback finds nothing

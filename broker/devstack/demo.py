@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import threading
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from broker.devstack.selftest import self_test
 from broker.devstack.stack import DevStack, run_stack
+from broker.web.app import quiet_chatty_loggers
 
 
 def _banner(stack: DevStack, started: float) -> str:
@@ -27,7 +29,10 @@ then "Open console" or "Get credentials". Press Ctrl-C to stop.
 
 def run_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    quiet_chatty_loggers()
     if args.self_test:
+        logging.getLogger("broker.access").setLevel(logging.WARNING)  # the self-test prints its own story
+        logging.getLogger("oidc_provider_mock").setLevel(logging.WARNING)
         with tempfile.TemporaryDirectory(prefix="sts-broker-selftest-") as tmp, run_stack(Path(tmp)) as stack:
             print(f"stack up in {time.monotonic() - started:.1f}s", flush=True)
             return self_test(stack)

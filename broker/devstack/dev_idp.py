@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-
-import warnings
 
 import authlib.deprecate  # noqa: F401  (it installs an "always" filter at import; ours must come after)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import configparser
 import logging
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
@@ -21,11 +23,12 @@ ADMIN = "arn:aws:iam::123456789012:role/DemoAdmin"
 DEV = "arn:aws:iam::123456789012:role/DemoDeveloper"
 
 
-def logged_in(stack: DevStack, user: str) -> httpx.Client:
-    client = browser.browser()
-    landed = browser.login(client, stack.broker_url, "dev", user)
-    assert landed.status_code == 303 and landed.headers["location"] == "/roles"
-    return client
+@contextmanager
+def logged_in(stack: DevStack, user: str) -> Iterator[httpx.Client]:
+    with browser.browser() as client:
+        landed = browser.login(client, stack.broker_url, "dev", user)
+        assert landed.status_code == 303 and landed.headers["location"] == "/roles"
+        yield client
 
 
 def test_alice_gets_working_credentials_and_console(stack: DevStack, caplog: pytest.LogCaptureFixture) -> None:

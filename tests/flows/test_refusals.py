@@ -58,7 +58,12 @@ def test_tampered_state(stack: DevStack, client: httpx.Client) -> None:
 
 def test_replayed_callback(stack: DevStack, client: httpx.Client) -> None:
     callback = browser.authorize_at_idp(client, browser.start_login(client, stack.broker_url, "dev"), "bob")
+    binding = client.cookies.get("sts_broker_login") or ""
     assert client.get(callback).status_code == 303
+    # The login cookie is gone after use, so a replay from the same browser is not even bound...
+    assert_refused(stack, client.get(callback), 400, "state_not_bound")
+    # ...and with the binding cookie captured too, the state is already consumed in the store.
+    client.cookies.set("sts_broker_login", binding, path=urlsplit(callback).path)
     assert_refused(stack, client.get(callback), 400, "state_unknown")
 
 
