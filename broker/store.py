@@ -40,8 +40,8 @@ class StateStore(Protocol):
 
 
 class MemoryStore:
-    """One process's store (the embedded default). Expired keys are swept every SWEEP_EVERY writes, so
-    memory stays bounded by what is live."""
+    """One process's store (the embedded default). Only writes can grow it, so writes drive a sweep of
+    expired keys: memory stays bounded by what is live."""
 
     SWEEP_EVERY = 1000
 
@@ -49,6 +49,7 @@ class MemoryStore:
         self._data: dict[str, tuple[str, float]] = {}
         self._clock = clock
         self._writes = 0
+        self._sweep_at = self.SWEEP_EVERY
 
     def __repr__(self) -> str:
         return f"MemoryStore(keys={len(self._data)})"
@@ -68,10 +69,17 @@ class MemoryStore:
     def _write(self, key: str, value: str, ttl: float) -> None:
         self._data[key] = (value, self._clock() + ttl)
         self._writes += 1
-        if self._writes % self.SWEEP_EVERY == 0:
-            now = self._clock()
-            for stale in [k for k, (_, exp) in self._data.items() if exp <= now]:
-                del self._data[stale]
+        if self._writes >= self._sweep_at:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        now = self._clock()
+        for stale in [k for k, (_, exp) in self._data.items() if exp <= now]:
+            del self._data[stale]
+        # Wait for as many writes as there are survivors: a full scan then costs O(1) per write however many
+        # keys are live, and at most twice the live keys (plus SWEEP_EVERY) are ever held.
+        self._writes = 0
+        self._sweep_at = max(self.SWEEP_EVERY, len(self._data))
 
     # No awaits inside these methods: each runs atomically on the event loop.
     async def put(self, key: str, value: str, ttl: float) -> None:
@@ -122,6 +130,13 @@ def _ms(ttl: float) -> int:
     return max(1, int(ttl * 1000))
 
 
+def _without_secrets(url: str) -> str:
+    """Scheme, host, port and path only: the userinfo and the query (?password=) may carry secrets."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
 class RedisStore:
     """Shared by every replica. Single-use values use GETDEL and SET NX, so a replay loses on any replica."""
 
@@ -131,8 +146,7 @@ class RedisStore:
         )
         self._prefix = prefix
         self._incr = self._redis.register_script(_INCR_SCRIPT)
-        parts = urlsplit(url)
-        self._where = f"{parts.scheme}://{parts.hostname or ''}:{parts.port or ''}{parts.path}"
+        self._where = _without_secrets(url)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"  # never the password

@@ -1,0 +1,100 @@
+"""A private, throwaway redis-server for tests: its own free port and temp dir, no persistence. Never the
+machine's Redis on 6379, whose data is not ours to flush."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+MISSING = "redis-server is not on PATH: run `make sys` (Debian: apt-get install redis-server)"
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    port: int
+    socket_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+
+def redis_server_binary() -> str:
+    """The Redis half of a suite is not optional: a missing server fails the run rather than skipping it."""
+    path = shutil.which("redis-server")
+    if path is not None:
+        return path
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{MISSING} (CI is set: the Makefile's `sys` target should have installed it)")
+    pytest.fail(MISSING, pytrace=False)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _wait_until_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        if _answers_ping(port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT}s:\n{log.read_text()[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    binary = redis_server_binary()
+    with tempfile.TemporaryDirectory(prefix="sts-broker-redis-") as tmp:
+        # The port is free when picked but could be taken before redis binds it; the log then says so.
+        server = RedisServer(port=free_port(), socket_path=Path(tmp) / "redis.sock")
+        log = Path(tmp) / "redis.log"
+        args = [binary, "--port", str(server.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", tmp, "--unixsocket", str(server.socket_path), "--unixsocketperm", "700"]
+        with log.open("wb") as out:  # startup errors go to stderr, so catch both there
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_until_ready(proc, server.port, log)
+            yield server
+        finally:
+            _stop(proc)
