@@ -1,0 +1,137 @@
+"""Strict local AWS for the demo and tests: moto behind a front that enforces the STS contract.
+
+    with run_local_aws() as aws:
+        boto3.client("sts", endpoint_url=aws.endpoint_url, region_name="us-east-1", ...)
+
+Register an issuer at http://127.0.0.1:PORT with IAM CreateOpenIDConnectProvider(Url="http://127.0.0.1:PORT");
+its ARN is arn:aws:iam::ACCOUNT:oidc-provider/127.0.0.1:PORT and its condition keys 127.0.0.1:PORT:aud / :sub.
+Both servers bind 127.0.0.1 only. moto keeps its state per process and per account: two LocalAws in one
+process with the same account_id see the same IAM, S3 and STS.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto.server import ThreadedMotoServer
+
+from broker.devstack import trust_policy
+from broker.devstack.federation import CredentialLedger, FederationEndpoint, IssuedCredentials
+from broker.devstack.servers import LOOPBACK, wsgi_server
+from broker.devstack.sts_front import JwksCache, RoleInfo, StsFront
+
+MOTO_START_TIMEOUT = 15.0
+DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    endpoint_url: str  # boto3 clients for sts, iam, s3 ... all use this endpoint_url
+    federation_url: str  # getSigninToken and login
+    account_id: str
+
+
+def _pin_account(account_id: str, request: Any, **_: Any) -> None:
+    request.headers["x-moto-account-id"] = account_id
+
+
+class MotoIam:
+    """The IAM and STS questions the front and the federation endpoint ask moto directly."""
+
+    def __init__(self, moto_url: str, account_id: str) -> None:
+        self._moto_url, self._account_id = moto_url, account_id
+        self._session = boto3.session.Session()
+        self._session_lock = threading.Lock()  # creating clients from one Session is not thread-safe
+        self._iam = self._client("iam", DUMMY_CREDENTIALS)
+
+    def _client(self, service: str, credentials: dict[str, str]) -> Any:
+        config = Config(retries={"max_attempts": 1}, connect_timeout=3, read_timeout=10)
+        with self._session_lock:
+            client = self._session.client(service, endpoint_url=self._moto_url, region_name="us-east-1",
+                                          config=config, **credentials)
+        client.meta.events.register_first("before-sign", partial(_pin_account, self._account_id))
+        return client
+
+    def role(self, name: str) -> RoleInfo | None:
+        try:
+            role = self._iam.get_role(RoleName=name)["Role"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "NoSuchEntity":
+                return None
+            raise
+        document = trust_policy.load_document(role["AssumeRolePolicyDocument"])
+        return RoleInfo(arn=role["Arn"], max_session_duration=int(role.get("MaxSessionDuration", 3600)),
+                        trust_policy=document)
+
+    def client_ids(self, provider_arn: str) -> list[str] | None:
+        try:
+            provider = self._iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "NoSuchEntity":
+                return None
+            raise
+        return [str(client_id) for client_id in provider.get("ClientIDList", [])]
+
+    def caller_arn(self, credentials: IssuedCredentials) -> str | None:
+        sts = self._client("sts", {"aws_access_key_id": credentials.access_key_id,
+                                   "aws_secret_access_key": credentials.secret_access_key,
+                                   "aws_session_token": credentials.session_token})
+        try:
+            arn: str = sts.get_caller_identity()["Arn"]
+        except ClientError:
+            return None
+        return arn
+
+
+@contextmanager
+def _moto_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+    # start() waits without a limit for the server thread; bound it so a failed start cannot hang the caller.
+    starter = threading.Thread(target=server.start, daemon=True)
+    starter.start()
+    starter.join(MOTO_START_TIMEOUT)
+    if starter.is_alive():
+        raise RuntimeError(f"moto did not start on {LOOPBACK} within {MOTO_START_TIMEOUT} s")
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _build_front(moto_url: str, account_id: str, allow_http_loopback_issuers: bool) -> StsFront:
+    iam = MotoIam(moto_url, account_id)
+    ledger = CredentialLedger()
+    return StsFront(moto_url=moto_url, account_id=account_id, iam=iam, ledger=ledger,
+                    jwks=JwksCache(allow_http_loopback=allow_http_loopback_issuers),
+                    federation=FederationEndpoint(ledger, iam.caller_arn),
+                    allow_http_loopback=allow_http_loopback_issuers)
+
+
+@contextmanager
+def run_local_aws(*, port: int = 0, account_id: str = "123456789012",
+                  allow_http_loopback_issuers: bool = True) -> Iterator[LocalAws]:
+    """moto on a private loopback port, the strict front on `port` (0 picks a free one).
+
+    `allow_http_loopback_issuers` is the one dev relaxation: issuers at http://127.0.0.1 or http://localhost,
+    with a port, are accepted. Everything else follows AWS: https, no port, no query.
+    """
+    if not re.fullmatch(r"\d{12}", account_id):
+        raise ValueError("account_id must be 12 digits")
+    with _moto_server() as moto_url:
+        front = _build_front(moto_url, account_id, allow_http_loopback_issuers)
+        try:
+            with wsgi_server(front, port) as bound:
+                url = f"http://{LOOPBACK}:{bound}"
+                yield LocalAws(endpoint_url=url, federation_url=f"{url}/federation", account_id=account_id)
+        finally:
+            front.close()
