@@ -1,0 +1,31 @@
+"""`sts-broker demo --self-test` as a user runs it: a separate process, the whole login, exit status 0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_demo_self_test_passes() -> None:
+    result = subprocess.run([sys.executable, "-m", "broker", "demo", "--self-test"], capture_output=True,
+                            text=True, timeout=120, check=False)
+    out = result.stdout
+    assert result.returncode == 0, out[-2000:] + result.stderr[-2000:]
+    assert "SELF-TEST PASSED" in out
+    assert 'alice: granted ["arn:aws:iam::123456789012:role/DemoAdmin"' in out
+    assert "carol: granted []" in out
+    assert "GetCallerIdentity with them: arn:aws:sts::123456789012:assumed-role/" in out
+    assert "federation endpoint accepted the sign-in token" in out
+
+
+def test_self_test_fails_loudly() -> None:
+    from pathlib import Path
+
+    from broker.devstack.local_aws import LocalAws
+    from broker.devstack.selftest import self_test
+    from broker.devstack.servers import free_port
+    from broker.devstack.stack import DevStack
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    stack = DevStack(dead, dead, LocalAws(dead, dead, "123456789012"), Path("."), None, Path("."))  # type: ignore[arg-type]
+    assert self_test(stack) == 1
