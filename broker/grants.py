@@ -23,6 +23,7 @@ class RoleGrant:
     policy: str | None = None
     policy_arns: tuple[str, ...] = ()
     rule_id: str = ""
+    passthrough: bool = False  # forward the IdP's own token (Identity.evidence) instead of minting one
 
     @property
     def account_id(self) -> str:

@@ -10,6 +10,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from broker.errors import StsRefused
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
@@ -58,4 +59,13 @@ class WebIdentityIssuer:
         return self._keys.sign(claims)
 
     async def issue(self, identity: Identity, grant: RoleGrant) -> Credentials:
+        if grant.passthrough:
+            return await self._sts.assume_role_with_web_identity(grant, _upstream_token(identity))
         return await self._sts.assume_role_with_web_identity(grant, self.mint(identity, grant))
+
+
+def _upstream_token(identity: Identity) -> str:
+    if identity.evidence is None or identity.evidence.kind != "id_token":
+        raise StsRefused("pass-through grant without the upstream ID token", reason="passthrough_unavailable",
+                         public="This role needs the identity provider's own token, which this sign-in lacks.")
+    return identity.evidence.value

@@ -95,6 +95,7 @@ def build_grant(rule: Rule, spec: GrantSpec, identity: Identity) -> RoleGrant:
         duration=spec.duration,
         tags={k: render(v, identity) for k, v in spec.tags.items()},
         rule_id=rule.id,
+        passthrough=spec.token == "passthrough",
     )
 
 

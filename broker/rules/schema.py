@@ -58,6 +58,9 @@ class Condition(Model):
 class GrantSpec(Model):
     role: str = Field(pattern=ROLE_ARN)
     via: Literal["web_identity"] = "web_identity"
+    # minted: the broker signs a token of its own; passthrough: forward the IdP's original ID token
+    # (only when IAM trusts that IdP directly, e.g. Google for mobile apps).
+    token: Literal["minted", "passthrough"] = "minted"
     duration: Annotated[Duration, AfterValidator(_bounded)] = timedelta(hours=1)
     session_name: Template = "{email}"
     tags: dict[str, Template] = {}
