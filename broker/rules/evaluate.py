@@ -1,133 +1,159 @@
 """Evaluate a rule set against an identity: a pure function, no I/O.
 
-Every matching allow rule contributes its grants; a matching deny rule removes the roles it names (or
-all); duplicates collapse. The result does not depend on rule order: grants are sorted by role ARN.
+Every matching allow rule contributes its grants; a matching deny rule removes the roles it names (ARN
+patterns) or all; duplicates collapse to the grant of the lowest rule id. The result never depends on
+rule order: grants are sorted by role ARN. Each rule's outcome is traced for explanations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from broker.grants import RoleGrant
 from broker.identity import Identity
-from broker.rules.sanitize import UnusableName, sts_name
-from broker.rules.schema import TEMPLATE_FIELD, Condition, GrantSpec, Rule, RuleSet, Scalar
+from broker.rules.conditions import Failure, Node
+from broker.rules.grants_build import GrantError, GrantPlan, build
+from broker.rules.schema import RoleDecl, Rule, RuleSet
+
+Claims = Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    rule_id: str
+    effect: str
+    outcome: str  # matched | idp_not_in_scope | mfa_required | condition_failed
+    failure: Failure | None = None
+    granted: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     grants: tuple[RoleGrant, ...]
-    matched: tuple[str, ...]  # ids of rules whose conditions held
-    denied_by: tuple[str, ...]  # ids of deny rules that matched
-    problems: tuple[str, ...]  # "rule-id: reason" for grants dropped (missing claim, unusable name)
+    traces: tuple[RuleTrace, ...]
+
+    @property
+    def matched(self) -> tuple[str, ...]:
+        return tuple(sorted(t.rule_id for t in self.traces if t.outcome == "matched"))
+
+    @property
+    def denied_by(self) -> tuple[str, ...]:
+        return tuple(sorted(t.rule_id for t in self.traces if t.outcome == "matched" and t.effect == "deny"))
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return tuple(sorted(f"{t.rule_id}: {p}" for t in self.traces for p in t.problems))
 
     def grant_for(self, role_arn: str) -> RoleGrant | None:
         return next((g for g in self.grants if g.role_arn == role_arn), None)
 
 
-class MissingClaim(ValueError):
-    pass
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    rule_id: str
+    deny: bool
+    idps: frozenset[str] | None
+    require_mfa: bool
+    condition: Node | None
+    plans: tuple[GrantPlan, ...]
+    deny_patterns: tuple[str, ...] | None
 
 
-def claim_values(identity: Identity, name: str) -> tuple[str, ...] | None:
-    """The values of a claim as strings, or None when the identity does not carry it."""
-    builtin: dict[str, tuple[str, ...] | None] = {
+@dataclass(frozen=True, slots=True)
+class CompiledRules:
+    rules: tuple[CompiledRule, ...]
+    roles: Mapping[str, RoleDecl]
+
+
+def _compile_rule(rule: Rule, ruleset: RuleSet) -> CompiledRule:
+    return CompiledRule(
+        rule.id, rule.effect == "deny", frozenset(rule.idps) if rule.idps is not None else None, rule.require_mfa,
+        rule.condition, tuple(GrantPlan.build(rule.id, spec, ruleset.defaults) for spec in rule.grant),
+        tuple(rule.roles) if rule.roles is not None else None,
+    )
+
+
+def compile_rules(ruleset: RuleSet) -> CompiledRules:
+    return CompiledRules(tuple(_compile_rule(r, ruleset) for r in ruleset.rules), dict(ruleset.roles))
+
+
+def claim_map(identity: Identity) -> dict[str, tuple[str, ...]]:
+    """Every claim by name, with the normalized fields under their own names (they win over raw claims)."""
+    claims = dict(identity.claims)
+    builtin = {
         "email": (identity.email,) if identity.email is not None else None,
-        "email_verified": None if identity.email_verified is None else (_text(identity.email_verified),),
-        "groups": identity.groups,
-        "subject": (identity.subject,),
-        "sub": (identity.subject,),
-        "idp": (identity.idp,),
-        "issuer": (identity.issuer,),
-        "mfa": (_text(identity.mfa),),
+        "email_verified": None if identity.email_verified is None else (str(identity.email_verified).lower(),),
+        "groups": identity.groups or None,
+        "subject": (identity.subject,), "sub": (identity.subject,),
+        "idp": (identity.idp,), "issuer": (identity.issuer,), "mfa": (str(identity.mfa).lower(),),
     }
-    if name in builtin:
-        return builtin[name]
-    return identity.claims.get(name)
+    for name, values in builtin.items():
+        if values is None:
+            claims.pop(name, None)
+        else:
+            claims[name] = values
+    return claims
 
 
-def _text(value: Scalar) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def condition_holds(cond: Condition, values: tuple[str, ...] | None) -> bool:
-    if values is None:
-        return False
-    checks: list[bool] = []
-    if cond.equals is not None:
-        checks.append(any(v == _text(cond.equals) for v in values))
-    if cond.in_ is not None:
-        allowed = {_text(a) for a in cond.in_}
-        checks.append(any(v in allowed for v in values))
-    if cond.contains is not None:
-        checks.append(_text(cond.contains) in values)
-    return all(checks)
-
-
-def rule_matches(rule: Rule, identity: Identity) -> bool:
+def _judge(rule: CompiledRule, identity: Identity, claims: Claims, now: datetime) -> RuleTrace:
+    effect = "deny" if rule.deny else "allow"
     if rule.idps is not None and identity.idp not in rule.idps:
-        return False
+        return RuleTrace(rule.rule_id, effect, "idp_not_in_scope")
     if rule.require_mfa and not identity.mfa:
-        return False
-    return all(condition_holds(c, claim_values(identity, n)) for n, c in rule.when.items())
+        return RuleTrace(rule.rule_id, effect, "mfa_required")
+    failure = rule.condition.check(claims, now) if rule.condition is not None else None
+    if failure is not None:
+        return RuleTrace(rule.rule_id, effect, "condition_failed", failure)
+    return RuleTrace(rule.rule_id, effect, "matched")
 
 
-def render(template: str, identity: Identity) -> str:
-    def field(name: str) -> str:
-        key = name.removeprefix("claims.") if name.startswith("claims.") else name
-        values = claim_values(identity, key)
-        if not values:
-            raise MissingClaim(f"claim {key!r} is missing")
-        return values[0]
-    return TEMPLATE_FIELD.sub(lambda m: field(m.group(1)), template)
+def _grants(rule: CompiledRule, trace: RuleTrace, identity: Identity, claims: Claims,
+            roles: Mapping[str, RoleDecl]) -> tuple[RuleTrace, list[RoleGrant]]:
+    grants, problems = [], []
+    for plan in rule.plans:
+        try:
+            grants += build(plan, claims, identity.mfa, roles)
+        except GrantError as exc:
+            problems.append(f"{plan.role or plan.roles_from and plan.roles_from.claim}: {exc}")
+    traced = RuleTrace(trace.rule_id, trace.effect, trace.outcome, granted=tuple(g.role_arn for g in grants),
+                       problems=tuple(problems))
+    return traced, grants
 
 
-def build_grant(rule: Rule, spec: GrantSpec, identity: Identity) -> RoleGrant:
-    return RoleGrant(
-        role_arn=spec.role,
-        via=spec.via,
-        provider_arn=None,
-        session_name=sts_name(render(spec.session_name, identity)),
-        source_identity=None,
-        duration=spec.duration,
-        tags={k: render(v, identity) for k, v in spec.tags.items()},
-        rule_id=rule.id,
-        passthrough=spec.token == "passthrough",
-    )
-
-
-def _allowed(rules: Iterable[Rule], identity: Identity, problems: list[str]) -> dict[str, RoleGrant]:
-    grants: dict[str, RoleGrant] = {}
-    for rule in rules:
-        for spec in rule.grant:
-            try:
-                grant = build_grant(rule, spec, identity)
-            except (MissingClaim, UnusableName) as exc:
-                problems.append(f"{rule.id}: {spec.role}: {exc}")
-                continue
-            # Same role from two rules: keep one deterministically (lowest rule id), never both.
-            current = grants.get(grant.role_arn)
-            if current is None or grant.rule_id < current.rule_id:
-                grants[grant.role_arn] = grant
-    return grants
-
-
-def evaluate(ruleset: RuleSet, identity: Identity) -> Decision:
-    matched = [r for r in ruleset.rules if rule_matches(r, identity)]
-    allows = [r for r in matched if r.effect == "allow"]
-    denies = [r for r in matched if r.effect == "deny"]
-    problems: list[str] = []
-    grants = _allowed(allows, identity, problems)
-    for deny in denies:
-        removed = set(grants) if deny.roles is None else set(deny.roles)
+def evaluate(rules: RuleSet | CompiledRules, identity: Identity, now: datetime | None = None) -> Decision:
+    compiled = rules if isinstance(rules, CompiledRules) else compiled_of(rules)
+    now = now or datetime.now(UTC)
+    claims = claim_map(identity)
+    traces: dict[str, RuleTrace] = {}
+    chosen: dict[str, RoleGrant] = {}
+    denies: list[CompiledRule] = []
+    for rule in compiled.rules:
+        trace = _judge(rule, identity, claims, now)
+        if trace.outcome == "matched" and rule.deny:
+            denies.append(rule)
+        elif trace.outcome == "matched":
+            trace, grants = _grants(rule, trace, identity, claims, compiled.roles)
+            for grant in grants:
+                current = chosen.get(grant.role_arn)
+                if current is None or grant.rule_id < current.rule_id:
+                    chosen[grant.role_arn] = grant
+        traces[rule.rule_id] = trace
+    for rule in denies:
+        removed = [arn for arn in chosen if rule.deny_patterns is None
+                   or any(fnmatch.fnmatchcase(arn, p) for p in rule.deny_patterns)]
         for arn in removed:
-            grants.pop(arn, None)
-    return Decision(
-        grants=tuple(grants[k] for k in sorted(grants)),
-        matched=tuple(sorted(r.id for r in matched)),
-        denied_by=tuple(sorted(r.id for r in denies)),
-        problems=tuple(sorted(problems)),
-    )
+            del chosen[arn]
+        traces[rule.rule_id] = RuleTrace(rule.rule_id, "deny", "matched", removed=tuple(sorted(removed)))
+    return Decision(tuple(chosen[k] for k in sorted(chosen)), tuple(traces.values()))
+
+
+def compiled_of(ruleset: RuleSet) -> CompiledRules:
+    """Compile once per rule set (rule sets are immutable), so regexes and templates are built at load."""
+    compiled = ruleset.compiled_cache(compile_rules)
+    assert isinstance(compiled, CompiledRules)
+    return compiled

@@ -1,69 +1,133 @@
-"""rules.yaml, first cut: claim conditions (equals, in, contains) granting role ARNs.
+"""rules.yaml: the shape of the rules language, validated field by field.
 
-The shape follows DESIGN.md; the rules-language issue grows the operators and grant fields.
+Conditions, templates and policies are compiled here (once, at load) so that a bad regex or an unknown
+template field is a load error with its path, never a surprise at evaluation time.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from broker.durations import Duration
+from broker.rules.conditions import ConditionError, Node, parse
+from broker.rules.sanitize import tag_key_ok
+from broker.rules.templates import Template, TemplateError, parse_template
 
-ROLE_ARN = r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
-TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
-TEMPLATE_NAMES = re.compile(r"^(email|subject|idp|claims\.[A-Za-z0-9_:./-]+)$")
+PARTITION = r"aws|aws-cn|aws-us-gov"
+ROLE_ARN = rf"^arn:({PARTITION}):iam::(\d{{12}}):role/([\w+=,.@-]+/)*[\w+=,.@-]{{1,64}}$"
+SAML_PROVIDER_ARN = rf"^arn:({PARTITION}):iam::(\d{{12}}):saml-provider/[\w.-]{{1,128}}$"
+POLICY_ARN = rf"^arn:({PARTITION}):iam::(\d{{12}}|aws):policy/([\w+=,.@-]+/)*[\w+=,.@-]{{1,128}}$"
+ARN_GLOB = r"^arn:[A-Za-z0-9*?-]+:iam::[0-9*?]{1,12}:role/[\w+=,.@/*?-]+$"
 MIN_DURATION, MAX_DURATION = timedelta(minutes=15), timedelta(hours=12)
-
-Scalar = str | int | bool
+MAX_TAGS, MAX_POLICY_ARNS = 50, 10
+Via = Literal["saml", "web_identity", "assume_role"]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, arbitrary_types_allowed=True)
 
 
-def _valid_template(text: str) -> str:
-    for name in TEMPLATE_FIELD.findall(text):
-        if not TEMPLATE_NAMES.match(name):
-            raise ValueError(f"unknown template field {{{name}}}: use email, subject, idp or claims.NAME")
-    return text
-
-
-Template = Annotated[str, AfterValidator(_valid_template)]
+def _template(source: str) -> Template:
+    try:
+        return parse_template(source)
+    except TemplateError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _bounded(duration: timedelta) -> timedelta:
     if not MIN_DURATION <= duration <= MAX_DURATION:
-        raise ValueError("duration must be between 15m and 12h (AWS STS bounds)")
+        raise ValueError("duration must be between 15m and 12h (the AWS STS bounds)")
     return duration
 
 
-class Condition(Model):
-    """All operators given must hold. A list claim matches when any element matches."""
+TemplateText = Annotated[str, AfterValidator(lambda s: (_template(s), s)[1])]
+SessionDuration = Annotated[Duration, AfterValidator(_bounded)]
 
-    equals: Scalar | None = None
-    in_: list[Scalar] | None = Field(default=None, alias="in", min_length=1)
-    contains: Scalar | None = None
+
+def _policy_text(value: Any) -> str:
+    """A session policy as YAML mapping or JSON text; stored as canonical JSON text (a template)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("policy text is not JSON") from None
+    if not isinstance(value, dict) or "Statement" not in value:
+        raise ValueError("a session policy is a mapping with Version and Statement")
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    for leaf in _string_leaves(value):
+        _template(leaf)
+    return text
+
+
+def _string_leaves(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in _string_leaves(k) + _string_leaves(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _string_leaves(v)]
+    return []
+
+
+class GrantFields(Model):
+    """Every grant field; `defaults:` sets any of them for all grants."""
+
+    via: Via | None = None
+    provider: str | None = Field(default=None, pattern=SAML_PROVIDER_ARN)
+    duration: SessionDuration | None = None
+    session_name: TemplateText | None = None
+    source_identity: TemplateText | None = None
+    tags: dict[str, TemplateText] | None = Field(default=None, max_length=MAX_TAGS)
+    transitive_tags: list[str] | None = None
+    policy: Annotated[str, AfterValidator(_policy_text)] | None = Field(default=None)
+    policy_arns: list[Annotated[str, Field(pattern=POLICY_ARN)]] | None = Field(default=None,
+                                                                                max_length=MAX_POLICY_ARNS)
+    require_mfa: bool | None = None
+    token: Literal["minted", "passthrough"] | None = None
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_any(cls, value: Any) -> Any:
+        return value if value is None or isinstance(value, str) else json.dumps(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_keys(cls, tags: dict[str, str] | None) -> dict[str, str] | None:
+        for key in tags or {}:
+            if not tag_key_ok(key):
+                raise ValueError(f"tag key {key[:40]!r}: 1-128 letters, digits, spaces or _.:/=+-@, not 'aws:...'")
+        return tags
+
+
+class RolesFrom(Model):
+    """Role ARNs taken from a claim (as IdPs that send the AWS Role attribute do), only when each value
+    matches an allowed ARN pattern and an allowed account."""
+
+    claim: str = Field(min_length=1)
+    allow: list[Annotated[str, Field(pattern=ARN_GLOB)]] = Field(min_length=1)
+    accounts: list[Annotated[str, Field(pattern=r"^\d{12}$")]] = Field(min_length=1)
+
+
+class GrantSpec(GrantFields):
+    role: str | None = Field(default=None, pattern=ROLE_ARN)
+    roles_from: RolesFrom | None = None
 
     @model_validator(mode="after")
-    def _some_operator(self) -> Condition:
-        if self.equals is None and self.in_ is None and self.contains is None:
-            raise ValueError("a condition needs an operator: equals, in or contains")
+    def _one_role_source(self) -> GrantSpec:
+        if (self.role is None) == (self.roles_from is None):
+            raise ValueError("a grant names exactly one of role or roles_from")
         return self
 
 
-class GrantSpec(Model):
-    role: str = Field(pattern=ROLE_ARN)
-    via: Literal["web_identity"] = "web_identity"
-    # minted: the broker signs a token of its own; passthrough: forward the IdP's original ID token
-    # (only when IAM trusts that IdP directly, e.g. Google for mobile apps).
-    token: Literal["minted", "passthrough"] = "minted"
-    duration: Annotated[Duration, AfterValidator(_bounded)] = timedelta(hours=1)
-    session_name: Template = "{email}"
-    tags: dict[str, Template] = {}
+class RoleDecl(Model):
+    max_duration: SessionDuration = MAX_DURATION
+    description: str = ""
 
 
 class Rule(Model):
@@ -71,31 +135,134 @@ class Rule(Model):
     effect: Literal["allow", "deny"] = "allow"
     description: str = ""
     idps: list[str] | None = None
-    when: dict[str, Condition] = {}
+    when: dict[str, Any] | None = None
     require_mfa: bool = False
     grant: list[GrantSpec] = []
-    roles: list[str] | None = Field(default=None, description="deny only: the role ARNs removed; all if absent")
+    roles: list[Annotated[str, Field(pattern=ARN_GLOB)]] | None = None
+    _condition: Node | None = PrivateAttr(default=None)
+
+    @property
+    def condition(self) -> Node | None:
+        """The compiled `when` (None: always holds)."""
+        return self._condition
+
+    @field_validator("when")
+    @classmethod
+    def _condition_compiles(cls, when: dict[str, Any] | None) -> dict[str, Any] | None:
+        if when:
+            try:
+                parse(when)
+            except ConditionError as exc:
+                raise ValueError(str(exc)) from None
+        return when
 
     @model_validator(mode="after")
-    def _effect_shape(self) -> Rule:
+    def _shape(self) -> Rule:
         if self.effect == "allow" and not self.grant:
             raise ValueError("an allow rule needs at least one grant")
         if self.effect == "deny" and self.grant:
-            raise ValueError("a deny rule has no grants (use roles: to name what it removes)")
+            raise ValueError("a deny rule has no grants (roles: names the role ARN patterns it removes)")
         if self.effect == "allow" and self.roles is not None:
             raise ValueError("roles: belongs to deny rules")
+        if self.when:
+            self._condition = parse(self.when)
         return self
+
+
+class IdentitySpec(Model):
+    """An identity written by hand for tests and `rules explain`."""
+
+    idp: str = "test"
+    protocol: Literal["oidc", "saml", "token"] = "oidc"
+    issuer: str = "https://idp.example.com"
+    subject: str
+    email: str | None = None
+    email_verified: bool | None = None
+    groups: list[str] = []
+    mfa: bool = False
+    claims: dict[str, Any] = {}
+
+
+class ExpectedGrant(Model):
+    """A grant a test expects. Fields left out are not compared; role is always compared."""
+
+    role: str
+    via: Via | None = None
+    duration: Duration | None = None
+    session_name: str | None = None
+    source_identity: str | None = None
+    tags: dict[str, str] | None = None
+    policy: dict[str, Any] | None = None
+
+
+class TestCase(Model):
+    name: str
+    identity: IdentitySpec
+    expect: list[ExpectedGrant]
 
 
 class RuleSet(Model):
     version: Literal[1]
     accounts: dict[Annotated[str, Field(pattern=r"^\d{12}$")], str] = {}
+    defaults: GrantFields = GrantFields()
+    roles: dict[Annotated[str, Field(pattern=ROLE_ARN)], RoleDecl] = {}
     rules: list[Rule]
+    tests: list[TestCase] = []
+    _compiled: Any = PrivateAttr(default=None)
+
+    def compiled_cache(self, build: Callable[[RuleSet], Any]) -> Any:
+        """What `build` makes of this rule set, built once (rule sets are immutable)."""
+        if self._compiled is None:
+            self._compiled = build(self)
+        return self._compiled
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> RuleSet:
+    def _consistent(self) -> RuleSet:
         ids = [r.id for r in self.rules]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"duplicate rule ids: {', '.join(dupes)}")
+        problems = [f"duplicate rule ids: {', '.join(sorted({i for i in ids if ids.count(i) > 1}))}"] \
+            if len(set(ids)) != len(ids) else []
+        for i, rule in enumerate(self.rules):
+            for j, spec in enumerate(rule.grant):
+                problems += [f"rules.{i}.grant.{j}: {p}" for p in grant_problems(spec, self.defaults, self.roles)]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+
+def merged(spec: GrantFields, defaults: GrantFields) -> dict[str, Any]:
+    """The grant's own fields over the rule set's defaults."""
+    values = {name: getattr(defaults, name) for name in GrantFields.model_fields}
+    values.update({name: getattr(spec, name) for name in GrantFields.model_fields if getattr(spec, name) is not None})
+    return values
+
+
+def grant_problems(spec: GrantSpec, defaults: GrantFields, roles: dict[str, RoleDecl]) -> list[str]:
+    """Checks that need the defaults or the role declarations: SAML providers, durations, tag keys."""
+    fields, problems = merged(spec, defaults), []
+    if fields["via"] == "saml" and spec.role is not None:
+        provider = fields["provider"]
+        if provider is None:
+            problems.append("via saml needs provider: the IAM SAML provider ARN")
+        elif (arn_account(provider), arn_partition(provider)) != (arn_account(spec.role), arn_partition(spec.role)):
+            problems.append("the SAML provider must be in the role's account and partition")
+    declared = roles.get(spec.role or "")
+    if declared is not None and fields["duration"] is not None and fields["duration"] > declared.max_duration:
+        problems.append(f"duration exceeds the declared max_duration of {spec.role}")
+    unknown = set(fields["transitive_tags"] or []) - set(fields["tags"] or {})
+    if unknown:
+        problems.append(f"transitive_tags names keys that are not tags: {', '.join(sorted(unknown))}")
+    if fields["token"] == "passthrough" and fields["via"] not in (None, "web_identity"):
+        problems.append("token: passthrough applies to via web_identity only")
+    return problems
+
+
+def arn_account(arn: str) -> str:
+    return arn.split(":")[4]
+
+
+def arn_partition(arn: str) -> str:
+    return arn.split(":")[1]
+
+
+def is_role_arn(value: str) -> bool:
+    return re.match(ROLE_ARN, value) is not None
