@@ -180,40 +180,82 @@ IdpConfig = OidcIdpConfig
 # ---- loading -------------------------------------------------------------------------------------
 
 
-def _expand_env(node: Any, path: str, problems: list[str]) -> Any:
+def _expand_env(node: Any, path: tuple[str, ...], problems: list[tuple[str, ...]]) -> Any:
     if isinstance(node, str):
         def sub(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
-                problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+                problems.append((*path, f"environment variable {name} is not set"))
                 return ""
             return os.environ[name]
         return _ENV_REF.sub(sub, node)
     if isinstance(node, dict):
-        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
+        return {k: _expand_env(v, (*path, str(k)), problems) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_env(v, f"{path}.{i}", problems) for i, v in enumerate(node)]
+        return [_expand_env(v, (*path, str(i)), problems) for i, v in enumerate(node)]
     return node
 
 
-def read_yaml(file: Path) -> tuple[Any, list[str]]:
-    """Parse a YAML file and expand ${ENV} references. Problems are prefixed with the file name."""
+Lines = dict[tuple[str, ...], int]
+
+
+def _line_map(node: yaml.Node | None, path: tuple[str, ...] = (), lines: Lines | None = None) -> Lines:
+    """The 1-based line of every key and list item, by its path, so problems can name their line."""
+    lines = {} if lines is None else lines
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, str(key.value))
+            lines[child] = key.start_mark.line + 1
+            _line_map(value, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            child = (*path, str(i))
+            lines[child] = item.start_mark.line + 1
+            _line_map(item, child, lines)
+    return lines
+
+
+def _located(file: Path, lines: Lines, loc: tuple[str, ...], message: str) -> str:
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    where = f"{file}:{line}" if line else f"{file}"
+    return f"{where}: {'.'.join(loc) or '<root>'}: {message}"
+
+
+def read_yaml(file: Path) -> tuple[Any, list[str], Lines]:
+    """Parse a YAML file and expand ${ENV} references. Problems name the file and line."""
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+        lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader))
     except OSError as exc:
-        return None, [f"{file}: cannot read: {exc.strerror}"]
+        return None, [f"{file}: cannot read: {exc.strerror}"], {}
     except yaml.YAMLError as exc:
-        return None, [f"{file}: not valid YAML: {exc}"]
-    problems: list[str] = []
-    data = _expand_env(raw, "", problems)
-    return data, [f"{file}: {p}" for p in problems]
+        return None, [f"{file}: not valid YAML: {exc}"], {}
+    problems: list[tuple[str, ...]] = []
+    data = _expand_env(raw, (), problems)
+    return data, [_located(file, lines, loc, msg) for *loc_parts, msg in problems
+                  for loc in [tuple(loc_parts)]], lines
 
 
-def validation_problems(file: Path, exc: ValidationError) -> list[str]:
+_PART_PATH = re.compile(r"^([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*): (.*)$", re.DOTALL)
+
+
+def validation_problems(file: Path, exc: ValidationError, lines: Lines | None = None) -> list[str]:
+    """One line per problem, located as precisely as the message allows: a message that starts with a
+    relative path ("when.groups.regexp: ...") extends the field path, and a cross-field message listing
+    several "rules.0.grant.1: ..." parts is split into one problem each."""
     out = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        out.append(f"{file}: {loc}: {err['msg']}")
+        loc = tuple(str(p) for p in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        parts = message.split("; ") if not loc else [message]
+        for part in parts:
+            match = _PART_PATH.match(part)
+            if match and (not loc or match.group(1).split(".")[0] == loc[-1]):
+                where = (*loc[:-1], *match.group(1).split(".")) if loc else tuple(match.group(1).split("."))
+                out.append(_located(file, lines or {}, where, match.group(2)))
+            else:
+                out.append(_located(file, lines or {}, loc, part))
     return out
 
 
@@ -222,7 +264,7 @@ def _resolve(base: Path, p: Path) -> Path:
 
 
 def load_settings(file: Path) -> Settings:
-    data, problems = read_yaml(file)
+    data, problems, lines = read_yaml(file)
     if problems:
         raise ConfigError(problems)
     if not isinstance(data, dict):
@@ -230,7 +272,7 @@ def load_settings(file: Path) -> Settings:
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(file, exc)) from None
+        raise ConfigError(validation_problems(file, exc, lines)) from None
     base = file.resolve().parent
     audit_path = settings.audit.path
     if audit_path != "-":
@@ -250,14 +292,14 @@ def load_idps(directory: Path) -> dict[str, IdpConfig]:
     idps: dict[str, IdpConfig] = {}
     problems: list[str] = []
     for file in sorted(directory.glob("*.yaml")):
-        data, file_problems = read_yaml(file)
+        data, file_problems, lines = read_yaml(file)
         problems += file_problems
         if file_problems:
             continue
         try:
             idp = OidcIdpConfig.model_validate(data)
         except ValidationError as exc:
-            problems += validation_problems(file, exc)
+            problems += validation_problems(file, exc, lines)
             continue
         if idp.id in idps:
             problems.append(f"{file}: id: duplicate IdP id {idp.id!r}")
@@ -268,10 +310,10 @@ def load_idps(directory: Path) -> dict[str, IdpConfig]:
 
 
 def load_rules(file: Path) -> RuleSet:
-    data, problems = read_yaml(file)
+    data, problems, lines = read_yaml(file)
     if problems:
         raise ConfigError(problems)
     try:
         return RuleSet.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(file, exc)) from None
+        raise ConfigError(validation_problems(file, exc, lines)) from None

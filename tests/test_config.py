@@ -58,15 +58,18 @@ def test_every_problem_is_listed_with_file_and_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(file)
     text = "\n".join(err.value.problems)
-    for fragment in ("public_url: Value error, must use https", "surprise: Extra inputs are not permitted",
-                     "aws.region:", "aws.sts_endpoint_url:"):
-        assert f"{file}: {fragment}" in text
+    lines = file.read_text().splitlines()
+    for key, fragment in (("public_url", "public_url: must use https"),
+                          ("surprise", "surprise: Extra inputs are not permitted"),
+                          ("  region", "aws.region:"), ("  sts_endpoint_url", "aws.sts_endpoint_url:")):
+        line = next(i for i, text_line in enumerate(lines, 1) if text_line.startswith(key))
+        assert f"{file}:{line}: {fragment}" in text
 
 
 @pytest.mark.parametrize("secret", ["changeme", "x" * 40, "short-but-random-Zq9"])
 def test_weak_session_secret_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str) -> None:
     monkeypatch.setenv("SESSION_SECRET", secret)
-    with pytest.raises(ConfigError, match=r"session\.secret: Value error, session secret is too"):
+    with pytest.raises(ConfigError, match=r"broker\.yaml:\d+: session\.secret: session secret is too"):
         load_settings(good_tree(tmp_path))
 
 
@@ -84,8 +87,8 @@ def test_idp_problems_across_files_reported_together(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_idps(tmp_path)
     text = "\n".join(err.value.problems)
-    assert f"{tmp_path / 'a.yaml'}: issuer:" in text
-    assert f"{tmp_path / 'b.yaml'}: id:" in text and f"{tmp_path / 'b.yaml'}: algorithms.0:" in text
+    assert f"{tmp_path / 'a.yaml'}:3: issuer:" in text
+    assert f"{tmp_path / 'b.yaml'}:4: id:" in text and f"{tmp_path / 'b.yaml'}:2: algorithms.0:" in text
 
 
 def test_check_command_prints_problems_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,7 +97,7 @@ def test_check_command_prints_problems_and_fails(tmp_path: Path, capsys: pytest.
     write(tmp_path / "rules.yaml", {"version": 2, "rules": [{"id": "r"}]})
     assert main(["check", "--config", str(file)]) == 1
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'rules.yaml'}: version:" in err and f"{tmp_path / 'rules.yaml'}: rules.0:" in err
+    assert f"{tmp_path / 'rules.yaml'}:3: version:" in err and f"{tmp_path / 'rules.yaml'}:2: rules.0:" in err
 
 
 def test_serve_refuses_to_start_on_weak_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
