@@ -1,4 +1,4 @@
-"""sts-broker serve | check | keys generate | demo [--self-test]"""
+"""sts-broker serve | check | keys generate | rules check|explain|test | demo [--self-test]"""
 
 from __future__ import annotations
 
@@ -55,6 +55,16 @@ def _keys_generate(out: Path, bits: int) -> int:
     return 0
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from broker import cli_rules
+
+    if args.rules_command == "check":
+        return cli_rules.check(args.file, args.idp_configs)
+    if args.rules_command == "explain":
+        return cli_rules.explain(args.file, args.identity)
+    return cli_rules.test(args.file)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sts-broker", description="Federation identity broker for AWS")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     gen = keys.add_parser("generate", help="write a new RSA signing key")
     gen.add_argument("--out", type=Path, required=True)
     gen.add_argument("--bits", type=int, choices=[2048, 3072, 4096], default=3072)
+    rules = sub.add_parser("rules", help="check, explain and test a rules file").add_subparsers(
+        dest="rules_command", required=True)
+    rcheck = rules.add_parser("check", help="schema problems and warnings (shadowed rules, unknown claims, ...)")
+    rcheck.add_argument("file", type=Path)
+    rcheck.add_argument("--idp-configs", type=Path, help="to check that templates name claims the IdPs provide")
+    rexplain = rules.add_parser("explain", help="each rule's outcome for one identity, then the grants")
+    rexplain.add_argument("file", type=Path)
+    rexplain.add_argument("--identity", type=Path, required=True, help="identity as JSON or YAML")
+    rtest = rules.add_parser("test", help="run the test cases in the file and in FILE.tests.yaml")
+    rtest.add_argument("file", type=Path)
     demo = sub.add_parser("demo", help="broker + development OIDC provider + strict local AWS on loopback")
     demo.add_argument("--self-test", action="store_true", help="run the whole login unattended, then exit")
     demo.add_argument("--port", type=int, default=8000)
@@ -86,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args.config, args.host, args.port)
     if args.command == "keys":
         return _keys_generate(args.out, args.bits)
+    if args.command == "rules":
+        return _rules(args)
     from broker.devstack.demo import run_demo
 
     return run_demo(args)

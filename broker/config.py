@@ -16,7 +16,16 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from broker.durations import Duration
 from broker.errors import ConfigError
@@ -109,10 +118,39 @@ class RateLimitConfig(Model):
 
     login_starts: int = Field(default=30, ge=1)
     window: Duration = timedelta(minutes=1)
+    # POST /oauth2/token: per client address (checked first, before the body is read) and per verified
+    # subject (checked before the STS call; a subject already over it is refused before any JWKS fetch).
+    token_exchange_per_client: int = Field(default=300, ge=1)
+    token_exchange_per_subject: int = Field(default=30, ge=1)
 
 
 class AuditConfig(Model):
     path: str = "-"
+
+
+def _web_origin(origin: str) -> str:
+    """An exact web origin: scheme://host[:port], no path. Never '*' or 'null'."""
+    parts = urlsplit(origin)
+    if parts.scheme not in {"https", "http"} or not parts.hostname or parts.path or parts.query \
+            or parts.fragment or "@" in parts.netloc or origin != origin.strip().lower():
+        raise ValueError("must be an exact origin such as https://app.example.com (lower case, no path)")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must use https (plain http is allowed only for loopback addresses)")
+    return origin
+
+
+WebOrigin = Annotated[str, AfterValidator(_web_origin)]
+
+
+class TokenExchangeConfig(Model):
+    """POST /oauth2/token (RFC 8693): ID tokens from `type: token` IdPs exchanged for AWS credentials."""
+
+    cors_origins: list[WebOrigin] = []  # web apps allowed to call the endpoint from a browser
+    cache_credentials: bool = True  # reuse credentials per (identity, role, scope); single flight per key
+    # Cached credentials are handed out while at least this much of their life remains (capped at half
+    # their life, so short sessions are still reused).
+    cache_min_remaining: Duration = timedelta(minutes=10)
+    sts_max_connections: int = Field(default=256, ge=1, le=4096)
 
 
 class Settings(Model):
@@ -126,6 +164,7 @@ class Settings(Model):
     rules: Path
     audit: AuditConfig = AuditConfig()
     rate_limits: RateLimitConfig = RateLimitConfig()
+    token_exchange: TokenExchangeConfig = TokenExchangeConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
 
     @model_validator(mode="after")
@@ -149,6 +188,12 @@ class MfaConfig(Model):
     acr: list[str] = []
 
 
+STANDARD_OIDC_CLAIMS = {
+    "sub", "iss", "aud", "azp", "iat", "exp", "auth_time", "nonce", "acr", "amr", "name", "given_name",
+    "family_name", "middle_name", "nickname", "preferred_username", "profile", "picture", "website", "email",
+    "email_verified", "gender", "birthdate", "zoneinfo", "locale", "phone_number", "phone_number_verified",
+    "address", "updated_at",
+}
 Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 
 
@@ -166,6 +211,13 @@ class OidcIdpConfig(Model):
     leeway: Duration = timedelta(seconds=60)
     timeout: Duration = timedelta(seconds=5)
     max_token_bytes: int = Field(default=16 * 1024, ge=1024, le=256 * 1024)
+    # Claims this IdP sends beyond the standard OIDC ones (`rules check` warns about templates naming
+    # claims that no IdP in a rule's scope provides).
+    provides: list[str] = []
+
+    def claims_provided(self) -> set[str]:
+        mapped = {self.claims.email, self.claims.email_verified, self.claims.groups}
+        return STANDARD_OIDC_CLAIMS | mapped | set(self.provides)
 
     @model_validator(mode="after")
     def _openid_scope(self) -> OidcIdpConfig:
@@ -174,20 +226,92 @@ class OidcIdpConfig(Model):
         return self
 
 
-IdpConfig = OidcIdpConfig
+GOOGLE_ISSUER = "https://accounts.google.com"
+# The preset fills what the deployment leaves out: Google issues `iss` in two forms and publishes its
+# keys at a fixed JWKS URI (the one its discovery document names).
+TOKEN_PRESETS: dict[str, dict[str, Any]] = {
+    "google": {"name": "Google", "issuer": GOOGLE_ISSUER, "issuers": [GOOGLE_ISSUER, "accounts.google.com"],
+               "jwks_uri": "https://www.googleapis.com/oauth2/v3/certs", "algorithms": ["RS256"]},
+}
+
+
+class TokenIdpConfig(Model):
+    """Bearer ID tokens an app already holds, exchanged at POST /oauth2/token (never a browser login)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    type: Literal["token"]
+    preset: Literal["google"] | None = None
+    name: str = ""
+    issuer: HttpsUrl  # discovery base (when jwks_uri is absent) and the default accepted `iss`
+    issuers: list[Annotated[str, Field(min_length=1)]] = []  # accepted `iss` values, exact; default [issuer]
+    jwks_uri: HttpsUrl | None = None  # default: discovered from {issuer}/.well-known/openid-configuration
+    client_ids: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)  # `aud` must name one
+    # `azp` allow-list (the app client ids: Android, iOS, web). Empty: `azp`, when present, must be one of
+    # client_ids (OIDC Core 3.1.3.7).
+    authorized_parties: list[Annotated[str, Field(min_length=1)]] = []
+    hosted_domains: list[str] = []  # Google Workspace: `hd` must be one of these
+    require_email_verified: bool = False
+    claims: ClaimMap = ClaimMap()
+    mfa: MfaConfig = MfaConfig()
+    algorithms: list[Algorithm] = Field(default=["RS256"], min_length=1)
+    leeway: Duration = timedelta(seconds=60)
+    timeout: Duration = timedelta(seconds=5)
+    max_token_bytes: int = Field(default=8 * 1024, ge=1024, le=20000)  # 20000: STS's WebIdentityToken cap
+    # Replay within the token's life: `allow` (the default: an app re-presents its ID token to refresh
+    # credentials, as with Cognito) or `once` (each token accepted once, across replicas, until it expires).
+    replay: Literal["allow", "once"] = "allow"
+    provides: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in TOKEN_PRESETS:
+            return {**TOKEN_PRESETS[data["preset"]], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _defaults(self) -> TokenIdpConfig:
+        if self.leeway > timedelta(minutes=5):
+            raise ValueError("leeway must be at most 5m")
+        updates: dict[str, Any] = {}
+        if not self.issuers:
+            updates["issuers"] = [self.issuer]
+        if not self.name:
+            updates["name"] = self.id
+        for key, value in updates.items():
+            object.__setattr__(self, key, value)
+        return self
+
+    def claims_provided(self) -> set[str]:
+        mapped = {self.claims.email, self.claims.email_verified, self.claims.groups}
+        google = {"hd"} if self.preset == "google" else set()
+        return STANDARD_OIDC_CLAIMS | mapped | google | set(self.provides)
+
+
+IdpConfig = Annotated[OidcIdpConfig | TokenIdpConfig, Field(discriminator="type")]
+IDP_MODELS: dict[str, type[OidcIdpConfig] | type[TokenIdpConfig]] = {"oidc": OidcIdpConfig, "token": TokenIdpConfig}
+_IDP_ADAPTER: TypeAdapter[OidcIdpConfig | TokenIdpConfig] = TypeAdapter(IdpConfig)
+
+
+def parse_idp(data: Any) -> OidcIdpConfig | TokenIdpConfig:
+    """Dispatch on `type`. The chosen model validates directly, so error locations stay relative to the
+    file; an absent or unknown type gets the union's own message (expected 'oidc' or 'token')."""
+    kind = data.get("type") if isinstance(data, dict) else None
+    model = IDP_MODELS.get(kind) if isinstance(kind, str) else None
+    return model.model_validate(data) if model is not None else _IDP_ADAPTER.validate_python(data)
 
 
 # ---- loading -------------------------------------------------------------------------------------
 
 
-def _expand_env(node: Any, path: tuple[str, ...], problems: list[tuple[str, ...]]) -> Any:
+def _expand_env(node: Any, path: tuple[str, ...], problems: list[tuple[str, ...]] | None) -> Any:
+    """Replace ${NAME}; a missing variable is a problem, or (problems=None, for linting) an empty string."""
     if isinstance(node, str):
         def sub(match: re.Match[str]) -> str:
             name = match.group(1)
-            if name not in os.environ:
+            if name not in os.environ and problems is not None:
                 problems.append((*path, f"environment variable {name} is not set"))
-                return ""
-            return os.environ[name]
+            return os.environ.get(name, "")
         return _ENV_REF.sub(sub, node)
     if isinstance(node, dict):
         return {k: _expand_env(v, (*path, str(k)), problems) for k, v in node.items()}
@@ -221,7 +345,7 @@ def _located(file: Path, lines: Lines, loc: tuple[str, ...], message: str) -> st
     return f"{where}: {'.'.join(loc) or '<root>'}: {message}"
 
 
-def read_yaml(file: Path) -> tuple[Any, list[str], Lines]:
+def read_yaml(file: Path, *, need_env: bool = True) -> tuple[Any, list[str], Lines]:
     """Parse a YAML file and expand ${ENV} references. Problems name the file and line."""
     try:
         text = file.read_text(encoding="utf-8")
@@ -232,7 +356,7 @@ def read_yaml(file: Path) -> tuple[Any, list[str], Lines]:
     except yaml.YAMLError as exc:
         return None, [f"{file}: not valid YAML: {exc}"], {}
     problems: list[tuple[str, ...]] = []
-    data = _expand_env(raw, (), problems)
+    data = _expand_env(raw, (), problems if need_env else None)
     return data, [_located(file, lines, loc, msg) for *loc_parts, msg in problems
                   for loc in [tuple(loc_parts)]], lines
 
@@ -285,19 +409,19 @@ def load_settings(file: Path) -> Settings:
     })
 
 
-def load_idps(directory: Path) -> dict[str, IdpConfig]:
+def load_idps(directory: Path, *, need_env: bool = True) -> dict[str, IdpConfig]:
     """Every *.yaml in the directory is one IdP. All problems in all files are reported together."""
     if not directory.is_dir():
         raise ConfigError([f"{directory}: idp_configs is not a directory"])
     idps: dict[str, IdpConfig] = {}
     problems: list[str] = []
     for file in sorted(directory.glob("*.yaml")):
-        data, file_problems, lines = read_yaml(file)
+        data, file_problems, lines = read_yaml(file, need_env=need_env)
         problems += file_problems
         if file_problems:
             continue
         try:
-            idp = OidcIdpConfig.model_validate(data)
+            idp = parse_idp(data)
         except ValidationError as exc:
             problems += validation_problems(file, exc, lines)
             continue

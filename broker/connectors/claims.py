@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.config import OidcIdpConfig
-from broker.identity import Evidence, Identity, Protocol
-
-
-def _strings(value: Any) -> tuple[str, ...]:
-    if isinstance(value, bool):
-        return ("true" if value else "false",)
-    if isinstance(value, str | int | float):
-        return (str(value),)
-    if isinstance(value, list):
-        return tuple(s for item in value if not isinstance(item, list | dict) for s in _strings(item))
-    if isinstance(value, dict):
-        return (json.dumps(value, sort_keys=True),)
-    return ()
-
-
-def normalize(claims: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    """Every claim as a tuple of strings; nested objects also flattened one level as 'a.b'."""
-    out: dict[str, tuple[str, ...]] = {}
-    for name, value in claims.items():
-        out[name] = _strings(value)
-        if isinstance(value, dict):
-            for sub, inner in value.items():
-                out[f"{name}.{sub}"] = _strings(inner)
-    return out
+from broker.config import OidcIdpConfig, TokenIdpConfig
+from broker.identity import Evidence, Identity, Protocol, claim_strings, normalize_claims
 
 
 def _verified(value: Any) -> bool | None:
@@ -41,9 +17,9 @@ def _verified(value: Any) -> bool | None:
     return None
 
 
-def _mfa(config: OidcIdpConfig, claims: dict[str, Any]) -> bool:
-    amr = set(_strings(claims.get("amr", [])))
-    acr = set(_strings(claims.get("acr", [])))
+def _mfa(config: OidcIdpConfig | TokenIdpConfig, claims: dict[str, Any]) -> bool:
+    amr = set(claim_strings(claims.get("amr", [])))
+    acr = set(claim_strings(claims.get("acr", [])))
     return bool(amr & set(config.mfa.amr)) or bool(acr & set(config.mfa.acr))
 
 
@@ -55,7 +31,7 @@ def _auth_time(claims: dict[str, Any], now: datetime) -> datetime:
 
 
 def identity_from_claims(
-    config: OidcIdpConfig, claims: dict[str, Any], *, protocol: Protocol, evidence: Evidence | None,
+    config: OidcIdpConfig | TokenIdpConfig, claims: dict[str, Any], *, protocol: Protocol, evidence: Evidence | None,
     now: datetime,
 ) -> Identity:
     email = claims.get(config.claims.email)
@@ -66,9 +42,9 @@ def identity_from_claims(
         subject=str(claims["sub"]),
         email=email if isinstance(email, str) else None,
         email_verified=_verified(claims.get(config.claims.email_verified)),
-        groups=_strings(claims.get(config.claims.groups, [])),
+        groups=claim_strings(claims.get(config.claims.groups, [])),
         mfa=_mfa(config, claims),
-        claims=normalize(claims),
+        claims=normalize_claims(claims),
         authenticated_at=_auth_time(claims, now),
         evidence=evidence,
     )

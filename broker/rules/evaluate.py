@@ -119,7 +119,7 @@ def _grants(rule: CompiledRule, trace: RuleTrace, identity: Identity, claims: Cl
         try:
             grants += build(plan, claims, identity.mfa, roles)
         except GrantError as exc:
-            problems.append(f"{plan.role or plan.roles_from and plan.roles_from.claim}: {exc}")
+            problems.append(f"{plan.role or (plan.roles_from and plan.roles_from.claim)}: {exc}")
     traced = RuleTrace(trace.rule_id, trace.effect, trace.outcome, granted=tuple(g.role_arn for g in grants),
                        problems=tuple(problems))
     return traced, grants

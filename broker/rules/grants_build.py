@@ -117,7 +117,7 @@ def build(plan: GrantPlan, claims: Claims, mfa: bool, roles: Mapping[str, RoleDe
             "policy": _policy(fields["policy"], claims),
             "policy_arns": tuple(fields["policy_arns"] or ()),
             "rule_id": plan.rule_id,
-            "passthrough": fields["token"] == "passthrough",
+            "passthrough": fields["token"] == "passthrough",  # noqa: S105 (a mode, not a secret)
         }
     except (MissingClaim, UnusableName) as exc:
         raise GrantError(str(exc)) from None

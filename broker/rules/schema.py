@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -251,7 +251,7 @@ def grant_problems(spec: GrantSpec, defaults: GrantFields, roles: dict[str, Role
     unknown = set(fields["transitive_tags"] or []) - set(fields["tags"] or {})
     if unknown:
         problems.append(f"transitive_tags names keys that are not tags: {', '.join(sorted(unknown))}")
-    if fields["token"] == "passthrough" and fields["via"] not in (None, "web_identity"):
+    if fields["token"] == "passthrough" and fields["via"] not in (None, "web_identity"):  # noqa: S105
         problems.append("token: passthrough applies to via web_identity only")
     return problems
 
