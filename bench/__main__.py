@@ -89,4 +89,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench import rules_eval
+
+    status = main()
+    print()
+    sys.exit(status or rules_eval.main())

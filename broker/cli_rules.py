@@ -68,7 +68,7 @@ def explain(file: Path, identity_file: Path) -> int:
     except (OSError, ValueError, ValidationError) as exc:
         print(f"{identity_file}: {exc}", file=sys.stderr)
         return 1
-    print(as_text(evaluate(rules, identity_of(spec), now=FIXED_NOW)))
+    print(as_text(evaluate(rules, identity_of(spec), now=FIXED_NOW, explain=True)))
     return 0
 
 

@@ -139,6 +139,7 @@ STRING_OPS = {"equals", "not_equals", "in", "not_in", "contains", "contains_any"
 COMPARE_OPS = {"lt", "le", "gt", "ge", "before", "after"}
 PRESENCE_OPS = {"exists", "absent"}
 NEGATED = {"not_equals", "not_in"}
+INDEXABLE = {"equals", "in", "contains", "contains_any"}
 OPERATORS = STRING_OPS | COMPARE_OPS | PRESENCE_OPS
 
 
@@ -161,20 +162,28 @@ class ClaimTest:
     claim: str
     operator: str
     test: ValuesTest | None  # None for exists/absent
+    # For exact, case-sensitive membership tests: the claim must hold one of these values. Lets the
+    # evaluator index rules by value instead of trying each one.
+    index_values: frozenset[str] | None = None
 
     def check(self, claims: Claims, now: datetime) -> Failure | None:
+        if self.holds(claims, now):
+            return None
+        return Failure(self.path, self.claim, self.operator, claims.get(self.claim))
+
+    def holds(self, claims: Claims, now: datetime) -> bool:
         values = claims.get(self.claim)
-        present = bool(values)
         if self.operator in PRESENCE_OPS:
-            ok = present == (self.operator == "exists")
-        elif not present or values is None:
+            ok = bool(values) == (self.operator == "exists")
+        elif not values:
             ok = False
         else:
-            short = tuple(v for v in values if len(v) <= MAX_VALUE)
+            if any(len(v) > MAX_VALUE for v in values):
+                values = tuple(v for v in values if len(v) <= MAX_VALUE)
             assert self.test is not None
-            hit = bool(short) and self.test(short, now)
+            hit = bool(values) and self.test(values, now)
             ok = not hit if self.operator in NEGATED else hit
-        return None if ok else Failure(self.path, self.claim, self.operator, values)
+        return ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +200,13 @@ class Combined:
             return None if any(f is None for f in failures) else Failure(self.path, "", "any", None)
         inner = self.parts[0].check(claims, now)
         return Failure(self.path, "", "not", None) if inner is None else None
+
+    def holds(self, claims: Claims, now: datetime) -> bool:
+        if self.kind == "all":
+            return all(p.holds(claims, now) for p in self.parts)
+        if self.kind == "any":
+            return any(p.holds(claims, now) for p in self.parts)
+        return not self.parts[0].holds(claims, now)
 
 
 Node = ClaimTest | Combined
@@ -220,7 +236,10 @@ def _claim_tests(claim: str, spec: Any, path: str) -> list[Node]:
             tests.append(ClaimTest(where, claim_key(claim), op, None))
             continue
         test = _string_op(op, arg, where, ignore_case) if op in STRING_OPS else _compare_op(op, arg, where)
-        tests.append(ClaimTest(where, claim_key(claim), op, test))
+        index = None
+        if op in INDEXABLE and not ignore_case:
+            index = frozenset(_texts(arg, where) if isinstance(arg, list) else (scalar_text(arg, where),))
+        tests.append(ClaimTest(where, claim_key(claim), op, test, index))
     if not tests:
         raise ConditionError(path, "ignore_case alone is not a condition")
     return tests
@@ -242,6 +261,16 @@ def parse(tree: Any, path: str = "when") -> Node:
         else:
             parts.extend(_claim_tests(str(key), spec, where))
     return parts[0] if len(parts) == 1 else Combined(path, "all", tuple(parts))
+
+
+def guard(node: Node | None) -> ClaimTest | None:
+    """A membership test that must hold for the whole condition to hold (at the top, or in a top-level
+    all), if there is one: the evaluator looks such rules up by value."""
+    if isinstance(node, ClaimTest):
+        return node if node.index_values is not None else None
+    if isinstance(node, Combined) and node.kind == "all":
+        return next((g for p in node.parts if (g := guard(p)) is not None), None)
+    return None
 
 
 def referenced_claims(node: Node) -> set[str]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from broker.grants import RoleGrant
 from broker.identity import Identity
-from broker.rules.conditions import Failure, Node
+from broker.rules.conditions import Failure, Node, guard
 from broker.rules.grants_build import GrantError, GrantPlan, build
 from broker.rules.schema import RoleDecl, Rule, RuleSet
 
@@ -68,6 +68,16 @@ class CompiledRule:
 class CompiledRules:
     rules: tuple[CompiledRule, ...]
     roles: Mapping[str, RoleDecl]
+    # claim -> value -> positions of rules that can only match when the claim holds that value
+    index: Mapping[str, Mapping[str, tuple[int, ...]]]
+    unguarded: tuple[int, ...]  # positions of rules that must always be tried
+
+    def candidates(self, claims: Claims) -> list[int]:
+        found = set(self.unguarded)
+        for claim, by_value in self.index.items():
+            for value in claims.get(claim, ()):
+                found.update(by_value.get(value, ()))
+        return sorted(found)
 
 
 def _compile_rule(rule: Rule, ruleset: RuleSet) -> CompiledRule:
@@ -79,7 +89,18 @@ def _compile_rule(rule: Rule, ruleset: RuleSet) -> CompiledRule:
 
 
 def compile_rules(ruleset: RuleSet) -> CompiledRules:
-    return CompiledRules(tuple(_compile_rule(r, ruleset) for r in ruleset.rules), dict(ruleset.roles))
+    rules = tuple(_compile_rule(r, ruleset) for r in ruleset.rules)
+    index: dict[str, dict[str, list[int]]] = {}
+    unguarded = []
+    for position, rule in enumerate(rules):
+        test = guard(rule.condition)
+        if test is None or test.index_values is None:
+            unguarded.append(position)
+            continue
+        for value in test.index_values:
+            index.setdefault(test.claim, {}).setdefault(value, []).append(position)
+    frozen = {claim: {v: tuple(ps) for v, ps in by_value.items()} for claim, by_value in index.items()}
+    return CompiledRules(rules, dict(ruleset.roles), frozen, tuple(unguarded))
 
 
 def claim_map(identity: Identity) -> dict[str, tuple[str, ...]]:
@@ -112,6 +133,15 @@ def _judge(rule: CompiledRule, identity: Identity, claims: Claims, now: datetime
     return RuleTrace(rule.rule_id, effect, "matched")
 
 
+def _may_match(rule: CompiledRule, identity: Identity, claims: Claims, now: datetime) -> bool:
+    """The fast path of _judge: no trace, no failure objects."""
+    if rule.idps is not None and identity.idp not in rule.idps:
+        return False
+    if rule.require_mfa and not identity.mfa:
+        return False
+    return rule.condition is None or rule.condition.holds(claims, now)
+
+
 def _grants(rule: CompiledRule, trace: RuleTrace, identity: Identity, claims: Claims,
             roles: Mapping[str, RoleDecl]) -> tuple[RuleTrace, list[RoleGrant]]:
     grants, problems = [], []
@@ -125,14 +155,20 @@ def _grants(rule: CompiledRule, trace: RuleTrace, identity: Identity, claims: Cl
     return traced, grants
 
 
-def evaluate(rules: RuleSet | CompiledRules, identity: Identity, now: datetime | None = None) -> Decision:
+def evaluate(rules: RuleSet | CompiledRules, identity: Identity, now: datetime | None = None,
+             *, explain: bool = False) -> Decision:
+    """With explain, every rule is judged and traced; without, only the rules the index says could match
+    (the others cannot), and only matched rules are traced."""
     compiled = rules if isinstance(rules, CompiledRules) else compiled_of(rules)
     now = now or datetime.now(UTC)
     claims = claim_map(identity)
     traces: dict[str, RuleTrace] = {}
     chosen: dict[str, RoleGrant] = {}
     denies: list[CompiledRule] = []
-    for rule in compiled.rules:
+    positions = range(len(compiled.rules)) if explain else compiled.candidates(claims)
+    for rule in (compiled.rules[p] for p in positions):
+        if not explain and not _may_match(rule, identity, claims, now):
+            continue
         trace = _judge(rule, identity, claims, now)
         if trace.outcome == "matched" and rule.deny:
             denies.append(rule)

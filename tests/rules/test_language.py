@@ -125,7 +125,7 @@ def test_grant_problems_refused(grant: dict[str, Any], fragment: str) -> None:
 def test_explanations_name_the_failing_condition_and_keep_values_out_of_audit() -> None:
     rs = RuleSet.model_validate({"version": 1, "rules": [
         {"id": "admins", "when": {"groups": {"contains": "admins"}}, "grant": [{"role": ROLE}]}]})
-    decision = evaluate(rs, identity(groups=("secret-project-x",)))
+    decision = evaluate(rs, identity(groups=("secret-project-x",)), explain=True)
     assert "admins (allow): no match: when.groups.contains failed; groups is ['secret-project-x']" in as_text(decision)
     audit = json.dumps(for_audit(decision))
     assert "condition_failed:when.groups.contains" in audit and "secret-project-x" not in audit
