@@ -10,7 +10,7 @@ import threading
 from datetime import UTC, datetime
 from typing import IO
 
-AuditValue = str | int | bool | None | list[str]
+AuditValue = str | int | bool | None | list[str] | dict[str, str]
 _SECRET_NAMES = re.compile(r"(secret|password|token|credential|code|verifier|assertion|cookie|session_key)",
                            re.IGNORECASE)
 # Names that match the pattern above but carry no secret.

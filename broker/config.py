@@ -67,9 +67,9 @@ class Model(BaseModel):
 def _strong_secret(secret: SecretStr) -> SecretStr:
     value = secret.get_secret_value()
     if len(value) < MIN_SECRET_LENGTH:
-        raise ValueError(f"session secret is too short: use at least {MIN_SECRET_LENGTH} random characters")
+        raise ValueError(f"secret is too short: use at least {MIN_SECRET_LENGTH} random characters")
     if value.lower() in _WEAK_SECRETS or len(set(value)) < 12:
-        raise ValueError("session secret is too weak: generate one with `python -c 'import secrets; "
+        raise ValueError("secret is too weak: generate one with `python -c 'import secrets; "
                          "print(secrets.token_urlsafe(48))'`")
     return secret
 
@@ -124,6 +124,12 @@ class RateLimitConfig(Model):
     token_exchange_per_subject: int = Field(default=30, ge=1)
 
 
+class AdminConfig(Model):
+    """The admin API (rule explanations). Off unless a token is set; the token is a bearer secret."""
+
+    token: Annotated[SecretStr, AfterValidator(_strong_secret)] | None = None
+
+
 class AuditConfig(Model):
     path: str = "-"
 
@@ -164,6 +170,7 @@ class Settings(Model):
     rules: Path
     audit: AuditConfig = AuditConfig()
     rate_limits: RateLimitConfig = RateLimitConfig()
+    admin: AdminConfig = AdminConfig()
     token_exchange: TokenExchangeConfig = TokenExchangeConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
 

@@ -47,7 +47,13 @@ class PayloadTooLarge(BrokerError):
     reason = "payload_too_large"
 
 
-class UnknownIdp(BrokerError):
+class NotFound(BrokerError):
+    status = 404
+    public_message = "Not found."
+    reason = "not_found"
+
+
+class UnknownIdp(NotFound):
     status = 404
     public_message = "Unknown identity provider."
     reason = "unknown_idp"
@@ -135,3 +141,22 @@ class StoreUnavailable(BrokerError):
     status = 503
     public_message = "The broker's state store is unavailable. Try again shortly."
     reason = "store_unavailable"
+
+
+class RoleChoiceNeeded(BadRequest):
+    """Several roles are granted and the request did not name one (token exchange: `resource`)."""
+
+    public_message = "Several roles are granted to this identity: name one as the resource."
+    reason = "resource_required"
+
+    def __init__(self, detail: str = "", *, roles: tuple[str, ...] = ()) -> None:
+        super().__init__(detail)
+        self.roles = roles
+
+
+class OriginNotAllowed(BrokerError):
+    """A browser request from a web origin the configuration does not allow (CORS)."""
+
+    status = 403
+    public_message = "This web origin may not call this endpoint."
+    reason = "origin_not_allowed"

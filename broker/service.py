@@ -21,6 +21,7 @@ from broker.issuers.web_identity import WebIdentityIssuer
 from broker.outputs.console import ConsoleSignIn
 from broker.rules.evaluate import Decision, evaluate
 from broker.rules.schema import RuleSet
+from broker.rules_source import RulesSource
 from broker.store import StateStore, open_store
 
 LOGIN_TTL = 600.0
@@ -42,7 +43,8 @@ def load_components(settings: Settings) -> Components:
 
 class BrokerService:
     def __init__(self, parts: Components, *, store: StateStore, http: httpx.AsyncClient, audit: AuditLog):
-        self.settings, self.rules, self.keys = parts.settings, parts.rules, parts.keys
+        self.settings, self.keys = parts.settings, parts.keys
+        self.rules_source = RulesSource(parts.settings.rules, parts.rules, audit)
         self.store, self.http, self.audit = store, http, audit
         self.connectors = {idp_id: OidcConnector(cfg, http) for idp_id, cfg in parts.idps.items()}
         aws = parts.settings.aws
@@ -102,6 +104,10 @@ class BrokerService:
         if pending.idp != idp:
             raise LoginStateInvalid(f"login started at {pending.idp!r}, answered at {idp!r}", reason="idp_mixup")
         return await connector.finish(params, pending)
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.rules_source.current
 
     def decide(self, identity: Identity) -> Decision:
         return evaluate(self.rules, identity)

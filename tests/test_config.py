@@ -69,7 +69,7 @@ def test_every_problem_is_listed_with_file_and_field(tmp_path: Path) -> None:
 @pytest.mark.parametrize("secret", ["changeme", "x" * 40, "short-but-random-Zq9"])
 def test_weak_session_secret_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret: str) -> None:
     monkeypatch.setenv("SESSION_SECRET", secret)
-    with pytest.raises(ConfigError, match=r"broker\.yaml:\d+: session\.secret: session secret is too"):
+    with pytest.raises(ConfigError, match=r"broker\.yaml:\d+: session\.secret: secret is too"):
         load_settings(good_tree(tmp_path))
 
 
@@ -104,4 +104,4 @@ def test_serve_refuses_to_start_on_weak_secret(tmp_path: Path, monkeypatch: pyte
                                               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("SESSION_SECRET", "changeme")
     assert main(["serve", "--config", str(good_tree(tmp_path)), "--port", "1"]) == 2
-    assert "session secret is too short" in capsys.readouterr().err
+    assert "session.secret: secret is too short" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from broker.grants import RoleGrant
 from broker.rules.evaluate import Decision, RuleTrace
 
 MAX_SHOWN = 120
@@ -43,7 +44,7 @@ def as_text(decision: Decision) -> str:
     return "\n".join(lines)
 
 
-def for_audit(decision: Decision) -> dict[str, Any]:
+def for_audit(decision: Decision) -> dict[str, list[str] | dict[str, str]]:
     """Rule ids with reason codes and the failing condition's path: no claim values."""
     return {
         "rules": {t.rule_id: t.outcome if t.failure is None else f"{t.outcome}:{t.failure.path}"
@@ -67,7 +68,7 @@ def as_json(decision: Decision) -> dict[str, Any]:
     }
 
 
-def grant_json(g: Any) -> dict[str, Any]:
+def grant_json(g: RoleGrant) -> dict[str, Any]:
     return {"role": g.role_arn, "via": g.via, "provider": g.provider_arn, "duration": int(g.duration.total_seconds()),
             "session_name": g.session_name, "source_identity": g.source_identity, "tags": dict(g.tags),
             "transitive_tags": list(g.transitive_tags), "policy": g.policy, "policy_arns": list(g.policy_arns),

@@ -15,7 +15,7 @@ from broker.audit import AuditLog
 from broker.config import Settings
 from broker.errors import BrokerError
 from broker.service import BrokerService
-from broker.web import routes_login, routes_meta, routes_roles
+from broker.web import routes_admin, routes_login, routes_meta, routes_roles
 from broker.web.errors import broker_error, unexpected_error
 from broker.web.middleware import BodyLimit, SecurityHeaders
 from broker.web.render import templates
@@ -40,6 +40,7 @@ ROUTES = [
     Route("/roles/credentials", routes_roles.credentials, methods=["POST"]),
     Route("/.well-known/openid-configuration", routes_meta.openid_configuration),
     Route("/.well-known/jwks.json", routes_meta.jwks),
+    Route("/admin/rules/explain", routes_admin.explain, methods=["POST"]),
     Route("/healthz", routes_meta.healthz),
     Route("/readyz", routes_meta.readyz),
 ]

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from broker.errors import CsrfFailed, NotAuthenticated
+from broker.rules.explain import for_audit
 from broker.service import LOGIN_TTL, BrokerService
 from broker.web.render import page
 from broker.web.sessions import SessionManager
@@ -57,9 +58,7 @@ async def callback(request: Request) -> Response:
     decision = service.decide(identity)
     service.audit.event("login_succeeded", idp=idp, subject=identity.subject, issuer=identity.issuer,
                         mfa=identity.mfa, client=client_address(request))
-    service.audit.event("decision", idp=idp, subject=identity.subject, matched=list(decision.matched),
-                        denied_by=list(decision.denied_by), roles=[g.role_arn for g in decision.grants],
-                        problems=list(decision.problems))
+    service.audit.event("decision", idp=idp, subject=identity.subject, **for_audit(decision))
     cookie_name = request.app.state.cookie_name
     _, cookie = await sessions.create(identity, request.cookies.get(cookie_name))
     response = RedirectResponse("/roles", status_code=303)

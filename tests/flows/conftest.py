@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from tests.support.token_issuer import TokenIssuer, running_issuer
 
 FLOW_RULES = Path(__file__).with_name("rules.yaml")
 UNTRUSTED_ROLE = "arn:aws:iam::123456789012:role/Untrusted"
+ADMIN_TOKEN = secrets.token_urlsafe(48)
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +28,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, handmade_idp: TokenIssuer) -
     handmade = {"id": "handmade", "type": "oidc", "name": "Hand-made IdP", "issuer": handmade_idp.url,
                 "client_id": "client-1", "client_secret": "handmade-client-secret"}
     with run_stack(tmp_path_factory.mktemp("stack"), rules=FLOW_RULES, extra_idps={"handmade": handmade},
-                   overrides={"rate_limits": {"login_starts": 100000}}) as stack:
+                   overrides={"rate_limits": {"login_starts": 100000},
+                                              "admin": {"token": ADMIN_TOKEN}}) as stack:
         trust = {"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
             "Principal": {"Federated": "arn:aws:iam::123456789012:oidc-provider/other.example.com"}}]}

@@ -1,0 +1,40 @@
+"""The admin API: explain the current rules for an identity. Off unless `admin.token` is configured."""
+
+from __future__ import annotations
+
+import hmac
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker.errors import BadRequest, NotAuthenticated, NotFound
+from broker.rules.evaluate import evaluate
+from broker.rules.explain import as_json
+from broker.rules.schema import IdentitySpec
+from broker.rules.testing import identity_of
+from broker.service import BrokerService
+from broker.web.render import NO_STORE
+
+
+def _authorize(request: Request, service: BrokerService) -> None:
+    token = service.settings.admin.token
+    if token is None:
+        raise NotFound("admin API is not enabled", reason="admin_disabled")
+    sent = request.headers.get("authorization", "")
+    expected = f"Bearer {token.get_secret_value()}"
+    if not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise NotAuthenticated("admin API without the admin token", reason="admin_token_invalid")
+
+
+async def explain(request: Request) -> Response:
+    service: BrokerService = request.app.state.service
+    _authorize(request, service)
+    try:
+        spec = IdentitySpec.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise BadRequest(f"identity: {exc.error_count()} problem(s)", reason="identity_invalid",
+                         public="The body must be an identity: {subject, idp, email, groups, claims, ...}.") from None
+    decision = evaluate(service.rules, identity_of(spec), explain=True)
+    service.audit.event("rules_explained", idp=spec.idp, rules=len(decision.traces))
+    return JSONResponse(as_json(decision), headers=NO_STORE)
