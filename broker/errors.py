@@ -137,6 +137,12 @@ class StsUnavailable(BrokerError):
     reason = "sts_unavailable"
 
 
+class ViaNotAvailable(BrokerError):
+    status = 501
+    public_message = "This role is granted through a path this broker version cannot issue yet."
+    reason = "via_not_available"
+
+
 class StoreUnavailable(BrokerError):
     status = 503
     public_message = "The broker's state store is unavailable. Try again shortly."

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import httpx
 
 from broker.audit import AuditLog
-from broker.config import IdpConfig, Settings, load_idps, load_rules
+from broker.config import IdpConfig, OidcIdpConfig, Settings, TokenIdpConfig, load_idps, load_rules
 from broker.connectors.oidc import OidcConnector, PendingLogin
-from broker.errors import LoginRefused, LoginStateInvalid, NotAuthorized, RateLimited, UnknownIdp
+from broker.errors import LoginRefused, LoginStateInvalid, NotAuthorized, RateLimited, UnknownIdp, ViaNotAvailable
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
@@ -46,7 +46,10 @@ class BrokerService:
         self.settings, self.keys = parts.settings, parts.keys
         self.rules_source = RulesSource(parts.settings.rules, parts.rules, audit)
         self.store, self.http, self.audit = store, http, audit
-        self.connectors = {idp_id: OidcConnector(cfg, http) for idp_id, cfg in parts.idps.items()}
+        # Browser logins only (the index page lists these); `type: token` IdPs serve POST /oauth2/token.
+        self.connectors = {idp_id: OidcConnector(cfg, http) for idp_id, cfg in parts.idps.items()
+                           if isinstance(cfg, OidcIdpConfig)}
+        self.token_idps = {idp_id: cfg for idp_id, cfg in parts.idps.items() if isinstance(cfg, TokenIdpConfig)}
         aws = parts.settings.aws
         self.web_identity = WebIdentityIssuer(
             parts.keys, StsClient(aws), issuer=parts.settings.public_url,
@@ -120,6 +123,9 @@ class BrokerService:
 
     async def credentials(self, identity: Identity, role_arn: str) -> tuple[RoleGrant, Credentials]:
         grant = self.grant(identity, role_arn)
+        if grant.via != "web_identity":
+            # The rules language can say saml and assume_role; this version issues through web identity only.
+            raise ViaNotAvailable(f"grant via {grant.via} for {grant.role_arn}")
         creds = await self.web_identity.issue(identity, grant)
         self.audit.event("credentials_issued", idp=identity.idp, subject=identity.subject,
                          role=grant.role_arn, rule=grant.rule_id, via=grant.via,

@@ -21,6 +21,7 @@ from tests.flows.conftest import UNTRUSTED_ROLE, audit_events
 
 ADMIN = "arn:aws:iam::123456789012:role/DemoAdmin"
 DEV = "arn:aws:iam::123456789012:role/DemoDeveloper"
+SAML_ONLY = "arn:aws:iam::123456789012:role/SamlOnly"
 
 
 @contextmanager
@@ -35,7 +36,7 @@ def test_alice_gets_working_credentials_and_console(stack: DevStack, caplog: pyt
     caplog.set_level(logging.DEBUG)
     with logged_in(stack, "alice") as client:
         view = browser.roles(client, stack.broker_url)
-        assert [r["role_arn"] for r in view["roles"]] == [ADMIN, DEV, UNTRUSTED_ROLE]
+        assert [r["role_arn"] for r in view["roles"]] == [ADMIN, DEV, SAML_ONLY, UNTRUSTED_ROLE]
         assert view["identity"]["email"] == "alice@example.com"
         response = browser.post_role(client, stack.broker_url, "credentials", ADMIN, view["csrf_token"])
         assert response.status_code == 200 and response.headers["cache-control"] == "no-store"

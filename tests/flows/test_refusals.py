@@ -194,6 +194,17 @@ def test_sts_refuses_untrusted_role(stack: DevStack) -> None:
         assert issued_count(stack) == before
 
 
+def test_grant_via_a_path_not_issued_yet(stack: DevStack) -> None:
+    with browser.browser() as c:
+        browser.login(c, stack.broker_url, "dev", "alice")
+        csrf = browser.roles(c, stack.broker_url)["csrf_token"]
+        before = issued_count(stack)
+        response = browser.post_role(c, stack.broker_url, "credentials", "arn:aws:iam::123456789012:role/SamlOnly",
+                                     csrf)
+        assert_refused(stack, response, 501, "via_not_available")
+        assert issued_count(stack) == before
+
+
 def test_unknown_format(stack: DevStack, bob: tuple[httpx.Client, str]) -> None:
     client, csrf = bob
     response = browser.post_role(client, stack.broker_url, "credentials", DEV, csrf, format="xml")

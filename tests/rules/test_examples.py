@@ -46,3 +46,12 @@ def test_explain_prints_each_rule(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "prod-admins (allow): needs MFA" in out
     assert "offboarding (deny): matched; removes arn:aws:iam::111122223333:role/ReadOnly" in out
+
+
+def test_readme_rules_example_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## The rules language"):]
+    block = section[section.index("```yaml\n") + 8:section.index("```\n", section.index("```yaml"))]
+    (tmp_path / "rules.yaml").write_text(block)
+    assert main(["rules", "test", str(tmp_path / "rules.yaml")]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out
