@@ -13,15 +13,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# redis-server for the Redis half of the store conformance suite.
+# redis-server for the Redis half of the store conformance suite; xmlsec1 for pysaml2 (the test SAML IdP)
+# and the independent check of the SAML assertions the broker mints.
+SYS_PROGRAMS := redis-server:redis-server xmlsec1:xmlsec1
 sys:
-	@if ! command -v redis-server >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	  else echo "redis-server missing: install it (Debian: apt-get install redis-server)"; exit 1; fi; \
-	fi
+	@for pair in $(SYS_PROGRAMS); do prog=$${pair%%:*}; pkg=$${pair##*:}; \
+	  if ! command -v $$prog >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null; \
+	    else echo "$$prog missing: install it (Debian: apt-get install $$pkg)"; exit 1; fi; \
+	  fi; \
+	done
 
-demo: $(STAMP)
+demo: $(STAMP) sys
 	$(BIN)/sts-broker demo
 
 test: $(STAMP) sys
