@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sys clean
+.PHONY: demo test lint bench sys wrk clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,8 +35,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check broker tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+# wrk (a real HTTP load generator) for the token exchange benchmark.
+wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "wrk missing: install it (Debian: apt-get install wrk)"; exit 1; fi; \
+	fi
+
+bench: $(STAMP) wrk
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.token_exchange
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

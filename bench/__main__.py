@@ -89,8 +89,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from bench import rules_eval
+    from bench import rules_eval, saml_acs
 
     status = main()
-    print()
-    sys.exit(status or rules_eval.main())
+    for other in (rules_eval.main, saml_acs.main):
+        print()
+        status = status or other()
+    sys.exit(status)

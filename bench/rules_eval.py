@@ -64,7 +64,7 @@ def main() -> int:
         keys = [f"team-{i}" for i in range(n)]
         groups = set(person.groups)
         ours = per_call_ms(lambda rs=rs: evaluate(rs, person))
-        base = per_call_ms(lambda keys=keys: [k in groups for k in keys])
+        base = per_call_ms(lambda keys=keys, groups=groups: [k in groups for k in keys])
         results[n] = ours
         print(f"{n:>6}{ours:>14.4f}{base:>14.4f}{ours / base:>8.1f}{ours / n * 1000:>15.2f}")
     growth = results[1000] / results[100]

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 import threading
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import IO
 
@@ -22,6 +23,8 @@ class AuditLog:
         self._path = path
         self._lock = threading.Lock()
         self._stream: IO[str] = sys.stdout if path == "-" else open(path, "a", encoding="utf-8")  # noqa: SIM115
+        # Called with every event (metrics count them); they see the same secret-free fields.
+        self.observers: list[Callable[[str, Mapping[str, AuditValue]], None]] = []
 
     def __repr__(self) -> str:
         return f"AuditLog(path={self._path!r})"
@@ -36,6 +39,8 @@ class AuditLog:
         with self._lock:
             self._stream.write(line + "\n")
             self._stream.flush()
+        for observer in self.observers:
+            observer(event, fields)
 
     def close(self) -> None:
         if self._stream is not sys.stdout:

@@ -295,12 +295,128 @@ class TokenIdpConfig(Model):
         return STANDARD_OIDC_CLAIMS | mapped | google | set(self.provides)
 
 
-IdpConfig = Annotated[OidcIdpConfig | TokenIdpConfig, Field(discriminator="type")]
-IDP_MODELS: dict[str, type[OidcIdpConfig] | type[TokenIdpConfig]] = {"oidc": OidcIdpConfig, "token": TokenIdpConfig}
-_IDP_ADAPTER: TypeAdapter[OidcIdpConfig | TokenIdpConfig] = TypeAdapter(IdpConfig)
+def _idp_url(url: str) -> str:
+    """A SAML IdP URL (metadata, SSO): https only (plain http on loopback for tests), never file: or other
+    schemes, no userinfo or fragment; a query is allowed (Entra ?appid=, Google ?idpid=)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"https", "http"}:
+        raise ValueError("must be an https URL (file: and other schemes are refused)")
+    if "@" in parts.netloc or parts.fragment or not parts.hostname:
+        raise ValueError("must be an absolute https URL without userinfo or fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must use https (plain http is allowed only for loopback addresses)")
+    return url
 
 
-def parse_idp(data: Any) -> OidcIdpConfig | TokenIdpConfig:
+def _pem_certificate(text: str) -> str:
+    body = "".join(line.strip() for line in text.strip().splitlines()
+                   if line.strip() and not line.startswith("-----"))
+    if not re.fullmatch(r"[A-Za-z0-9+/=]{100,}", body):
+        raise ValueError("must be an X.509 certificate (PEM, or its base64 body)")
+    return body
+
+
+PemCertificate = Annotated[str, AfterValidator(_pem_certificate)]
+IdpUrl = Annotated[str, AfterValidator(_idp_url)]
+NAMEID_FORMATS = {
+    "emailAddress": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+    "unspecified": "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+    "persistent": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+    "transient": "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
+}
+
+
+class SamlAttributeMap(Model):
+    """Which SAML attribute (its Name, exactly as the IdP sends it) carries each normalized field."""
+
+    email: str | None = None  # None: the NameID, when its format is emailAddress
+    email_verified: str | None = None
+    groups: str | None = None
+    # The IdP vouches for the email it sends (a directory-managed address): email_verified is true.
+    email_trusted: bool = False
+    # Extra friendly names for attributes (claim name -> SAML attribute Name), for rules and templates.
+    aliases: dict[str, str] = {}
+
+
+class SamlMfaConfig(Model):
+    authn_context: list[str] = []  # AuthnContextClassRef values that count as MFA (exact match)
+    attribute: str | None = None  # or an attribute (e.g. ADFS authnmethodsreferences) naming the method ...
+    attribute_values: list[str] = []  # ... with one of these values
+
+
+class SamlSpKeys(Model):
+    """This SP's own key pair: signs AuthnRequests (when the IdP wants them signed) and decrypts assertions."""
+
+    key_file: Path
+    cert_file: Path
+
+
+class SamlIdpConfig(Model):
+    """An upstream SAML 2.0 IdP; the broker is its SP (python3-saml, strict)."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    type: Literal["saml"]
+    name: str
+    # Either metadata (a file, or an https URL refreshed on a schedule) ...
+    metadata_file: Path | None = None
+    metadata_url: IdpUrl | None = None
+    metadata_refresh: Duration = timedelta(hours=12)
+    metadata_max_bytes: int = Field(default=512 * 1024, ge=4096, le=8 * 1024 * 1024)
+    timeout: Duration = timedelta(seconds=5)
+    # ... or the IdP spelled out: entity id, SSO URL (HTTP-Redirect binding) and signing certificates.
+    # Several certificates are accepted at once (rollover).
+    entity_id: str | None = Field(default=None, min_length=1, max_length=1024)
+    sso_url: IdpUrl | None = None
+    certificates: list[PemCertificate] = []
+    want_authn_requests_signed: bool | None = None  # default: what the metadata says (false when inline)
+    # This SP: default entity id {public_url}/saml/{id}/metadata.
+    sp_entity_id: str | None = Field(default=None, min_length=1, max_length=1024)
+    sp_keys: SamlSpKeys | None = None
+    want_assertions_encrypted: bool = False  # needs sp_keys
+    name_id_format: str = "emailAddress"
+    attributes: SamlAttributeMap = SamlAttributeMap()
+    mfa: SamlMfaConfig = SamlMfaConfig()
+    allow_idp_initiated: bool = False
+    clock_skew: Duration = timedelta(seconds=120)
+    max_assertion_age: Duration = timedelta(minutes=5)  # bound on IssueInstant's age
+    max_response_bytes: int = Field(default=256 * 1024, ge=4096, le=2 * 1024 * 1024)
+    provides: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SamlIdpConfig:
+        sources = [self.metadata_file is not None, self.metadata_url is not None,
+                   self.entity_id is not None or self.sso_url is not None or bool(self.certificates)]
+        if sum(sources) != 1:
+            raise ValueError("give exactly one of metadata_file, metadata_url, or entity_id + sso_url + "
+                             "certificates")
+        if sources[2] and (self.entity_id is None or self.sso_url is None or not self.certificates):
+            raise ValueError("entity_id, sso_url and certificates go together")
+        if self.clock_skew > timedelta(minutes=5):
+            raise ValueError("clock_skew must be at most 5m")
+        if (self.want_assertions_encrypted or self.want_authn_requests_signed) and self.sp_keys is None:
+            raise ValueError("sp_keys is required for signed AuthnRequests or encrypted assertions")
+        if self.name_id_format not in NAMEID_FORMATS and ":" not in self.name_id_format:
+            raise ValueError(f"name_id_format: one of {sorted(NAMEID_FORMATS)} or a full URN")
+        return self
+
+    @property
+    def name_id_format_urn(self) -> str:
+        return NAMEID_FORMATS.get(self.name_id_format, self.name_id_format)
+
+    def claims_provided(self) -> set[str]:
+        attrs = self.attributes
+        named = {a for a in (attrs.email, attrs.email_verified, attrs.groups) if a}
+        return {"email", "email_verified", "groups", "name_id", "authn_context"} | named \
+            | set(attrs.aliases) | set(self.provides)
+
+
+IdpConfig = Annotated[OidcIdpConfig | TokenIdpConfig | SamlIdpConfig, Field(discriminator="type")]
+IDP_MODELS: dict[str, type[OidcIdpConfig] | type[TokenIdpConfig] | type[SamlIdpConfig]] = {
+    "oidc": OidcIdpConfig, "token": TokenIdpConfig, "saml": SamlIdpConfig}
+_IDP_ADAPTER: TypeAdapter[OidcIdpConfig | TokenIdpConfig | SamlIdpConfig] = TypeAdapter(IdpConfig)
+
+
+def parse_idp(data: Any) -> OidcIdpConfig | TokenIdpConfig | SamlIdpConfig:
     """Dispatch on `type`. The chosen model validates directly, so error locations stay relative to the
     file; an absent or unknown type gets the union's own message (expected 'oidc' or 'token')."""
     kind = data.get("type") if isinstance(data, dict) else None
@@ -434,10 +550,31 @@ def load_idps(directory: Path, *, need_env: bool = True) -> dict[str, IdpConfig]
             continue
         if idp.id in idps:
             problems.append(f"{file}: id: duplicate IdP id {idp.id!r}")
+        if isinstance(idp, SamlIdpConfig):
+            idp, saml_problems = _saml_paths(file, idp, lines)
+            problems += saml_problems
         idps[idp.id] = idp
     if problems:
         raise ConfigError(problems)
     return idps
+
+
+def _saml_paths(file: Path, idp: SamlIdpConfig, lines: Lines) -> tuple[SamlIdpConfig, list[str]]:
+    """Resolve a SAML IdP's files against the directory of its config file; each must exist."""
+    base = file.resolve().parent
+    update: dict[str, Any] = {}
+    problems = []
+    if idp.metadata_file is not None:
+        update["metadata_file"] = _resolve(base, idp.metadata_file)
+    if idp.sp_keys is not None:
+        update["sp_keys"] = SamlSpKeys(key_file=_resolve(base, idp.sp_keys.key_file),
+                                       cert_file=_resolve(base, idp.sp_keys.cert_file))
+    for loc, path in (("metadata_file", update.get("metadata_file")),
+                      ("sp_keys", getattr(update.get("sp_keys"), "key_file", None)),
+                      ("sp_keys", getattr(update.get("sp_keys"), "cert_file", None))):
+        if path is not None and not path.is_file():
+            problems.append(_located(file, lines, (loc,), f"no such file: {path}"))
+    return idp.model_copy(update=update), problems
 
 
 def load_rules(file: Path) -> RuleSet:

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
 from broker.audit import AuditLog
-from broker.config import IdpConfig, OidcIdpConfig, Settings, TokenIdpConfig, load_idps, load_rules
+from broker.config import IdpConfig, OidcIdpConfig, SamlIdpConfig, Settings, TokenIdpConfig, load_idps, load_rules
 from broker.connectors.oidc import OidcConnector, PendingLogin
-from broker.errors import LoginRefused, LoginStateInvalid, NotAuthorized, RateLimited, UnknownIdp, ViaNotAvailable
+from broker.connectors.saml import SamlConnector, relay_path
+from broker.connectors.saml_metadata import check_metadata_file
+from broker.errors import (
+    BadRequest,
+    LoginRefused,
+    LoginStateInvalid,
+    NotAuthorized,
+    RateLimited,
+    TokenInvalid,
+    UnknownIdp,
+    ViaNotAvailable,
+)
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
+from broker.issuers.saml import SamlIssuer
+from broker.issuers.saml_idp import SamlKey, load_saml_keys
 from broker.issuers.signing import KeyRing
 from broker.issuers.sts_client import StsClient
 from broker.issuers.web_identity import WebIdentityIssuer
@@ -33,12 +48,18 @@ class Components:
     idps: dict[str, IdpConfig]
     rules: RuleSet
     keys: KeyRing
+    saml_keys: list[SamlKey]
+    saml_key: SamlKey
 
 
 def load_components(settings: Settings) -> Components:
     """Read every file the settings name. Raises ConfigError listing all problems."""
-    return Components(settings, load_idps(settings.idp_configs), load_rules(settings.rules),
-                      KeyRing.load(settings.keys))
+    idps = load_idps(settings.idp_configs)
+    for cfg in idps.values():
+        if isinstance(cfg, SamlIdpConfig):
+            check_metadata_file(cfg)
+    saml_keys, saml_key = load_saml_keys(settings.keys)
+    return Components(settings, idps, load_rules(settings.rules), KeyRing.load(settings.keys), saml_keys, saml_key)
 
 
 class BrokerService:
@@ -50,11 +71,16 @@ class BrokerService:
         self.connectors = {idp_id: OidcConnector(cfg, http) for idp_id, cfg in parts.idps.items()
                            if isinstance(cfg, OidcIdpConfig)}
         self.token_idps = {idp_id: cfg for idp_id, cfg in parts.idps.items() if isinstance(cfg, TokenIdpConfig)}
+        self.saml = {idp_id: SamlConnector(cfg, parts.settings.public_url, http)
+                     for idp_id, cfg in parts.idps.items() if isinstance(cfg, SamlIdpConfig)}
         aws = parts.settings.aws
+        sts = StsClient(aws)
         self.web_identity = WebIdentityIssuer(
-            parts.keys, StsClient(aws), issuer=parts.settings.public_url,
+            parts.keys, sts, issuer=parts.settings.public_url,
             audience=aws.web_identity_audience, lifetime=parts.settings.issuer.token_lifetime,
         )
+        self.saml_keys = parts.saml_keys  # published at /saml/idp/metadata
+        self.saml_issuer = SamlIssuer(parts.saml_key, sts, public_url=parts.settings.public_url)
         self.console = ConsoleSignIn(http, issuer_url=parts.settings.public_url,
                                      federation_url=aws.federation_url, console_url=aws.console_url)
 
@@ -73,6 +99,61 @@ class BrokerService:
             return self.connectors[idp]
         except KeyError:
             raise UnknownIdp(f"no IdP {idp[:64]!r}") from None
+
+    def browser_idps(self) -> list[tuple[str, str]]:
+        """(id, name) of every IdP a person can sign in with here: OIDC and SAML, not token ones."""
+        found = [(c.config.id, c.config.name) for c in self.connectors.values()]
+        return found + [(c.config.id, c.config.name) for c in self.saml.values()]
+
+    def saml_connector(self, idp: str) -> SamlConnector:
+        try:
+            return self.saml[idp]
+        except KeyError:
+            raise UnknownIdp(f"no SAML IdP {idp[:64]!r}") from None
+
+    async def start_saml_login(self, idp: str, client: str, return_to: str = "/roles") -> tuple[str, str]:
+        """The IdP URL (an AuthnRequest) and its ID, remembered server-side (single use) and bound to the
+        browser by a cookie."""
+        connector = self.saml_connector(idp)
+        await self.rate_limit("login", client, self.settings.rate_limits.login_starts)
+        url, request_id = await connector.start(relay_path(return_to))
+        await self.store.put(f"saml_request:{request_id}", json.dumps({"idp": idp, "return_to": return_to}),
+                             LOGIN_TTL)
+        self.audit.event("login_started", idp=idp, client=client, protocol="saml")
+        return url, request_id
+
+    async def finish_saml_login(self, idp: str, form: Mapping[str, str], browser_request: str | None
+                                ) -> tuple[Identity, str]:
+        """Verify a POSTed response; returns the identity and the (allow-listed) path to land on."""
+        connector = self.saml_connector(idp)
+        saml_response = form.get("SAMLResponse")
+        if not isinstance(saml_response, str) or not saml_response:
+            raise BadRequest("ACS without SAMLResponse", reason="saml_response_missing")
+        relay = form.get("RelayState")
+        return_to = relay_path(relay) if isinstance(relay, str) and relay else "/roles"
+        incoming = connector.receive(saml_response)
+        request_id = incoming.in_response_to
+        if request_id is not None and (
+                not browser_request or not hmac.compare_digest(request_id.encode(), browser_request.encode())):
+            raise LoginStateInvalid("InResponseTo names a request this browser did not start",
+                                    reason="saml_request_not_bound")
+        login = await connector.finish(incoming, request_id)
+        # Single use, atomically across replicas: the assertion ID (until NotOnOrAfter + skew), then the request.
+        issuer = hashlib.sha256(login.identity.issuer.encode()).hexdigest()[:16]
+        if not await self.store.put_new(f"saml_assertion:{idp}:{issuer}:{login.assertion_id}", "1",
+                                        login.replay_ttl):
+            raise TokenInvalid("assertion already used", reason="saml_replay")
+        if request_id is not None:
+            stored = await self.store.pop(f"saml_request:{request_id}")
+            if stored is None:
+                raise LoginStateInvalid("no pending AuthnRequest with this ID (used or expired)",
+                                        reason="saml_request_unknown")
+            pending = json.loads(stored)
+            if pending["idp"] != idp:
+                raise LoginStateInvalid(f"request sent to {pending['idp']!r}, answered at {idp!r}",
+                                        reason="idp_mixup")
+            return_to = str(pending["return_to"])
+        return login.identity, return_to
 
     def redirect_uri(self, idp: str) -> str:
         return f"{self.settings.public_url}/oidc/{idp}/callback"
@@ -123,10 +204,13 @@ class BrokerService:
 
     async def credentials(self, identity: Identity, role_arn: str) -> tuple[RoleGrant, Credentials]:
         grant = self.grant(identity, role_arn)
-        if grant.via != "web_identity":
-            # The rules language can say saml and assume_role; this version issues through web identity only.
+        if grant.via == "saml":
+            creds = await self.saml_issuer.issue(identity, grant)
+        elif grant.via == "web_identity":
+            creds = await self.web_identity.issue(identity, grant)
+        else:
+            # The rules language can say assume_role; this version does not issue through it yet.
             raise ViaNotAvailable(f"grant via {grant.via} for {grant.role_arn}")
-        creds = await self.web_identity.issue(identity, grant)
         self.audit.event("credentials_issued", idp=identity.idp, subject=identity.subject,
                          role=grant.role_arn, rule=grant.rule_id, via=grant.via,
                          access_key_id=creds.access_key_id, expires=creds.expiration.isoformat())

@@ -16,6 +16,10 @@ def test_demo_self_test_passes() -> None:
     assert "carol: granted []" in out
     assert "GetCallerIdentity with them: arn:aws:sts::123456789012:assumed-role/" in out
     assert "federation endpoint accepted the sign-in token" in out
+    # The SAML login path: pysaml2 behind a login form, HTTP-Redirect AuthnRequest, HTTP-POST ACS.
+    assert 'alice (SAML): granted ["arn:aws:iam::123456789012:role/DemoAdmin"' in out
+    assert 'bob (SAML): granted ["arn:aws:iam::123456789012:role/DemoDeveloper"]' in out
+    assert "carol (SAML): granted []" in out
 
 
 def test_self_test_fails_loudly() -> None:

@@ -31,6 +31,9 @@ class Expectations:
     leeway: int
     max_bytes: int
     nonce: str | None = None  # required and compared when set
+    # `azp` allow-list (e.g. a mobile app's client ids). None: `azp`, when present, must be an audience.
+    # When set, `azp` is required and must be one of these.
+    authorized_parties: Collection[str] | None = None
 
 
 def _refuse(reason: str, detail: str) -> TokenInvalid:
@@ -101,7 +104,9 @@ def _check_audience(claims: dict[str, Any], expect: Expectations) -> None:
         raise _refuse("audience_invalid", "ID token aud does not name this client")
     # OIDC Core 3.1.3.7: with several audiences (or an azp at all) the azp must be our client.
     azp = claims.get("azp")
-    if (len(audiences) > 1 or azp is not None) and azp not in expect.audiences:
+    parties = expect.audiences if expect.authorized_parties is None else expect.authorized_parties
+    required = len(audiences) > 1 or azp is not None or expect.authorized_parties is not None
+    if required and (not isinstance(azp, str) or azp not in parties):
         raise _refuse("azp_invalid", "ID token azp does not name this client")
 
 

@@ -28,7 +28,7 @@ class JwksCache:
     def __init__(
         self, http: httpx.AsyncClient, uri: str, *, timeout: float, max_bytes: int = 64 * 1024,
         min_refresh: float = 30.0, default_ttl: float = 3600.0, max_ttl: float = 86400.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, failure_backoff: float = 5.0,
     ) -> None:
         self._http, self.uri, self._timeout, self._max_bytes = http, uri, timeout, max_bytes
         self._min_refresh, self._default_ttl, self._max_ttl = min_refresh, default_ttl, max_ttl
@@ -37,6 +37,9 @@ class JwksCache:
         self._kids: frozenset[str] = frozenset()
         self._fetched_at = -1e18
         self._expires_at = -1e18
+        # After a failed fetch, wait this long before the next: a flood while the IdP is down costs one call.
+        self._failure_backoff = failure_backoff
+        self._failed_at = -1e18
         self._lock = asyncio.Lock()
         self.fetches = 0
 
@@ -47,9 +50,21 @@ class JwksCache:
             known = kid is None or kid in self._kids
             may_refresh = now - self._fetched_at >= self._min_refresh
             if self._keys is None or not fresh or (not known and may_refresh):
-                await self._refresh(now)
+                await self._refresh_or_back_off(now, fresh)
             assert self._keys is not None
             return self._keys
+
+    async def _refresh_or_back_off(self, now: float, fresh: bool) -> None:
+        if now - self._failed_at < self._failure_backoff:
+            if self._keys is not None and fresh:
+                return  # an unknown kid: the signature check refuses it with the keys we have
+            raise UpstreamUnavailable(f"JWKS at {self.uri} failed moments ago; not asking again yet",
+                                      reason="jwks_backoff")
+        try:
+            await self._refresh(now)
+        except UpstreamUnavailable:
+            self._failed_at = now
+            raise
 
     async def _refresh(self, now: float) -> None:
         document, headers = await fetch_json(self._http, self.uri, seconds=self._timeout, max_bytes=self._max_bytes)

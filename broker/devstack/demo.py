@@ -19,11 +19,12 @@ def _banner(stack: DevStack, started: float) -> str:
 sts-broker demo is running (started in {time.monotonic() - started:.1f}s), all on 127.0.0.1:
   broker           {stack.broker_url}
   OIDC provider    {stack.idp_issuer}   (oidc-provider-mock; users alice, bob, carol)
+  SAML IdP         {stack.saml_idp_url}   (pysaml2 behind a login form; the same users)
   strict local AWS {stack.aws.endpoint_url}   (STS/IAM/S3; federation at {stack.aws.federation_url})
   config           {stack.workdir}/broker.yaml   audit log {stack.audit_path}
 
-Open {stack.broker_url}/ , choose "Development IdP", type alice (two roles), bob (one) or carol (none),
-then "Open console" or "Get credentials". Press Ctrl-C to stop.
+Open {stack.broker_url}/ , choose "Development IdP" (OIDC) or "Development SAML IdP", type alice (two
+roles), bob (one) or carol (none), then "Open console" or "Get credentials". Press Ctrl-C to stop.
 """
 
 
@@ -33,6 +34,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.self_test:
         logging.getLogger("broker.access").setLevel(logging.WARNING)  # the self-test prints its own story
         logging.getLogger("oidc_provider_mock").setLevel(logging.WARNING)
+        logging.getLogger("saml2").setLevel(logging.WARNING)
         with tempfile.TemporaryDirectory(prefix="sts-broker-selftest-") as tmp, run_stack(Path(tmp)) as stack:
             print(f"stack up in {time.monotonic() - started:.1f}s", flush=True)
             return self_test(stack)

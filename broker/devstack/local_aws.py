@@ -81,6 +81,16 @@ class MotoIam:
             raise
         return [str(client_id) for client_id in provider.get("ClientIDList", [])]
 
+    def saml_metadata(self, provider_arn: str) -> str | None:
+        try:
+            provider = self._iam.get_saml_provider(SAMLProviderArn=provider_arn)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchEntity", "InvalidInput"):
+                return None
+            raise
+        document = provider.get("SAMLMetadataDocument")
+        return document if isinstance(document, str) else None
+
     def caller_arn(self, credentials: IssuedCredentials) -> str | None:
         sts = self._client("sts", {"aws_access_key_id": credentials.access_key_id,
                                    "aws_secret_access_key": credentials.secret_access_key,

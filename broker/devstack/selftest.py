@@ -8,7 +8,8 @@ from html import unescape
 import httpx
 
 from broker.devstack import browser
-from broker.devstack.stack import DevStack, aws_client
+from broker.devstack.dev_saml_idp import browser_login as saml_browser_login
+from broker.devstack.stack import SAML_IDP_ID, DevStack, aws_client
 
 
 def _redact(value: str) -> str:
@@ -48,14 +49,17 @@ def _console(stack: DevStack, client: httpx.Client, role: str, csrf: str) -> Non
     _say("  federation endpoint accepted the sign-in token")
 
 
-def check_user(stack: DevStack, user: str) -> list[str]:
+def check_user(stack: DevStack, user: str, *, saml: bool = False) -> list[str]:
     with browser.browser() as client:
-        landed = browser.login(client, stack.broker_url, "dev", user)
+        if saml:
+            landed = saml_browser_login(client, stack.broker_url, SAML_IDP_ID, user)
+        else:
+            landed = browser.login(client, stack.broker_url, "dev", user)
         if landed.status_code != 303 or landed.headers.get("location") != "/roles":
             raise AssertionError(f"login of {user} ended with {landed.status_code}: {landed.text[:300]}")
         view = browser.roles(client, stack.broker_url)
         granted = [r["role_arn"] for r in view["roles"]]
-        _say(f"{user}: granted {json.dumps(granted)}")
+        _say(f"{user}{' (SAML)' if saml else ''}: granted {json.dumps(granted)}")
         if granted:
             _credentials_and_identity(stack, client, granted[0], view["csrf_token"])
             _console(stack, client, granted[0], view["csrf_token"])
@@ -69,6 +73,11 @@ def self_test(stack: DevStack) -> int:
             granted = check_user(stack, user)
             if len(granted) != count:
                 raise AssertionError(f"{user} was granted {len(granted)} roles, expected {count}")
+        # The same people through the SAML IdP (pysaml2, HTTP-Redirect AuthnRequest, HTTP-POST ACS).
+        for user, count in expected.items():
+            granted = check_user(stack, user, saml=True)
+            if len(granted) != count:
+                raise AssertionError(f"{user} (SAML) was granted {len(granted)} roles, expected {count}")
     except Exception as exc:  # every failure, whatever its kind, must fail the self-test loudly
         _say(f"SELF-TEST FAILED: {type(exc).__name__}: {exc}")
         return 1

@@ -19,10 +19,13 @@ from typing import Any
 import boto3
 import yaml
 
-from broker.config import Settings, load_settings
+from broker.config import SamlIdpConfig, Settings, load_settings
+from broker.connectors.saml import SamlConnector
 from broker.devstack.dev_idp import run_dev_idp
+from broker.devstack.dev_saml_idp import DevSamlIdp, run_dev_saml_idp, saml_idp_config
 from broker.devstack.local_aws import LocalAws, run_local_aws
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
+from broker.issuers.saml_idp import idp_metadata, load_saml_keys
 from broker.issuers.signing import generate_key_file
 from broker.web.app import create_app
 
@@ -30,6 +33,10 @@ DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")
 AUDIENCE = "sts.amazonaws.com"
 DEMO_ROLES = {"DemoAdmin": 3600 * 4, "DemoDeveloper": 3600 * 8}
 SECRET_ENV = "BROKER_SESSION_SECRET"
+SAML_IDP_ID = "devsaml"
+SAML_PROVIDER_NAME = "sts-broker"  # the IAM SAML provider holding the broker's /saml/idp/metadata
+SAML_ROLES = {"DemoSaml": 3600 * 4}
+SAML_RECIPIENT = "https://signin.aws.amazon.com/saml"
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class DevStack:
     workdir: Path
     settings: Settings
     audit_path: Path
+    saml_idp_url: str = ""  # the pysaml2 IdP (idp id SAML_IDP_ID)
+    saml_idp: DevSamlIdp | None = None
 
 
 def aws_client(aws: LocalAws, service: str, **creds: str) -> Any:
@@ -65,7 +74,32 @@ def register_broker_in_iam(aws: LocalAws, broker_url: str) -> str:
     )["OpenIDConnectProviderArn"]
     host = provider_arn.split(":oidc-provider/", 1)[1]
     for name, max_seconds in DEMO_ROLES.items():
-        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust_policy(provider_arn, host),
+        # Subjects from the OIDC dev IdP and from the SAML one (the broker mints `{idp}:{subject}`).
+        policy = trust_policy(provider_arn, host).replace('"dev:*"', f'["dev:*", "{SAML_IDP_ID}:*"]')
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=policy,
+                        MaxSessionDuration=max_seconds)
+    return provider_arn
+
+
+def saml_trust_policy(provider_arn: str, recipient: str = SAML_RECIPIENT) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Federated": provider_arn},
+        "Action": ["sts:AssumeRoleWithSAML", "sts:TagSession", "sts:SetSourceIdentity"],
+        "Condition": {"StringEquals": {"SAML:aud": recipient}},
+    }]})
+
+
+def register_broker_saml_in_iam(aws: LocalAws, settings: Settings) -> str:
+    """The broker as an IAM SAML provider (its IdP metadata, as /saml/idp/metadata serves it), and roles
+    that trust it."""
+    keys, _ = load_saml_keys(settings.keys)
+    iam = aws_client(aws, "iam")
+    provider_arn: str = iam.create_saml_provider(
+        Name=SAML_PROVIDER_NAME, SAMLMetadataDocument=idp_metadata(settings.public_url, keys).decode()
+    )["SAMLProviderArn"]
+    for name, max_seconds in SAML_ROLES.items():
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=saml_trust_policy(provider_arn),
                         MaxSessionDuration=max_seconds)
     return provider_arn
 
@@ -100,7 +134,7 @@ def write_config(workdir: Path, broker_url: str, issuer: str, aws: LocalAws, rul
 
 
 @contextmanager
-def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_port: int = 0,
+def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_port: int = 0, saml_port: int = 0,
               rules: Path = DEMO_RULES, extra_idps: Mapping[str, dict[str, Any]] | None = None,
               overrides: Mapping[str, Any] | None = None) -> Iterator[DevStack]:
     """`extra_idps` adds IdP files and `overrides` top-level broker.yaml keys (tests use both)."""
@@ -111,8 +145,20 @@ def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_por
     with ExitStack() as stack:
         aws = stack.enter_context(run_local_aws(port=aws_port))
         issuer = stack.enter_context(run_dev_idp(idp_port))
+        saml_idp, saml_config = dev_saml_idp(workdir, broker_url, saml_port or free_port())
+        saml_url = stack.enter_context(run_dev_saml_idp(saml_idp, int(saml_idp.url.rsplit(":", 1)[1])))
         register_broker_in_iam(aws, broker_url)
-        config = write_config(workdir, broker_url, issuer, aws, rules, extra_idps or {}, overrides or {})
+        config = write_config(workdir, broker_url, issuer, aws, rules,
+                              {SAML_IDP_ID: saml_config, **(extra_idps or {})}, overrides or {})
         settings = load_settings(config)
+        register_broker_saml_in_iam(aws, settings)
         stack.enter_context(asgi_server(create_app(settings), broker_port))
-        yield DevStack(broker_url, issuer, aws, workdir, settings, Path(settings.audit.path))
+        yield DevStack(broker_url, issuer, aws, workdir, settings, Path(settings.audit.path), saml_url, saml_idp)
+
+
+def dev_saml_idp(workdir: Path, broker_url: str, port: int) -> tuple[DevSamlIdp, dict[str, Any]]:
+    """The pysaml2 IdP and the broker's config for it; the IdP trusts the broker's SP metadata."""
+    idp = DevSamlIdp(f"http://{LOOPBACK}:{port}", workdir / "saml-idp")
+    config = saml_idp_config(SAML_IDP_ID, idp.url, idp.certificate)
+    idp.trust_sp([SamlConnector(SamlIdpConfig.model_validate(config), broker_url, None).sp_metadata()])
+    return idp, config

@@ -1,4 +1,5 @@
-"""The strict front: a WSGI app on loopback that judges AssumeRoleWithWebIdentity as AWS documents it, serves
+"""The strict front: a WSGI app on loopback that judges AssumeRoleWithWebIdentity and AssumeRoleWithSAML as AWS
+documents them (saml_checks, saml_signature for the latter), serves
 the console federation endpoint, and forwards every other request to moto byte for byte.
 
 moto issues credentials but checks nothing, so nothing reaches moto's AssumeRoleWithWebIdentity until every
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
 from xml.sax.saxutils import escape
@@ -23,6 +25,7 @@ from xml.sax.saxutils import escape
 import httpx
 from werkzeug.wrappers import Request, Response
 
+from broker.devstack import saml_checks, saml_signature
 from broker.devstack import trust_policy as trust
 from broker.devstack import web_identity_checks as checks
 from broker.devstack.federation import CredentialLedger, FederationEndpoint, credentials_from_xml
@@ -34,9 +37,9 @@ ROLE_ARN = re.compile(r"arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/(?:[\w+=,
 # Hop-by-hop headers belong to one connection, not the request; length is recomputed for the new body.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "transfer-encoding", "upgrade", "content-length", "expect"})
-ISSUING_ACTIONS = frozenset({"AssumeRole", "AssumeRoleWithSAML"})
-UNPOLICED_ACTIONS = frozenset({"AssumeRoleWithSAML"})
+ISSUING_ACTIONS = frozenset({"AssumeRole"})
 MAX_DISCOVERY_BYTES = 64 * 1024
+SAML_PROVIDER_ARN = re.compile(r"arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:saml-provider/[\w.-]{1,128}", re.ASCII)
 SIGNING_KEY = re.compile(r"Credential=([A-Z0-9]+)/")
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class IamLookups(Protocol):
     def role(self, name: str) -> RoleInfo | None: ...
 
     def client_ids(self, provider_arn: str) -> list[str] | None: ...
+
+    def saml_metadata(self, provider_arn: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -180,11 +185,8 @@ class StsFront:
             return Response(reply.body, status=reply.status, content_type=reply.content_type)
         if params.get("Action") == "AssumeRoleWithWebIdentity":
             return self._assume_role_with_web_identity(params)
-        if params.get("Action") in UNPOLICED_ACTIONS:
-            # moto would accept any assertion at all; refusing is the only strict answer until this front
-            # checks the SAML contract.
-            return error_response(StsError("InvalidAction", "The strict local AWS does not check "
-                                           f"{params['Action']} yet, so it refuses it", 400))
+        if params.get("Action") == "AssumeRoleWithSAML":
+            return self._assume_role_with_saml(params)
         response = self._forward(request, body)
         if params.get("Action") in ISSUING_ACTIONS and response.status_code == 200:
             self._record(response.get_data(), request)
@@ -203,6 +205,42 @@ class StsFront:
             data = _with_web_identity_fields(data, verified)
             self._record(data, None)
         return _response(status, headers, data, "POST")
+
+    def _assume_role_with_saml(self, params: Mapping[str, str]) -> Response:
+        """Every check first (saml_checks); moto then gets a minimal assertion carrying only checked values."""
+        try:
+            request, claims, seconds = self._judge_saml(params)
+        except StsError as error:
+            return error_response(error)
+        form = urlencode({"Action": "AssumeRoleWithSAML", "Version": params.get("Version", "2011-06-15"),
+                          "RoleArn": request.role_arn, "PrincipalArn": request.principal_arn,
+                          "SAMLAssertion": saml_checks.moto_response(request.role_arn, request.principal_arn,
+                                                                     claims, seconds)}).encode()
+        status, headers, data = self._send("POST", self._moto_url + "/", [
+            ("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], form)
+        if status == 200:
+            data = saml_checks.with_saml_fields(data, request.principal_arn, claims)
+            self._record(data, None)
+        return _response(status, headers, data, "POST")
+
+    def _judge_saml(self, params: Mapping[str, str]) -> tuple[saml_checks.SamlRequest, saml_checks.SamlClaims, int]:
+        request = saml_checks.validate_request(params)
+        role = self._role(request.role_arn, saml_checks.access_denied)
+        if (request.duration or 3600) > role.max_session_duration:
+            raise StsError("ValidationError",
+                           "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
+        document = self._iam.saml_metadata(request.principal_arn) \
+            if SAML_PROVIDER_ARN.fullmatch(request.principal_arn) else None
+        if document is None:
+            raise saml_signature.invalid(f"SAML provider {request.principal_arn[:200]} does not exist")
+        metadata = saml_signature.parse_metadata(document)
+        response = saml_signature.decode_response(request.assertion)
+        assertion = saml_signature.verified_assertion(response, metadata)
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        claims = saml_checks.judge_assertion(assertion, request, metadata, now)
+        if not trust.is_allowed(role.trust_policy, saml_checks.trust_request(request.principal_arn, claims)):
+            raise saml_checks.access_denied()
+        return request, claims, saml_checks.session_seconds(request, claims, now)
 
     def _judge(self, params: Mapping[str, str]) -> Verified:
         request = checks.validate_request(params)
@@ -234,14 +272,14 @@ class StsFront:
             raise checks.access_denied()
         return Verified(issuer=token.issuer, subject=subject, audience=audience, source_identity=source)
 
-    def _role(self, role_arn: str) -> RoleInfo:
+    def _role(self, role_arn: str, denied: Callable[[], StsError] = checks.access_denied) -> RoleInfo:
         match = ROLE_ARN.fullmatch(role_arn)
         if match is None:
             raise StsError("ValidationError", "Request ARN is invalid")
         # AWS does not say whether a role exists: an unknown role is refused like an untrusting one.
         role = self._iam.role(match.group(3)) if match.group(2) == self._account_id else None
         if role is None or role.arn != role_arn:
-            raise checks.access_denied()
+            raise denied()
         return role
 
     def _record(self, body: bytes, request: Request | None) -> None:

@@ -85,6 +85,24 @@ class StsClient:
         response = await self._call(call)
         return _credentials(response, grant)
 
+    async def assume_role_with_saml(self, grant: RoleGrant, assertion: str) -> Credentials:
+        """`assertion` is the base64 samlp:Response; the session name comes from its RoleSessionName."""
+        if grant.provider_arn is None:
+            raise StsRefused(f"grant via saml for {grant.role_arn} without a provider", reason="saml_no_provider")
+        params: dict[str, Any] = {
+            "RoleArn": grant.role_arn,
+            "PrincipalArn": grant.provider_arn,
+            "SAMLAssertion": assertion,
+            "DurationSeconds": int(grant.duration.total_seconds()),
+        }
+        if grant.policy is not None:
+            params["Policy"] = grant.policy
+        if grant.policy_arns:
+            params["PolicyArns"] = [{"arn": arn} for arn in grant.policy_arns]
+        call = functools.partial(self._client.assume_role_with_saml, **params)
+        response = await self._call(call)
+        return _credentials(response, grant)
+
     async def _call(self, call: functools.partial[Any]) -> dict[str, Any]:
         try:
             result: dict[str, Any] = await anyio.to_thread.run_sync(call)

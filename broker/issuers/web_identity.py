@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from broker.errors import StsRefused
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
 from broker.issuers.signing import KeyRing
-from broker.issuers.sts_client import StsClient
 
 TAGS_CLAIM = "https://aws.amazon.com/tags"
 SOURCE_IDENTITY_CLAIM = "https://aws.amazon.com/source_identity"
@@ -46,8 +45,14 @@ def web_identity_claims(
     return claims
 
 
+class WebIdentitySts(Protocol):
+    """sts_client.StsClient (boto3) or sts_http.HttpStsClient (on the event loop)."""
+
+    async def assume_role_with_web_identity(self, grant: RoleGrant, token: str) -> Credentials: ...
+
+
 class WebIdentityIssuer:
-    def __init__(self, keys: KeyRing, sts: StsClient, *, issuer: str, audience: str, lifetime: timedelta):
+    def __init__(self, keys: KeyRing, sts: WebIdentitySts, *, issuer: str, audience: str, lifetime: timedelta):
         self._keys, self._sts = keys, sts
         self._issuer, self._audience, self._lifetime = issuer, audience, lifetime
 

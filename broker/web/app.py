@@ -14,8 +14,10 @@ from starlette.routing import Route
 from broker.audit import AuditLog
 from broker.config import Settings
 from broker.errors import BrokerError
+from broker.metrics import Metrics
 from broker.service import BrokerService
-from broker.web import routes_admin, routes_login, routes_meta, routes_roles
+from broker.token_exchange import TokenExchange
+from broker.web import openapi, routes_admin, routes_login, routes_meta, routes_roles, routes_saml, routes_token
 from broker.web.errors import broker_error, unexpected_error
 from broker.web.middleware import BodyLimit, SecurityHeaders
 from broker.web.render import templates
@@ -34,6 +36,9 @@ ROUTES = [
     Route("/", routes_login.index),
     Route("/login/{idp}", routes_login.login),
     Route("/oidc/{idp}/callback", routes_login.callback),
+    Route("/saml/idp/metadata", routes_meta.saml_idp_metadata),
+    Route("/saml/{idp}/acs", routes_saml.acs, methods=["POST"]),
+    Route("/saml/{idp}/metadata", routes_saml.metadata),
     Route("/logout", routes_login.logout, methods=["POST"]),
     Route("/roles", routes_roles.roles),
     Route("/roles/console", routes_roles.console, methods=["POST"]),
@@ -41,8 +46,11 @@ ROUTES = [
     Route("/.well-known/openid-configuration", routes_meta.openid_configuration),
     Route("/.well-known/jwks.json", routes_meta.jwks),
     Route("/admin/rules/explain", routes_admin.explain, methods=["POST"]),
+    Route("/oauth2/token", routes_token.token, methods=["POST", "OPTIONS"]),
+    Route("/openapi.json", openapi.openapi),
     Route("/healthz", routes_meta.healthz),
     Route("/readyz", routes_meta.readyz),
+    Route("/metrics", routes_meta.metrics),
 ]
 
 
@@ -50,20 +58,27 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None) -> Starlett
     quiet_chatty_loggers()
     audit = audit or AuditLog(settings.audit.path)
     service = BrokerService.build(settings, audit)
+    metrics = Metrics()
+    audit.observers.append(metrics.observe_event)
+    token_exchange = TokenExchange(service)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await token_exchange.close()
         await service.close()
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
+        middleware=[Middleware(SecurityHeaders, metrics=metrics),
+                    Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
         exception_handlers={BrokerError: broker_error, Exception: unexpected_error},
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.token_exchange = token_exchange
     app.state.audit = audit
+    app.state.metrics = metrics
     app.state.templates = templates()
     app.state.sessions = SessionManager(
         service.store, settings.session.secret.get_secret_value(), settings.session.lifetime.total_seconds()

@@ -8,6 +8,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.errors import PayloadTooLarge
+from broker.metrics import Metrics
 
 access_log = logging.getLogger("broker.access")
 
@@ -49,8 +50,10 @@ class BodyLimit:
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    """Security headers on every response; the access log line and the request metric."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,6 +72,9 @@ class SecurityHeaders:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            elapsed = time.perf_counter() - started
             # Path only: query strings carry codes and states.
-            access_log.info("%s %s %s %.1fms", scope["method"], scope["path"], status,
-                            (time.perf_counter() - started) * 1000)
+            access_log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+            if self.metrics is not None:
+                route = getattr(scope.get("route"), "path", "unmatched")  # the template: bounded labels
+                self.metrics.observe_request(route, scope["method"], status, elapsed)

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from broker.errors import CsrfFailed, NotAuthenticated
+from broker.identity import Identity
 from broker.rules.explain import for_audit
 from broker.service import LOGIN_TTL, BrokerService
 from broker.web.render import page
@@ -36,12 +37,16 @@ async def index(request: Request) -> Response:
     session = await _sessions(request).load(request.cookies.get(request.app.state.cookie_name))
     if session is not None:
         return RedirectResponse("/roles", status_code=303)
-    idps = [{"id": c.config.id, "name": c.config.name} for c in _service(request).connectors.values()]
+    idps = [{"id": idp_id, "name": name} for idp_id, name in _service(request).browser_idps()]
     return page(request, "index.html", {"idps": sorted(idps, key=lambda i: i["name"])})
 
 
 async def login(request: Request) -> Response:
     idp = request.path_params["idp"]
+    if idp in _service(request).saml:
+        from broker.web.routes_saml import saml_login  # SAML: an AuthnRequest instead of an OIDC redirect
+
+        return await saml_login(request, idp)
     url, state = await _service(request).start_login(idp, client_address(request))
     response = RedirectResponse(url, status_code=303)
     # Binds the login to this browser: a callback carrying someone else's state is refused.
@@ -55,16 +60,24 @@ async def callback(request: Request) -> Response:
     service, sessions = _service(request), _sessions(request)
     browser_state = sessions.login_state(request.cookies.get(LOGIN_COOKIE), int(LOGIN_TTL))
     identity = await service.finish_login(idp, dict(request.query_params), browser_state)
+    return await complete_login(request, identity, "/roles", LOGIN_COOKIE, f"/oidc/{idp}/callback")
+
+
+async def complete_login(request: Request, identity: Identity, return_to: str, login_cookie: str,
+                         login_cookie_path: str) -> Response:
+    """After any verified login (OIDC callback, SAML ACS): audit, decide, a fresh session (rotated id),
+    and the browser sent to an allow-listed local path."""
+    service, sessions = _service(request), _sessions(request)
     decision = service.decide(identity)
-    service.audit.event("login_succeeded", idp=idp, subject=identity.subject, issuer=identity.issuer,
-                        mfa=identity.mfa, client=client_address(request))
-    service.audit.event("decision", idp=idp, subject=identity.subject, **for_audit(decision))
+    service.audit.event("login_succeeded", idp=identity.idp, subject=identity.subject, issuer=identity.issuer,
+                        mfa=identity.mfa, client=client_address(request), protocol=identity.protocol)
+    service.audit.event("decision", idp=identity.idp, subject=identity.subject, **for_audit(decision))
     cookie_name = request.app.state.cookie_name
     _, cookie = await sessions.create(identity, request.cookies.get(cookie_name))
-    response = RedirectResponse("/roles", status_code=303)
+    response = RedirectResponse(return_to, status_code=303)
     response.set_cookie(cookie_name, cookie, max_age=int(sessions.lifetime), httponly=True,
                         secure=_secure(request), samesite="lax")
-    response.delete_cookie(LOGIN_COOKIE, path=f"/oidc/{idp}/callback")
+    response.delete_cookie(login_cookie, path=login_cookie_path)
     return response
 
 

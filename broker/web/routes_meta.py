@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker.errors import BrokerError
+from broker.issuers.saml_idp import idp_metadata
 from broker.issuers.signing import ALGORITHM
+from broker.metrics import Metrics
 from broker.service import BrokerService
 
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
@@ -31,6 +34,13 @@ async def jwks(request: Request) -> Response:
     return JSONResponse(service.keys.jwks(), headers=PUBLIC_CACHE)
 
 
+async def saml_idp_metadata(request: Request) -> Response:
+    """The broker as a SAML IdP: register this document as an IAM SAML provider for the assertions it mints."""
+    service: BrokerService = request.app.state.service
+    document = idp_metadata(service.settings.public_url, service.saml_keys)
+    return Response(document, media_type="application/samlmetadata+xml", headers=PUBLIC_CACHE)
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -44,3 +54,8 @@ async def readyz(request: Request) -> Response:
         checks["store"] = exc.reason
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    registry: Metrics = request.app.state.metrics
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)

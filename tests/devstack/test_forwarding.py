@@ -69,7 +69,9 @@ def test_unexpected_failure_is_an_aws_shaped_500() -> None:
     assert "<Type>Receiver</Type><Code>InternalFailure</Code>" in answer.get_data(as_text=True)
 
 
-def test_unpoliced_saml_call_is_refused_not_passed_to_moto() -> None:
+def test_bogus_saml_call_is_refused_not_passed_to_moto() -> None:
+    """The front judges AssumeRoleWithSAML itself (tests/saml_aws has the full contract); a made-up call for a role
+    that does not exist is refused before moto, which would have accepted it."""
     import boto3
     import pytest
     from botocore.exceptions import ClientError
@@ -83,4 +85,5 @@ def test_unpoliced_saml_call_is_refused_not_passed_to_moto() -> None:
             sts.assume_role_with_saml(RoleArn="arn:aws:iam::345678901234:role/R",
                                       PrincipalArn="arn:aws:iam::345678901234:saml-provider/P",
                                       SAMLAssertion="PHNhbWw+bm90IGEgcmVhbCBhc3NlcnRpb248L3NhbWw+")
-        assert err.value.response["Error"]["Code"] == "InvalidAction"
+        assert err.value.response["Error"]["Code"] == "AccessDenied"
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

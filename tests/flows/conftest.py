@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from broker.devstack.stack import DevStack, aws_client, run_stack
+from broker.devstack.stack import SAML_PROVIDER_NAME, DevStack, aws_client, run_stack, saml_trust_policy
 from tests.support.token_issuer import TokenIssuer, running_issuer
 
 FLOW_RULES = Path(__file__).with_name("rules.yaml")
@@ -34,6 +34,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, handmade_idp: TokenIssuer) -
             "Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
             "Principal": {"Federated": "arn:aws:iam::123456789012:oidc-provider/other.example.com"}}]}
         aws_client(stack.aws, "iam").create_role(RoleName="Untrusted", AssumeRolePolicyDocument=json.dumps(trust))
+        # Granted via saml in rules.yaml; trusts the broker's IAM SAML provider (registered by run_stack).
+        aws_client(stack.aws, "iam").create_role(RoleName="SamlOnly", AssumeRolePolicyDocument=saml_trust_policy(
+            f"arn:aws:iam::{stack.aws.account_id}:saml-provider/{SAML_PROVIDER_NAME}"))
         yield stack
 
 

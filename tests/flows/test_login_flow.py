@@ -155,3 +155,12 @@ def test_health_and_issuer_documents(stack: DevStack) -> None:
         assert keys and all("d" not in k and "p" not in k for k in keys)  # public parts only
         index = http.get("/")
         assert "Development IdP" in index.text and index.headers["x-frame-options"] == "DENY"
+
+
+def test_metrics_count_events_by_reason_without_people(stack: DevStack) -> None:
+    with httpx.Client(base_url=stack.broker_url) as http:
+        http.get("/login/nope", headers={"Accept": "application/json"})
+        text = http.get("/metrics").text
+    assert 'sts_broker_events_total{event="request_failed",reason="unknown_idp"}' in text
+    assert 'sts_broker_request_seconds_count{method="GET",route="/login/{idp}",status="404"}' in text
+    assert "alice" not in text and "@example.com" not in text

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import time
 from collections.abc import Iterator
+from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -13,7 +14,8 @@ import httpx
 import pytest
 
 from broker.devstack import browser
-from broker.devstack.stack import DevStack
+from broker.devstack.dev_saml_idp import browser_login
+from broker.devstack.stack import DevStack, aws_client
 from tests.flows.conftest import UNTRUSTED_ROLE, audit_events
 from tests.support.token_issuer import TokenIssuer, new_key
 
@@ -194,15 +196,40 @@ def test_sts_refuses_untrusted_role(stack: DevStack) -> None:
         assert issued_count(stack) == before
 
 
-def test_grant_via_a_path_not_issued_yet(stack: DevStack) -> None:
+def test_oidc_login_reaches_assume_role_with_saml(stack: DevStack) -> None:
+    """A grant via saml: the broker mints and signs an assertion, the strict local AWS verifies it against the
+    broker's IAM SAML provider metadata; the credentials and the console both work."""
+    role = "arn:aws:iam::123456789012:role/SamlOnly"
     with browser.browser() as c:
         browser.login(c, stack.broker_url, "dev", "alice")
         csrf = browser.roles(c, stack.broker_url)["csrf_token"]
-        before = issued_count(stack)
-        response = browser.post_role(c, stack.broker_url, "credentials", "arn:aws:iam::123456789012:role/SamlOnly",
-                                     csrf)
-        assert_refused(stack, response, 501, "via_not_available")
-        assert issued_count(stack) == before
+        response = browser.post_role(c, stack.broker_url, "credentials", role, csrf)
+        assert response.status_code == 200, response.text[:300]
+        creds = response.json()
+        sts = aws_client(stack.aws, "sts", aws_access_key_id=creds["AccessKeyId"],
+                         aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+        assert sts.get_caller_identity()["Arn"] == "arn:aws:sts::123456789012:assumed-role/SamlOnly/alice@example.com"
+        console = browser.post_role(c, stack.broker_url, "console", role, csrf)
+        assert console.status_code == 303
+        page = c.get(console.headers["location"])
+        assert page.status_code == 200 and "assumed-role/SamlOnly/alice@example.com" in unescape(page.text)
+    issued = [e for e in audit_events(stack) if e["event"] == "credentials_issued" and e.get("role") == role]
+    assert issued and issued[-1]["via"] == "saml"
+
+
+def test_saml_login_reaches_assume_role_with_saml(stack: DevStack) -> None:
+    """A SAML login at the pysaml2 IdP, then a minted assertion (with tags and a source identity) to STS."""
+    role = "arn:aws:iam::123456789012:role/SamlOnly"
+    with browser.browser() as c:
+        assert browser_login(c, stack.broker_url, "devsaml", "alice").status_code == 303
+        view = browser.roles(c, stack.broker_url)
+        assert role in [r["role_arn"] for r in view["roles"]]
+        response = browser.post_role(c, stack.broker_url, "credentials", role, view["csrf_token"])
+        assert response.status_code == 200, response.text[:300]
+        creds = response.json()
+        sts = aws_client(stack.aws, "sts", aws_access_key_id=creds["AccessKeyId"],
+                         aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+        assert sts.get_caller_identity()["Arn"] == "arn:aws:sts::123456789012:assumed-role/SamlOnly/alice@example.com"
 
 
 def test_unknown_format(stack: DevStack, bob: tuple[httpx.Client, str]) -> None:

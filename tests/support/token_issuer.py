@@ -36,6 +36,7 @@ class TokenIssuer:
     cache_control: str = "max-age=300"
     next_id_token: str = ""  # what the token endpoint hands out next
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    jwks_status: int = 200  # anything else: the JWKS endpoint answers that status (an IdP outage)
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(self.key, self.kid)]}
@@ -65,6 +66,9 @@ def _handler(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
                                         "token_endpoint": f"{issuer.url}/token"}
             elif self.path == "/jwks":
                 issuer.jwks_requests += 1
+                if issuer.jwks_status != 200:
+                    self.send_error(issuer.jwks_status)
+                    return
                 body = issuer.jwks()
             else:
                 self.send_error(404)

@@ -1,0 +1,313 @@
+"""Token exchange under load: wrk against uvicorn, each figure beside a baseline measured in the same run.
+
+    python -m bench.token_exchange            (make bench runs it; wrk must be installed)
+
+(a) answered from the credential cache: POST /oauth2/token with tokens of 64 people whose credentials are
+    cached, against a bare Starlette endpoint on the same app (same middleware) that reads the same form
+    body and answers JSON. Target: at least 60% of the bare endpoint's requests per second.
+(b) every request calls STS (credential cache off), and STS is a stub that answers after 50 ms. At 200
+    concurrent clients the ideal is 200 / 0.05 s = 4000 requests per second; target at least 80% of it,
+    no errors. A blocked event loop would give 20 per second; a 40-thread pool 800.
+
+Each broker is its own uvicorn process (one worker, one event loop) so the load generator and the stub
+STS (also its own process) do not share its interpreter. Every wrk run is bounded in time; every wait in
+count and time. Loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import yaml
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+LOOPBACK = "127.0.0.1"
+PEOPLE = 64
+SECONDS = 6
+ROUNDS = 2
+STS_DELAY = 0.05
+CONCURRENCY_A, CONCURRENCY_B = 64, 200
+ROLE = "arn:aws:iam::111122223333:role/BenchApp"
+AUDIENCE = "bench-app"
+TARGET_A, TARGET_B = 0.60, 0.80
+WORKERS = os.environ.get("BENCH_WORKERS", "1")  # uvicorn worker processes per broker
+
+
+# ---- the app each broker process serves -------------------------------------------------------------
+
+
+async def bare(request: Request) -> Response:
+    """The baseline: read the same form body with the same parser, answer a JSON body of similar size."""
+    from broker.token_exchange import _pairs
+
+    form = dict(_pairs(await request.body()))
+    return JSONResponse({"ok": len(form), "pad": "x" * 900}, headers={"Cache-Control": "no-store"})
+
+
+def bench_app() -> Starlette:
+    """uvicorn --factory bench.token_exchange:bench_app, with BENCH_BROKER_CONFIG naming broker.yaml."""
+    from broker.config import load_settings
+    from broker.web.app import create_app
+
+    app = create_app(load_settings(Path(os.environ["BENCH_BROKER_CONFIG"])))
+    app.add_route("/bench/bare", bare, methods=["POST"])
+    return app
+
+
+# ---- set-up: keys, an issuer's JWKS, config files, processes ----------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def jwks_server(document: dict[str, Any]) -> Iterator[str]:
+    body = json.dumps(document).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "max-age=3600")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{LOOPBACK}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def write_config(work: Path, port: int, issuer: str, sts_url: str, *, cache: bool) -> Path:
+    from broker.issuers.signing import generate_key_file
+
+    key = work / "keys" / "k.pem"
+    if not key.exists():
+        generate_key_file(key, bits=2048)
+    (work / "idp_configs").mkdir(exist_ok=True)
+    (work / "idp_configs" / "app.yaml").write_text(yaml.safe_dump({
+        "id": "app", "type": "token", "issuer": issuer, "jwks_uri": f"{issuer}/jwks", "client_ids": [AUDIENCE]}))
+    (work / "rules.yaml").write_text(yaml.safe_dump({"version": 1, "rules": [{
+        "id": "app-users", "idps": ["app"],
+        "grant": [{"role": ROLE, "token": "passthrough", "session_name": "{subject}"}]}]}))
+    config = work / f"broker-{port}.yaml"
+    config.write_text(yaml.safe_dump({
+        "public_url": f"http://{LOOPBACK}:{port}", "session": {"secret": secrets.token_urlsafe(48)},
+        "keys": [{"kid": "k", "file": "keys/k.pem", "active": True}],
+        "aws": {"sts_endpoint_url": sts_url}, "idp_configs": "idp_configs", "rules": "rules.yaml",
+        "audit": {"path": f"audit-{port}.log"},
+        "rate_limits": {"token_exchange_per_client": 10**9, "token_exchange_per_subject": 10**9},
+        "token_exchange": {"cache_credentials": cache},
+    }))
+    return config
+
+
+def wait_for(url: str, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL we built
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds} s")
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextmanager
+def broker(config: Path, port: int) -> Iterator[str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    args = [sys.executable, "-m", "uvicorn", "--factory", "bench.token_exchange:bench_app", "--host", LOOPBACK,
+            "--port", str(port), "--log-level", "warning", "--no-access-log", "--workers", WORKERS]
+    with process(args, {"BENCH_BROKER_CONFIG": str(config), "PYTHONPATH": root}):
+        url = f"http://{LOOPBACK}:{port}"
+        wait_for(f"{url}/healthz")
+        yield url
+
+
+# ---- load -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def lua_script(path: Path, target: str, bodies: list[str]) -> Path:
+    quoted = ",\n".join(json.dumps(b) for b in bodies)
+    path.write_text(f"""
+local bodies = {{ {quoted} }}
+local n = 0
+local headers = {{["Content-Type"] = "application/x-www-form-urlencoded"}}
+request = function()
+  n = n + 1
+  return wrk.format("POST", "{target}", headers, bodies[(n % #bodies) + 1])
+end
+""")
+    return path
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int = SECONDS) -> Result:
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s",
+                          "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 30,
+                         check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
+    return Result(rps, p50, p99, requests, errors)
+
+
+def best(results: list[Result]) -> Result:
+    top = max(results, key=lambda r: r.rps)
+    return Result(top.rps, top.p50_ms, top.p99_ms, sum(r.requests for r in results), sum(r.errors for r in results))
+
+
+def post(url: str, body: str) -> int:
+    request = urllib.request.Request(url, data=body.encode(), method="POST",  # noqa: S310 - loopback
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def stub_calls(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/calls", timeout=5) as response:  # noqa: S310 - loopback
+        return int(response.read())
+
+
+def token_bodies(key: RSAKey, issuer: str) -> list[str]:
+    now = int(time.time())
+    bodies = []
+    for n in range(PEOPLE):
+        claims = {"iss": issuer, "sub": f"user-{n:04d}", "aud": AUDIENCE, "iat": now, "exp": now + 3600,
+                  "email": f"user{n}@example.com", "email_verified": True}
+        token = jwt.encode({"alg": "RS256", "kid": "bench"}, claims, key)
+        bodies.append(urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                                 "subject_token": token,
+                                 "subject_token_type": "urn:ietf:params:oauth:token-type:id_token"}))
+    return bodies
+
+
+def interleaved(pairs: list[tuple[str, Path]], connections: int) -> list[Result]:
+    runs: list[list[Result]] = [[] for _ in pairs]
+    for _ in range(ROUNDS):
+        for i, (url, script) in enumerate(pairs):
+            runs[i].append(wrk(url, script, connections))
+    return [best(r) for r in runs]
+
+
+def line(name: str, r: Result, base: float, label: str) -> str:
+    return (f"{name:<34}{r.rps:>9.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.errors:>8}"
+            f"{r.rps / base:>8.2f}  {label}")
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: `make bench` installs it (Debian: apt-get install wrk)", file=sys.stderr)
+        return 1
+    key = RSAKey.generate_key(2048, parameters={"kid": "bench", "alg": "RS256", "use": "sig"}, private=True)
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        issuer = stack.enter_context(jwks_server({"keys": [key.as_dict(private=False)]}))
+        sts_port = free_port()
+        stack.enter_context(process([sys.executable, "-m", "broker.devstack.stub_sts", "--port", str(sts_port),
+                                     "--delay", str(STS_DELAY)]))
+        sts_url = f"http://{LOOPBACK}:{sts_port}"
+        wait_for(f"{sts_url}/calls")
+        port_a, port_b = free_port(), free_port()
+        cached = stack.enter_context(broker(write_config(work, port_a, issuer, sts_url, cache=True), port_a))
+        uncached = stack.enter_context(broker(write_config(work, port_b, issuer, sts_url, cache=False), port_b))
+        bodies = token_bodies(key, issuer)
+        assert all(post(f"{cached}/oauth2/token", b) == 200 for b in bodies), "warm-up exchange failed"
+        assert post(f"{uncached}/oauth2/token", bodies[0]) == 200, "warm-up exchange failed"
+        exchange_lua = lua_script(work / "exchange.lua", "/oauth2/token", bodies)
+        bare_lua = lua_script(work / "bare.lua", "/bench/bare", bodies)
+
+        a_ours, a_bare = interleaved([(cached, exchange_lua), (cached, bare_lua)], CONCURRENCY_A)
+        calls_before = stub_calls(sts_url)
+        b_ours, b_bare = interleaved([(uncached, exchange_lua), (uncached, bare_lua)], CONCURRENCY_B)
+        sts_calls = stub_calls(sts_url) - calls_before
+
+    ideal = CONCURRENCY_B / STS_DELAY
+    ok_a = a_ours.rps / a_bare.rps >= TARGET_A and a_ours.errors == 0
+    ok_b = b_ours.rps / ideal >= TARGET_B and b_ours.errors == 0
+    print(f"{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}")
+    print(line(f"(a) bare endpoint, {CONCURRENCY_A} conns", a_bare, a_bare.rps, "baseline"))
+    print(line("(a) exchange, credential cache", a_ours, a_bare.rps,
+               f"target >= {TARGET_A:.2f} of bare: {'PASS' if ok_a else 'FAIL'}"))
+    print(line(f"(b) bare endpoint, {CONCURRENCY_B} conns", b_bare, ideal, "vs ideal (CPU ceiling)"))
+    print(line(f"(b) exchange, STS {STS_DELAY * 1000:.0f} ms", b_ours, ideal,
+               f"target >= {TARGET_B:.2f} of ideal {ideal:.0f}/s: {'PASS' if ok_b else 'FAIL'}"))
+    print(f"(b) exchange / bare at {CONCURRENCY_B} conns: {b_ours.rps / b_bare.rps:.2f}; "
+          f"STS calls {sts_calls} for {b_ours.requests} exchanges wrk counted "
+          f"(+ up to {CONCURRENCY_B} still in flight as each run stopped)")
+    # The figures are the result; only errors (refused or failed requests under load) fail the run.
+    return 0 if a_ours.errors + b_ours.errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The broker as a SAML 2.0 SP (python3-saml, strict), for one upstream IdP.
+
+python3-saml verifies signatures, the schema and most conditions, but it is stateless and lax where an
+application must be strict (see the stack notes): it matches Destination by prefix and Recipient by
+substring, accepts a missing Audience, Destination or Recipient, does not bound IssueInstant, knows no
+configured clock skew, and accepts any InResponseTo when not given one. So every response goes through:
+
+1. the XML guard (saml_xml: no DTD, bounded size and depth, no comments or PIs);
+2. structure: exactly one Assertion (or one EncryptedAssertion), a direct child of the Response;
+3. python3-saml's `is_valid` (strict, wantAssertionsSigned, rejectDeprecatedAlgorithm), against request
+   data built from the configured public_url, never from Host or X-Forwarded-* headers;
+4. the broker's own exact checks on the assertion the verified signature covers (saml_checks);
+5. claims read only from that assertion.
+Single use (request IDs, assertion IDs) is the service's job, in the shared state store.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from copy import deepcopy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
+from onelogin.saml2.errors import OneLogin_Saml2_ValidationError
+from onelogin.saml2.response import OneLogin_Saml2_Response
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+
+from broker.config import SamlIdpConfig
+from broker.connectors.saml_cache import cached_validation
+from broker.connectors.saml_checks import SAML, check_assertion, read_identity
+from broker.connectors.saml_metadata import IdpDescriptor, MetadataSource
+from broker.connectors.saml_xml import guarded_parse
+from broker.errors import BadRequest, TokenInvalid
+from broker.identity import Evidence, Identity
+
+SAMLP = C.NS_SAMLP
+_CODES = {v: k.lower() for k, v in vars(OneLogin_Saml2_ValidationError).items()
+          if k.isupper() and isinstance(v, int)}
+
+
+@dataclass(frozen=True, slots=True)
+class SamlLogin:
+    """A verified response: who, plus what the service needs to make it single use."""
+
+    identity: Identity
+    assertion_id: str
+    in_response_to: str | None
+    replay_ttl: float  # seconds the assertion ID must stay remembered (until NotOnOrAfter + skew)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A SAMLResponse past the XML guard and the structure check, not yet verified."""
+
+    text: str = field(repr=False)
+    raw: bytes = field(repr=False)
+    root: Any = field(repr=False)
+    in_response_to: str | None
+
+
+def request_data(url: str, saml_response: str | None = None) -> dict[str, Any]:
+    """The request as python3-saml sees it, built from a configured URL (never from request headers)."""
+    parts = urlsplit(url)
+    data: dict[str, Any] = {"https": "on" if parts.scheme == "https" else "off", "http_host": parts.netloc,
+                            "script_name": parts.path, "get_data": {}, "post_data": {}}
+    if saml_response is not None:
+        data["post_data"] = {"SAMLResponse": saml_response}
+    return data
+
+
+def in_response_to_of(root: Any) -> str | None:
+    value = root.get("InResponseTo")
+    return str(value) if value is not None else None
+
+
+class SamlConnector:
+    def __init__(self, config: SamlIdpConfig, public_url: str, http: httpx.AsyncClient | None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.config, self.clock = config, clock
+        base = f"{public_url}/saml/{config.id}"
+        self.acs_url, self.metadata_url = f"{base}/acs", f"{base}/metadata"
+        self.sp_entity_id = config.sp_entity_id or self.metadata_url
+        self.metadata = MetadataSource(config, http)
+        self._sp_cert = config.sp_keys.cert_file.read_text() if config.sp_keys else ""
+        self._sp_key = config.sp_keys.key_file.read_text() if config.sp_keys else ""
+        self._settings: tuple[IdpDescriptor, OneLogin_Saml2_Settings] | None = None
+
+    def __repr__(self) -> str:
+        return f"SamlConnector(id={self.config.id!r})"
+
+    # ---- python3-saml settings, one object per IdP descriptor (rebuilt when the metadata changes) ----
+
+    def settings_dict(self, idp: IdpDescriptor | None) -> dict[str, Any]:
+        sp: dict[str, Any] = {
+            "entityId": self.sp_entity_id, "NameIDFormat": self.config.name_id_format_urn,
+            "assertionConsumerService": {"url": self.acs_url, "binding": C.BINDING_HTTP_POST},
+            "x509cert": self._sp_cert, "privateKey": self._sp_key,
+        }
+        security = {
+            "authnRequestsSigned": bool(idp and idp.want_authn_requests_signed),
+            "wantAssertionsSigned": True, "wantMessagesSigned": False, "rejectDeprecatedAlgorithm": True,
+            "wantAssertionsEncrypted": self.config.want_assertions_encrypted, "wantNameId": True,
+            "wantAttributeStatement": False, "allowRepeatAttributeName": False,
+            "signatureAlgorithm": C.RSA_SHA256, "digestAlgorithm": C.SHA256, "requestedAuthnContext": False,
+            "signMetadata": False, "wantNameIdEncrypted": False,
+        }
+        data: dict[str, Any] = {"strict": True, "debug": False, "sp": sp, "security": security}
+        if idp is not None:
+            data["idp"] = {"entityId": idp.entity_id, "x509cert": idp.certificates[0],
+                           "singleSignOnService": {"url": idp.sso_url, "binding": C.BINDING_HTTP_REDIRECT}}
+            if len(idp.certificates) > 1:
+                data["idp"]["x509certMulti"] = {"signing": list(idp.certificates)}
+        return data
+
+    async def settings(self) -> tuple[IdpDescriptor, OneLogin_Saml2_Settings]:
+        idp = await self.metadata.get()
+        if self._settings is None or self._settings[0] != idp:
+            self._settings = (idp, OneLogin_Saml2_Settings(self.settings_dict(idp), custom_base_path=None))
+        return self._settings
+
+    def sp_metadata(self) -> str:
+        """This SP's metadata (what an IdP admin imports): entity id, ACS, NameID format, keys."""
+        settings = OneLogin_Saml2_Settings(self.settings_dict(self.metadata.loaded), sp_validation_only=True)
+        xml = settings.get_sp_metadata()
+        return xml.decode() if isinstance(xml, bytes) else str(xml)
+
+    # ---- SP-initiated login -------------------------------------------------------------------------
+
+    async def start(self, relay_state: str) -> tuple[str, str]:
+        """The IdP URL (HTTP-Redirect binding, signed when the IdP wants it) and the AuthnRequest ID."""
+        _, settings = await self.settings()
+        auth = OneLogin_Saml2_Auth(request_data(self.acs_url), settings)
+        url = auth.login(return_to=relay_state)
+        return str(url), str(auth.get_last_request_id())
+
+    # ---- the ACS --------------------------------------------------------------------------------------
+
+    def decode(self, saml_response: str) -> bytes:
+        if len(saml_response) > self.config.max_response_bytes * 4 // 3 + 4:
+            raise BadRequest("SAMLResponse over the size cap", reason="saml_too_large")
+        try:
+            return base64.b64decode(saml_response.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise BadRequest("SAMLResponse is not base64", reason="saml_not_base64") from None
+
+    def receive(self, saml_response: str) -> Incoming:
+        """Decode, guard and parse once; InResponseTo as the (not yet verified) response claims it, used
+        only to look up and bind the request."""
+        raw = self.decode(saml_response)
+        root = guarded_parse(raw, max_bytes=self.config.max_response_bytes)
+        _structure(root)
+        return Incoming(saml_response, raw, root, in_response_to_of(root))
+
+    async def finish(self, incoming: Incoming, request_id: str | None) -> SamlLogin:
+        idp, settings = await self.settings()
+        return self.verify(settings, idp, incoming, request_id)
+
+    def verify(self, settings: OneLogin_Saml2_Settings, idp: IdpDescriptor, incoming: Incoming,
+               request_id: str | None) -> SamlLogin:
+        in_response_to = incoming.in_response_to
+        if in_response_to is None and not self.config.allow_idp_initiated:
+            raise TokenInvalid("unsolicited response (no InResponseTo) and IdP-initiated login is off",
+                               reason="saml_unsolicited")
+        if in_response_to is not None and request_id is None:
+            raise TokenInvalid("InResponseTo without a request this broker sent", reason="saml_unknown_request")
+        response = self._library_verify(settings, incoming, request_id)
+        document = response.decrypted_document if response.encrypted else response.document
+        now = self.clock()
+        facts = check_assertion(document, config=self.config, idp=idp, acs_url=self.acs_url,
+                                sp_entity_id=self.sp_entity_id, request_id=request_id, now=now)
+        identity = read_identity(facts, self.config, evidence=Evidence("saml_response", incoming.text))
+        skew = self.config.clock_skew
+        ttl = (facts.not_on_or_after + skew - now).total_seconds()
+        return SamlLogin(identity, facts.assertion_id, in_response_to, max(ttl, 1.0))
+
+    def _library_verify(self, settings: OneLogin_Saml2_Settings, incoming: Incoming,
+                        request_id: str | None) -> OneLogin_Saml2_Response:
+        try:
+            response = ParsedResponse(settings, incoming.raw, incoming.root)
+        except Exception as exc:  # bad encryption, bad XML: the library raises all kinds
+            raise TokenInvalid(f"python3-saml could not read the response: {type(exc).__name__}",
+                               reason="saml_unreadable") from None
+        with cached_validation():
+            try:
+                response.is_valid(request_data(self.acs_url, incoming.text), request_id, raise_exceptions=True)
+            except OneLogin_Saml2_ValidationError as exc:
+                reason = "saml_" + _CODES.get(exc.code, "invalid")
+                raise TokenInvalid(f"python3-saml: {str(exc)[:300]}", reason=reason) from None
+            except Exception as exc:
+                raise TokenInvalid(f"python3-saml: {type(exc).__name__}: {str(exc)[:200]}",
+                                   reason="saml_invalid") from None
+        return response
+
+
+class ParsedResponse(OneLogin_Saml2_Response):  # type: ignore[misc]
+    """python3-saml's Response over the tree the XML guard already parsed from the same bytes (a parser at
+    least as strict as the library's: no DTD, no entities, no network; comments and PIs already refused),
+    so the document is parsed once. Everything else is the library's own code."""
+
+    def __init__(self, settings: OneLogin_Saml2_Settings, raw: bytes, root: Any) -> None:
+        self._settings, self._error, self.response, self.document = settings, None, raw, root
+        self.decrypted_document, self.encrypted, self.valid_scd_not_on_or_after = None, None, None
+        if self._query("/samlp:Response/saml:EncryptedAssertion"):
+            self.encrypted = True
+            self.decrypted_document = self._decrypt_assertion(deepcopy(root))
+
+
+def _structure(root: Any) -> None:
+    """Exactly one assertion, plain or encrypted, and it is a direct child of the Response (anything
+    wrapped inside Extensions, ds:Object, Advice or another assertion counts, and is refused)."""
+    if root.tag != f"{{{SAMLP}}}Response":
+        raise TokenInvalid(f"root element {str(root.tag)[:80]} is not samlp:Response", reason="saml_not_response")
+    found = [el for el in root.iter(f"{{{SAML}}}Assertion", f"{{{SAML}}}EncryptedAssertion")]
+    if len(found) != 1:
+        raise TokenInvalid(f"{len(found)} assertions in the response (exactly one is accepted)",
+                           reason="saml_assertion_count")
+    if found[0].getparent() is not root:
+        raise TokenInvalid("the assertion is not a direct child of the Response", reason="saml_assertion_wrapped")
+
+
+RETURN_PATHS = ("/roles", "/")
+
+
+def relay_path(relay_state: str) -> str:
+    """RelayState carries only a relative return path from a fixed allow-list, matched exactly: absolute
+    URLs, `//host`, backslashes, userinfo, percent-encodings and `javascript:` never match."""
+    if relay_state not in RETURN_PATHS:
+        raise BadRequest(f"RelayState {relay_state[:100]!r} is not an allowed return path",
+                         reason="saml_relay_state", public="The login's return address is not allowed.")
+    return relay_state

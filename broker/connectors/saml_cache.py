@@ -1,0 +1,153 @@
+"""Speed for python3-saml without changing what it decides.
+
+Stock `is_valid` re-reads and re-compiles the protocol XSD (with its imports) on every response, loads
+the IdP certificate from PEM on every signature check, compiles each of its ~30 XPath queries anew and
+parses each timestamp with strptime. Inside `cached_validation()` (what the broker's ACS uses) the
+compiled schema is reused, one per thread (lxml schema objects keep an error log, so they are not shared
+between threads); compiled XPath queries are reused per query text (the values vary through $tagid, not
+the text); certificate keys are reused per PEM text; the common timestamp form is parsed without
+strptime (anything else goes to the library's function). The schema files ship with the library and never
+change at run time, so a cached schema validates exactly as a fresh one. Outside the context (the stock
+baseline in bench/saml_acs.py) the library behaves as shipped; tests/saml_sp/test_speed.py proves
+identical decisions on every test response.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from os.path import dirname, join
+from typing import Any
+
+import xmlsec
+from lxml import etree  # type: ignore[import-untyped]
+from onelogin.saml2 import utils as saml_utils
+from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+
+_active: ContextVar[bool] = ContextVar("saml_cache_active", default=False)
+_local = threading.local()
+_install_lock = threading.Lock()
+_stock_validate_xml: Any = None
+_stock_xmlsec: Any = None
+_stock_query: Any = None
+_stock_parse_time: Any = None
+MAX_KEYS = 64
+MAX_XPATHS = 256
+
+
+def _schemas() -> dict[str, etree.XMLSchema]:
+    cache: dict[str, etree.XMLSchema] | None = getattr(_local, "schemas", None)
+    if cache is None:
+        cache = _local.schemas = {}
+    return cache
+
+
+def _cached_validate_xml(xml: Any, schema: str, debug: bool = False) -> Any:
+    if not _active.get():
+        return _stock_validate_xml(xml, schema, debug)
+    try:
+        xml = OneLogin_Saml2_XML.to_etree(xml)
+    except Exception:
+        return "unloaded_xml"
+    schemas = _schemas()
+    if schema not in schemas:
+        with open(join(dirname(saml_utils.__file__), "schemas", schema)) as f:
+            schemas[schema] = etree.XMLSchema(etree.parse(f))
+    return xml if schemas[schema].validate(xml) else "invalid_xml"
+
+
+def _cached_query(dom: Any, query: str, context: Any = None, tagid: Any = None) -> Any:
+    if not _active.get():
+        return _stock_query(dom, query, context, tagid)
+    try:
+        xpath = _local.xpaths[query]
+    except (AttributeError, KeyError):
+        xpath = _compile(query)
+    source = dom if context is None else context
+    return xpath(source) if tagid is None else xpath(source, tagid=tagid)
+
+
+def _compile(query: str) -> etree.XPath:
+    compiled: dict[str, etree.XPath] | None = getattr(_local, "xpaths", None)
+    if compiled is None or len(compiled) > MAX_XPATHS:
+        compiled = _local.xpaths = {}
+    xpath = compiled[query] = etree.XPath(query, namespaces=C.NSMAP)
+    return xpath
+
+
+_PLAIN_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
+
+
+def _fast_saml_time(timestr: Any) -> Any:
+    """The library's common case (yyyy-mm-ddThh:mm:ssZ) without strptime; anything else, or a value the
+    datetime constructor refuses, goes to the library's own function, so results and errors are its own."""
+    match = _PLAIN_TIME.fullmatch(timestr) if _active.get() and isinstance(timestr, str) else None
+    if match is not None:
+        try:
+            year, month, day, hour, minute, second = (int(g) for g in match.groups())
+            return calendar.timegm(datetime(year, month, day, hour, minute, second).utctimetuple())
+        except ValueError:
+            pass
+    return _stock_parse_time(timestr)
+
+
+class _KeyCache:
+    """Stands in for `xmlsec.Key` inside onelogin.saml2.utils: `from_memory` reuses a key per PEM text
+    (per thread) while the cache is active; every other attribute is the real class's."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(xmlsec.Key, name)
+
+    @staticmethod
+    def from_memory(data: Any, fmt: Any, password: Any = None) -> Any:
+        if not _active.get() or fmt != xmlsec.KeyFormat.CERT_PEM:  # type: ignore[attr-defined]
+            return xmlsec.Key.from_memory(data, fmt, password)
+        keys: dict[Any, Any] | None = getattr(_local, "keys", None)
+        if keys is None or len(keys) > MAX_KEYS:
+            keys = _local.keys = {}
+        if data not in keys:
+            keys[data] = xmlsec.Key.from_memory(data, fmt, password)
+        return keys[data]
+
+
+class _XmlsecProxy:
+    """onelogin.saml2.utils's view of the xmlsec module: the real one, with Key replaced by _KeyCache."""
+
+    Key = _KeyCache()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_stock_xmlsec, name)
+
+
+def install() -> None:
+    """Idempotent; what it installs defers to the stock code unless `cached_validation()` is active."""
+    global _stock_validate_xml, _stock_xmlsec, _stock_query, _stock_parse_time
+    with _install_lock:
+        if _stock_validate_xml is None:
+            _stock_validate_xml = OneLogin_Saml2_XML.validate_xml
+            OneLogin_Saml2_XML.validate_xml = staticmethod(_cached_validate_xml)
+        if _stock_query is None:
+            _stock_query = OneLogin_Saml2_XML.query
+            OneLogin_Saml2_XML.query = staticmethod(_cached_query)
+        if _stock_parse_time is None:
+            _stock_parse_time = saml_utils.OneLogin_Saml2_Utils.parse_SAML_to_time
+            saml_utils.OneLogin_Saml2_Utils.parse_SAML_to_time = staticmethod(_fast_saml_time)
+        if _stock_xmlsec is None:
+            _stock_xmlsec = saml_utils.xmlsec
+            saml_utils.xmlsec = _XmlsecProxy()
+
+
+@contextmanager
+def cached_validation() -> Iterator[None]:
+    install()
+    token = _active.set(True)
+    try:
+        yield
+    finally:
+        _active.reset(token)

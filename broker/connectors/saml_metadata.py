@@ -1,0 +1,140 @@
+"""Upstream SAML IdP metadata: from a file, an https URL (bounded, refreshed on a schedule), or inline config.
+
+The result is an IdpDescriptor: entity id, SSO URL (HTTP-Redirect binding), every signing certificate
+(several at once during a rollover) and whether the IdP wants signed AuthnRequests. A metadata URL comes
+only from configuration, https only, never `file:`; a refresh that fails keeps the last good metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+
+from broker.config import SamlIdpConfig
+from broker.connectors.saml_xml import XmlRejected, guarded_parse
+from broker.errors import ConfigError, UpstreamUnavailable
+
+RETRY_AFTER_FAILURE = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class IdpDescriptor:
+    entity_id: str
+    sso_url: str
+    certificates: tuple[str, ...]
+    want_authn_requests_signed: bool
+
+
+def parse_metadata(xml: bytes, config: SamlIdpConfig) -> IdpDescriptor:
+    """Parse IdP metadata (after the same XML guard as responses: no DTD, bounded size and depth)."""
+    try:
+        guarded_parse(xml, max_bytes=config.metadata_max_bytes, allow_comments=True)
+        data: dict[str, Any] = OneLogin_Saml2_IdPMetadataParser.parse(xml, entity_id=config.entity_id)
+    except XmlRejected as exc:
+        raise ValueError(f"metadata refused: {exc.detail}") from None
+    except Exception as exc:  # the parser raises bare Exceptions on bad XML
+        raise ValueError(f"metadata is not valid SAML metadata: {type(exc).__name__}") from None
+    idp = data.get("idp") or {}
+    sso = (idp.get("singleSignOnService") or {}).get("url")
+    certs = (idp.get("x509certMulti") or {}).get("signing") or ([idp["x509cert"]] if idp.get("x509cert") else [])
+    if not idp.get("entityId") or not sso or not certs:
+        raise ValueError("metadata lacks an IdP entityID, an HTTP-Redirect SSO URL or a signing certificate")
+    if config.entity_id is not None and idp["entityId"] != config.entity_id:
+        raise ValueError(f"metadata entityID {idp['entityId']!r} is not the configured entity_id")
+    wants = bool((data.get("security") or {}).get("authnRequestsSigned", False))
+    if config.want_authn_requests_signed is not None:
+        wants = config.want_authn_requests_signed
+    return IdpDescriptor(str(idp["entityId"]), str(sso), tuple(str(c) for c in certs), wants)
+
+
+def inline_descriptor(config: SamlIdpConfig) -> IdpDescriptor:
+    assert config.entity_id is not None and config.sso_url is not None
+    return IdpDescriptor(config.entity_id, config.sso_url, tuple(config.certificates),
+                         bool(config.want_authn_requests_signed))
+
+
+async def fetch_metadata(http: httpx.AsyncClient, url: str, *, seconds: float, max_bytes: int) -> bytes:
+    """GET the metadata; no redirects (a redirect could lead anywhere), bounded in time and size."""
+    try:
+        async with asyncio.timeout(seconds):
+            async with http.stream("GET", url, timeout=seconds, follow_redirects=False) as response:
+                if response.status_code != 200:
+                    raise UpstreamUnavailable(f"GET {url} answered {response.status_code}",
+                                              reason="saml_metadata_http_error")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise UpstreamUnavailable(f"GET {url}: larger than {max_bytes} bytes",
+                                                  reason="saml_metadata_too_large")
+                return bytes(body)
+    except (TimeoutError, httpx.TimeoutException):
+        raise UpstreamUnavailable(f"GET {url} timed out", reason="saml_metadata_timeout") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailable(f"GET {url}: {type(exc).__name__}", reason="saml_metadata_unreachable") from None
+
+
+class MetadataSource:
+    """The IdP's current descriptor. File and inline configs load once (at build); URLs on first use and
+    then every `metadata_refresh`, keeping the last good descriptor when a refresh fails."""
+
+    def __init__(self, config: SamlIdpConfig, http: httpx.AsyncClient | None) -> None:
+        self.config, self._http = config, http
+        self._current: IdpDescriptor | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+        if config.metadata_file is not None:
+            self._current = _from_file(config.metadata_file, config)
+        elif config.metadata_url is None:
+            self._current = inline_descriptor(config)
+
+    @property
+    def loaded(self) -> IdpDescriptor | None:
+        return self._current
+
+    async def get(self) -> IdpDescriptor:
+        if self.config.metadata_url is None or (self._current is not None and time.monotonic() < self._expires):
+            assert self._current is not None
+            return self._current
+        async with self._lock:
+            if self._current is None or time.monotonic() >= self._expires:
+                await self._refresh(self.config.metadata_url)
+        assert self._current is not None
+        return self._current
+
+    async def _refresh(self, url: str) -> None:
+        if self._http is None:
+            raise UpstreamUnavailable("no HTTP client to fetch SAML metadata", reason="saml_metadata_unreachable")
+        try:
+            xml = await fetch_metadata(self._http, url, seconds=self.config.timeout.total_seconds(),
+                                       max_bytes=self.config.metadata_max_bytes)
+            try:
+                self._current = parse_metadata(xml, self.config)
+            except ValueError as exc:
+                raise UpstreamUnavailable(f"metadata from {url}: {exc}", reason="saml_metadata_invalid") from None
+            self._expires = time.monotonic() + self.config.metadata_refresh.total_seconds()
+        except UpstreamUnavailable:
+            if self._current is None:
+                raise
+            self._expires = time.monotonic() + RETRY_AFTER_FAILURE  # keep the last good one, retry soon
+
+
+def _from_file(path: Path, config: SamlIdpConfig) -> IdpDescriptor:
+    try:
+        return parse_metadata(path.read_bytes(), config)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read SAML metadata: {exc.strerror}"]) from None
+    except ValueError as exc:
+        raise ConfigError([f"{path}: {exc}"]) from None
+
+
+def check_metadata_file(config: SamlIdpConfig) -> None:
+    """`sts-broker check`: a metadata file must parse (a URL is fetched only when serving)."""
+    if config.metadata_file is not None:
+        _from_file(config.metadata_file, config)

@@ -1,0 +1,69 @@
+"""The XML guard in front of every SAML document the broker reads (responses, IdP metadata).
+
+Refused before any library sees them, fast and with bounded memory: a DOCTYPE (so no DTD, no entity, no
+entity expansion), documents over a size cap, deeper than MAX_DEPTH or with more than MAX_ELEMENTS elements,
+and (in responses) comments and processing instructions, which exclusive canonicalization leaves out of the
+signed digest and which libraries have truncated text at (CVE-2017-11427 style).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from lxml import etree  # type: ignore[import-untyped]
+
+from broker.errors import BadRequest
+
+MAX_DEPTH = 40
+MAX_ELEMENTS = 4000
+_DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
+
+
+class XmlRejected(BadRequest):
+    public_message = "The SAML message is malformed or uses XML features the broker does not accept."
+    reason = "saml_xml_rejected"
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=False, remove_blank_text=False, remove_comments=False, remove_pis=False,
+                           collect_ids=False)
+
+
+def guarded_parse(xml: bytes, *, max_bytes: int, allow_comments: bool = False) -> etree._Element:
+    if len(xml) > max_bytes:
+        raise XmlRejected(f"document of {len(xml)} bytes over {max_bytes}", reason="saml_too_large")
+    if _DOCTYPE.search(xml):
+        raise XmlRejected("document declares a DTD or entities", reason="saml_xml_dtd")
+    try:
+        root = etree.fromstring(xml, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise XmlRejected(f"not well-formed XML: {str(exc)[:120]}", reason="saml_xml_malformed") from None
+    if root is None or not isinstance(root.tag, str):
+        raise XmlRejected("no root element", reason="saml_xml_malformed")
+    _bounded(root, allow_comments)
+    return root
+
+
+_TOO_DEEP = "boolean(/*" + "/*" * MAX_DEPTH + ")"  # an element below MAX_DEPTH levels
+_local = threading.local()
+
+
+def _xpaths() -> tuple[etree.XPath, etree.XPath]:
+    """Compiled once per thread (lxml XPath objects are not shared between threads)."""
+    compiled: tuple[etree.XPath, etree.XPath] | None = getattr(_local, "xpaths", None)
+    if compiled is None:
+        compiled = _local.xpaths = (etree.XPath("count(//*)"), etree.XPath(_TOO_DEEP))
+    return compiled
+
+
+def _bounded(root: etree._Element, allow_comments: bool) -> None:
+    """Counted in libxml2, not node by node in Python."""
+    if not allow_comments and next(root.iter(etree.Comment, etree.ProcessingInstruction), None) is not None:
+        raise XmlRejected("comment or processing instruction inside the document", reason="saml_xml_comment")
+    elements, too_deep = _xpaths()
+    if elements(root) > MAX_ELEMENTS:
+        raise XmlRejected(f"more than {MAX_ELEMENTS} elements", reason="saml_too_large")
+    if too_deep(root):
+        raise XmlRejected(f"nesting deeper than {MAX_DEPTH}", reason="saml_xml_too_deep")

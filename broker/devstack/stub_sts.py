@@ -1,0 +1,121 @@
+"""A stub STS for benchmarks and tests: answers every AssumeRoleWithWebIdentity after a fixed delay with
+valid XML (fresh credentials each call), checks nothing. GET /calls says how many calls it answered.
+
+    python -m broker.devstack.stub_sts --port 9500 --delay 0.05
+
+Plain asyncio (no framework), HTTP/1.1 keep-alive, Content-Length bodies only: it must stay far cheaper
+than what it stands in for, so a benchmark measures the broker. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl
+
+from broker.devstack.servers import LOOPBACK
+
+ANSWER = (
+    '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+    "<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{key}</AccessKeyId>"
+    "<SecretAccessKey>{secret}</SecretAccessKey><SessionToken>{session}</SessionToken>"
+    "<Expiration>{expiration}</Expiration></Credentials><AssumedRoleUser>"
+    "<Arn>arn:aws:sts::123456789012:assumed-role/{role}/{name}</Arn><AssumedRoleId>AROASTUB:{name}</AssumedRoleId>"
+    "</AssumedRoleUser><SubjectFromWebIdentityToken>stub</SubjectFromWebIdentityToken>"
+    "</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>stub</RequestId></ResponseMetadata>"
+    "</AssumeRoleWithWebIdentityResponse>"
+)
+MAX_REQUEST = 64 * 1024
+
+
+class StubSts:
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.calls = 0
+
+    def answer(self, body: bytes) -> bytes:
+        self.calls += 1
+        params = dict(parse_qsl(body.decode("utf-8", "replace")))
+        seconds = int(params.get("DurationSeconds", "3600"))
+        expiration = (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        role = params.get("RoleArn", "x/Stub").rsplit("/", 1)[-1]
+        return ANSWER.format(key=f"ASIASTUB{self.calls:012d}", secret=secrets.token_urlsafe(30),
+                             session=secrets.token_urlsafe(60), expiration=expiration, role=role,
+                             name=params.get("RoleSessionName", "stub")).encode()
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, stub: StubSts) -> None:
+        self.stub, self.buffer = stub, b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > MAX_REQUEST and self.transport is not None:
+            self.transport.close()
+            return
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = self.buffer[:end].decode("latin-1").split("\r\n")
+            length = next((int(v) for k, _, v in (line.partition(":") for line in head[1:])
+                           if k.strip().lower() == "content-length"), 0)
+            if len(self.buffer) < end + 4 + length:
+                return
+            body, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
+            if head[0].startswith("GET /calls"):
+                self._reply(str(self.stub.calls).encode(), "text/plain")
+            else:
+                answer = self.stub.answer(body)
+                asyncio.get_running_loop().call_later(self.stub.delay, self._reply, answer, "text/xml")
+
+    def _reply(self, body: bytes, content_type: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+                                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+
+async def serve(stub: StubSts, port: int, started: threading.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    server = await asyncio.get_running_loop().create_server(lambda: _Protocol(stub), LOOPBACK, port)
+    async with server:
+        if started is not None:
+            started.set()
+        await (stop.wait() if stop is not None else server.serve_forever())
+
+
+@contextmanager
+def running_stub_sts(port: int, delay: float = 0.05) -> Iterator[StubSts]:
+    """In a thread of this process (tests). Benchmarks run it as its own process (see __main__)."""
+    stub, started = StubSts(delay), threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(stub, port, started, stop),), daemon=True)
+    thread.start()
+    if not started.wait(10):
+        raise RuntimeError("stub STS did not start")
+    try:
+        yield stub
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(5)
+        loop.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay", type=float, default=0.05)
+    args = parser.parse_args()
+    asyncio.run(serve(StubSts(args.delay), args.port))
+
+
+if __name__ == "__main__":
+    main()

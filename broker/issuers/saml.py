@@ -1,0 +1,68 @@
+"""AssumeRoleWithSAML for one grant: with an assertion the broker mints and signs as its own IdP (registered in
+IAM from /saml/idp/metadata), or, for pass-through grants, with the upstream IdP's own SAMLResponse.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from broker.errors import StsRefused
+from broker.grants import RoleGrant
+from broker.identity import Identity
+from broker.issuers.credentials import Credentials
+from broker.issuers.saml_assertion import AssertionContent, recipient_for, signed_response
+from broker.issuers.saml_idp import SamlKey, entity_id
+
+ROLE_ATTRIBUTE = "https://aws.amazon.com/SAML/Attributes/Role"
+DEFAULT_LIFETIME = timedelta(minutes=5)
+MIN_SESSION, MAX_SESSION = 900, 43200
+
+
+class SamlSts(Protocol):
+    """sts_client.StsClient."""
+
+    async def assume_role_with_saml(self, grant: RoleGrant, assertion: str) -> Credentials: ...
+
+
+def assertion_content(identity: Identity, grant: RoleGrant, *, issuer: str,
+                      signin_region: str | None) -> AssertionContent:
+    if grant.provider_arn is None:
+        raise StsRefused(f"grant via saml for {grant.role_arn} without a provider", reason="saml_no_provider")
+    seconds = min(max(int(grant.duration.total_seconds()), MIN_SESSION), MAX_SESSION)
+    return AssertionContent(
+        issuer=issuer, name_id=f"{identity.idp}:{identity.subject}", partition=grant.partition,
+        recipient=recipient_for(grant.partition, signin_region),
+        roles=((grant.role_arn, grant.provider_arn),), session_name=grant.session_name, session_duration=seconds,
+        tags=dict(grant.tags), transitive_tags=grant.transitive_tags, source_identity=grant.source_identity,
+    )
+
+
+class SamlIssuer:
+    def __init__(self, key: SamlKey, sts: SamlSts, *, public_url: str, signin_region: str | None = None,
+                 lifetime: timedelta = DEFAULT_LIFETIME) -> None:
+        self._key, self._sts = key, sts
+        self._issuer, self._region, self._lifetime = entity_id(public_url), signin_region, lifetime
+
+    def mint(self, identity: Identity, grant: RoleGrant) -> str:
+        """The base64 samlp:Response for this grant only (one Role value: the granted role)."""
+        content = assertion_content(identity, grant, issuer=self._issuer, signin_region=self._region)
+        return signed_response(content, self._key, now=datetime.now(UTC), lifetime=self._lifetime)
+
+    async def issue(self, identity: Identity, grant: RoleGrant) -> Credentials:
+        if grant.passthrough:
+            return await self._sts.assume_role_with_saml(grant, upstream_response(identity, grant))
+        return await self._sts.assume_role_with_saml(grant, self.mint(identity, grant))
+
+
+def upstream_response(identity: Identity, grant: RoleGrant) -> str:
+    """The IdP's own SAMLResponse, only when its (verified) Role attribute names this grant's role and provider:
+    the rules granted the role, and the assertion must allow it too."""
+    if identity.evidence is None or identity.evidence.kind != "saml_response":
+        raise StsRefused("pass-through grant without the upstream SAML response", reason="passthrough_unavailable",
+                         public="This role needs the identity provider's own assertion, which this sign-in lacks.")
+    pairs = {tuple(part.strip() for part in value.split(",")) for value in identity.claims.get(ROLE_ATTRIBUTE, ())}
+    if not pairs & {(grant.role_arn, grant.provider_arn), (grant.provider_arn, grant.role_arn)}:
+        raise StsRefused(f"upstream Role attribute does not name {grant.role_arn}", reason="passthrough_role_absent",
+                         public="The identity provider's assertion does not allow this role.")
+    return identity.evidence.value

@@ -1,0 +1,146 @@
+"""A samlp:Response for AssumeRoleWithSAML, built with lxml elements and its Assertion signed with python-xmlsec
+(rsa-sha256, exclusive c14n, enveloped). Every value is set as element text or an attribute, so nothing an
+IdP sent can become markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import xmlsec
+from lxml import etree  # type: ignore[import-untyped]
+
+from broker.issuers.saml_idp import NAMEID_PERSISTENT, SamlKey
+
+SAMLP_NS = "urn:oasis:names:tc:SAML:2.0:protocol"
+SAML_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
+ATTR = "https://aws.amazon.com/SAML/Attributes/"
+BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+ATTR_NAME_FORMAT = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
+AUTHN_CLASS = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
+NSMAP = {"samlp": SAMLP_NS, "saml": SAML_NS}
+
+
+@dataclass(frozen=True)
+class Partition:
+    audience: str
+    recipient: str
+
+
+PARTITIONS = {
+    "aws": Partition("urn:amazon:webservices", "https://signin.aws.amazon.com/saml"),
+    "aws-us-gov": Partition("urn:amazon:webservices:govcloud", "https://signin.amazonaws-us-gov.com/saml"),
+    "aws-cn": Partition("urn:amazon:webservices:cn-north-1", "https://signin.amazonaws.cn/saml"),
+}
+
+
+def recipient_for(partition: str, signin_region: str | None = None) -> str:
+    """The sign-in endpoint AWS expects as Recipient (and checks as SAML:aud); regional in the aws partition
+    when a region is configured (https://REGION.signin.aws.amazon.com/saml)."""
+    if partition == "aws" and signin_region:
+        return f"https://{signin_region}.signin.aws.amazon.com/saml"
+    return PARTITIONS[partition].recipient
+
+
+@dataclass(frozen=True)
+class AssertionContent:
+    """Everything one assertion says; the values are already valid for AWS (the grant's sanitizers)."""
+
+    issuer: str
+    name_id: str
+    partition: str
+    recipient: str
+    roles: tuple[tuple[str, str], ...]  # (role-arn, provider-arn)
+    session_name: str
+    session_duration: int
+    tags: Mapping[str, str] = field(default_factory=dict)
+    transitive_tags: tuple[str, ...] = ()
+    source_identity: str | None = None
+
+
+def new_id() -> str:
+    return "_" + secrets.token_hex(20)  # an NCName: starts with a letter or underscore
+
+
+def _instant(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _el(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    prefix, local = tag.split(":")
+    element = etree.SubElement(parent, f"{{{NSMAP[prefix]}}}{local}", attrib=attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _attribute(statement: etree._Element, name: str, values: list[str]) -> None:
+    attribute = _el(statement, "saml:Attribute", Name=ATTR + name, NameFormat=ATTR_NAME_FORMAT)
+    for value in values:
+        _el(attribute, "saml:AttributeValue", value)
+
+
+def _attributes(assertion: etree._Element, content: AssertionContent) -> None:
+    statement = _el(assertion, "saml:AttributeStatement")
+    _attribute(statement, "Role", [f"{role},{provider}" for role, provider in content.roles])
+    _attribute(statement, "RoleSessionName", [content.session_name])
+    _attribute(statement, "SessionDuration", [str(content.session_duration)])
+    for key, value in sorted(content.tags.items()):
+        _attribute(statement, f"PrincipalTag:{key}", [value])
+    if content.transitive_tags:
+        _attribute(statement, "TransitiveTagKeys", list(content.transitive_tags))
+    if content.source_identity is not None:
+        _attribute(statement, "SourceIdentity", [content.source_identity])
+
+
+def build_response(content: AssertionContent, *, now: datetime, lifetime: timedelta) -> etree._Element:
+    """The unsigned samlp:Response; `sign_assertion` signs it in place."""
+    issued, expires = _instant(now), _instant(now + lifetime)
+    response = etree.Element(f"{{{SAMLP_NS}}}Response", nsmap=NSMAP, ID=new_id(), Version="2.0",
+                             IssueInstant=issued, Destination=content.recipient)
+    _el(response, "saml:Issuer", content.issuer)
+    _el(_el(response, "samlp:Status"), "samlp:StatusCode", Value=SUCCESS)
+    assertion = _el(response, "saml:Assertion", ID=new_id(), Version="2.0", IssueInstant=issued)
+    _el(assertion, "saml:Issuer", content.issuer)
+    subject = _el(assertion, "saml:Subject")
+    _el(subject, "saml:NameID", content.name_id, Format=NAMEID_PERSISTENT)
+    confirmation = _el(subject, "saml:SubjectConfirmation", Method=BEARER)
+    _el(confirmation, "saml:SubjectConfirmationData", NotOnOrAfter=expires, Recipient=content.recipient)
+    conditions = _el(assertion, "saml:Conditions", NotBefore=issued, NotOnOrAfter=expires)
+    _el(_el(conditions, "saml:AudienceRestriction"), "saml:Audience", PARTITIONS[content.partition].audience)
+    authn = _el(assertion, "saml:AuthnStatement", AuthnInstant=issued, SessionIndex=new_id())
+    _el(_el(authn, "saml:AuthnContext"), "saml:AuthnContextClassRef", AUTHN_CLASS)
+    _attributes(assertion, content)
+    return response
+
+
+def sign_assertion(response: etree._Element, key: SamlKey) -> None:
+    """Enveloped signature over the Assertion (by its ID), placed right after its Issuer as the schema wants."""
+    assertion = response.find(f"{{{SAML_NS}}}Assertion")
+    assert assertion is not None
+    signature = xmlsec.template.create(assertion, xmlsec.constants.TransformExclC14N,
+                                       xmlsec.constants.TransformRsaSha256, ns="ds")
+    assertion.insert(1, signature)
+    reference = xmlsec.template.add_reference(signature, xmlsec.constants.TransformSha256,
+                                              uri="#" + assertion.get("ID", ""))
+    xmlsec.template.add_transform(reference, xmlsec.constants.TransformEnveloped)
+    xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
+    xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(signature))
+    xmlsec.tree.add_ids(assertion, ["ID"])
+    signer = xmlsec.Key.from_memory(key.private_pem, xmlsec.constants.KeyDataFormatPem)
+    signer.load_cert_from_memory(key.cert_pem, xmlsec.constants.KeyDataFormatCertPem)
+    context = xmlsec.SignatureContext()
+    context.key = signer
+    context.sign(signature)
+
+
+def signed_response(content: AssertionContent, key: SamlKey, *, now: datetime, lifetime: timedelta) -> str:
+    """The base64 samlp:Response, as AssumeRoleWithSAML's SAMLAssertion parameter wants it."""
+    response = build_response(content, now=now, lifetime=lifetime)
+    sign_assertion(response, key)
+    return base64.b64encode(etree.tostring(response, encoding="UTF-8", xml_declaration=True)).decode("ascii")

@@ -1,0 +1,336 @@
+"""AssumeRoleWithWebIdentity on the event loop: the STS Query API over a small keep-alive HTTP/1.1 pool.
+
+The call is unsigned by design, so it needs no SDK: a form POST and an XML answer. boto3 in a worker
+thread costs ~2 ms of GIL-holding CPU per call and its thread pool caps the calls in flight (anyio's
+default: 40), and httpx's pool grows slower with every connection it holds; neither scales to hundreds of
+concurrent exchanges. Here each call is a coroutine: no thread, nothing blocks the loop while STS thinks.
+
+Same contract as `sts_client.StsClient.assume_role_with_web_identity`: the same parameters, timeouts
+(connect, read) and error mapping (`map_client_error`), one retry for throttling, 5xx and a dropped
+keep-alive connection. Neither the token nor the credentials ever reach a log or an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree
+
+from botocore.exceptions import ClientError
+
+from broker.config import AwsConfig
+from broker.errors import BrokerError, StsUnavailable
+from broker.grants import RoleGrant
+from broker.issuers.credentials import Credentials
+from broker.issuers.sts_client import _UNAVAILABLE, map_client_error
+
+STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
+MAX_RESPONSE_BYTES = 256 * 1024
+MAX_HEAD_BYTES = 16 * 1024
+ACTION = "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&"
+_RETRIED_STATUS = {500, 502, 503, 504}
+
+
+def default_endpoint(region: str) -> str:
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://sts.{region}.{suffix}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    path: str
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        parts = urlsplit(url)
+        tls = parts.scheme == "https"
+        return cls(parts.hostname or "", parts.port or (443 if tls else 80), parts.path or "/", tls)
+
+    @property
+    def authority(self) -> str:
+        default = 443 if self.tls else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+
+class _Dropped(Exception):
+    """A reused keep-alive connection was closed by the server before answering: safe to retry at once."""
+
+
+class _Answer:
+    """One HTTP/1.1 response read from a buffer: status line, headers, then a Content-Length or chunked
+    body (or, with neither, everything until the server closes). Bounded in size."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.length: int | None = None
+        self.chunked = False
+        self.keep_alive = True
+        self.head_end = -1
+
+    def head(self, buffer: bytearray) -> bool:
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_HEAD_BYTES:
+                raise ValueError("response head too large")
+            return False
+        lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+            raise ValueError("not an HTTP/1.x status line")
+        self.status, self.head_end = int(rest[:3]), end + 4
+        self.keep_alive = version == "HTTP/1.1"
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                if not value.isdigit() or int(value) > MAX_RESPONSE_BYTES:
+                    raise ValueError("bad or oversized Content-Length")
+                self.length = int(value)
+            elif name == "transfer-encoding":
+                self.chunked = value == "chunked"
+                if not self.chunked:
+                    raise ValueError(f"unsupported transfer-encoding {value[:20]!r}")
+            elif name == "connection":
+                self.keep_alive = value == "keep-alive" or (self.keep_alive and value != "close")
+        return True
+
+    def body(self, buffer: bytearray) -> bytes | None:
+        """The complete body, or None while more is needed."""
+        data = memoryview(buffer)[self.head_end:]
+        if self.chunked:
+            return _dechunk(data)
+        if self.length is not None:
+            return bytes(data[:self.length]) if len(data) >= self.length else None
+        self.keep_alive = False
+        return None  # until the server closes
+
+
+def _dechunk(data: memoryview) -> bytes | None:
+    out, at = bytearray(), 0
+    while True:
+        line_end = bytes(data[at:at + 20]).find(b"\r\n")
+        if line_end < 0:
+            return None
+        size = int(bytes(data[at:at + line_end]).split(b";")[0], 16)
+        at += line_end + 2
+        if len(data) < at + size + 2:
+            return None
+        if size == 0:
+            return bytes(out)
+        out += data[at:at + size]
+        at += size + 2
+        if len(out) > MAX_RESPONSE_BYTES:
+            raise ValueError("chunked body too large")
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; one request at a time. Plain asyncio protocol callbacks: no stream
+    objects, no per-byte work in Python."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.answer: _Answer | None = None
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.reused = False
+        self.open = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport, self.open = transport, True
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.waiter is None or self.waiter.done():
+            return
+        try:
+            self._complete(closed=False)
+        except ValueError as exc:
+            self.waiter.set_exception(StsUnavailable(f"STS answer unreadable: {exc}", reason="sts_bad_answer"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        if self.waiter is not None and not self.waiter.done():
+            try:
+                if not self._complete(closed=True):
+                    self.waiter.set_exception(_Dropped() if self.reused and not self.buffer
+                                              else ConnectionError("STS closed the connection mid-answer"))
+            except ValueError as exc2:
+                self.waiter.set_exception(StsUnavailable(f"STS answer unreadable: {exc2}", reason="sts_bad_answer"))
+
+    def _complete(self, *, closed: bool) -> bool:
+        assert self.answer is not None and self.waiter is not None
+        if self.answer.head_end < 0 and not self.answer.head(self.buffer):
+            return False
+        body = self.answer.body(self.buffer)
+        if body is None and closed and self.answer.length is None and not self.answer.chunked:
+            body = bytes(self.buffer[self.answer.head_end:])
+        if body is None:
+            return False
+        self.waiter.set_result((self.answer.status, body))
+        return True
+
+    def usable(self) -> bool:
+        return self.open and self.transport is not None and not self.transport.is_closing() and \
+            self.answer is not None and self.answer.keep_alive and self.waiter is not None and self.waiter.done()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        assert self.transport is not None
+        self.buffer.clear()
+        self.answer = _Answer()
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.waiter
+
+
+class HttpStsClient:
+    def __init__(self, aws: AwsConfig, *, max_connections: int = 256) -> None:
+        self._endpoint = Endpoint.parse(aws.sts_endpoint_url or default_endpoint(aws.region))
+        self._connect_timeout = aws.connect_timeout.total_seconds()
+        self._read_timeout = aws.read_timeout.total_seconds()
+        self._ssl = ssl.create_default_context() if self._endpoint.tls else None
+        self._idle: deque[_Connection] = deque()
+        self._slots = asyncio.Semaphore(max_connections)
+
+    def __repr__(self) -> str:
+        return f"HttpStsClient({self._endpoint.authority!r}, idle={len(self._idle)})"
+
+    async def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    async def assume_role_with_web_identity(self, grant: RoleGrant, token: str) -> Credentials:
+        params: list[tuple[str, str]] = [
+            ("RoleArn", grant.role_arn), ("RoleSessionName", grant.session_name), ("WebIdentityToken", token),
+            ("DurationSeconds", str(int(grant.duration.total_seconds()))),
+        ]
+        if grant.policy is not None:
+            params.append(("Policy", grant.policy))
+        params += [(f"PolicyArns.member.{i}.arn", arn) for i, arn in enumerate(grant.policy_arns, start=1)]
+        # Names are ours and plain; values are percent-encoded (a JWT is already URL-safe: quote's fast path).
+        body = (ACTION + "&".join(f"{name}={quote(value, safe='')}" for name, value in params)).encode()
+        head = (f"POST {self._endpoint.path} HTTP/1.1\r\nHost: {self._endpoint.authority}\r\n"
+                "Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nAccept-Encoding: identity\r\nUser-Agent: sts-broker\r\n\r\n")
+        status, answer = await self._call(head.encode() + body)
+        return parse_answer(status, answer, grant)
+
+    async def _call(self, body: bytes) -> tuple[int, bytes]:
+        for attempt in range(2):
+            try:
+                status, answer = await self._attempt(body)
+            except _Dropped:
+                continue  # a stale keep-alive connection: the request never reached STS
+            except TimeoutError:
+                err = StsUnavailable("STS timeout", reason="sts_timeout")
+                err.status = 504
+                raise err from None
+            except (OSError, ssl.SSLError) as exc:
+                if attempt == 0:
+                    continue
+                raise StsUnavailable(f"STS unreachable: {type(exc).__name__}", reason="sts_unreachable") from None
+            if attempt == 0 and _retryable(status, answer):
+                await asyncio.sleep(random.uniform(0.05, 0.2))  # noqa: S311 - jitter, not a secret
+                continue
+            return status, answer
+        raise StsUnavailable("STS failed twice", reason="sts_unreachable")
+
+    async def _attempt(self, body: bytes) -> tuple[int, bytes]:
+        try:
+            # Waiting for a free connection is bounded too: when every one is busy with a slow STS, the
+            # request fails within the broker's deadline instead of queueing without end.
+            async with asyncio.timeout(self._connect_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise StsUnavailable("every STS connection busy", reason="sts_busy") from None
+        try:
+            conn = await self._connection()
+            try:
+                async with asyncio.timeout(self._read_timeout):
+                    result = await conn.exchange(body)
+            except BaseException:
+                conn.close()
+                raise
+            if conn.usable():
+                conn.reused = True
+                self._idle.append(conn)
+            else:
+                conn.close()
+            return result
+        finally:
+            self._slots.release()
+
+    async def _connection(self) -> _Connection:
+        while self._idle:
+            conn = self._idle.pop()  # most recently used first: the likeliest to be alive
+            if conn.usable():
+                return conn
+            conn.close()
+        async with asyncio.timeout(self._connect_timeout):
+            _, conn = await asyncio.get_running_loop().create_connection(
+                _Connection, self._endpoint.host, self._endpoint.port, ssl=self._ssl,
+                server_hostname=self._endpoint.host if self._ssl else None)
+        return conn
+
+
+def _retryable(status: int, body: bytes) -> bool:
+    if status in _RETRIED_STATUS:
+        return True
+    return status == 400 and b"<Code>Throttling" in body
+
+
+def _xml(body: bytes) -> ElementTree.Element | None:
+    # No DTD means no entities: the answer cannot expand or reach out, whatever expat allows.
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        return None
+    try:
+        return ElementTree.fromstring(body)  # noqa: S314 - DTDs refused above; the peer is STS over TLS
+    except ElementTree.ParseError:
+        return None
+
+
+def _text(root: ElementTree.Element, path: str) -> str:
+    node = root.find(path)
+    return (node.text or "") if node is not None else ""
+
+
+def parse_answer(status: int, body: bytes, grant: RoleGrant) -> Credentials:
+    root = _xml(body)
+    if root is None:
+        raise StsUnavailable(f"STS answered {status} without XML", reason="sts_bad_answer")
+    if status != 200:
+        code = _text(root, f".//{STS_NS}Error/{STS_NS}Code") or _text(root, ".//Error/Code") or "Unknown"
+        message = _text(root, f".//{STS_NS}Error/{STS_NS}Message") or _text(root, ".//Error/Message")
+        error: BrokerError = map_client_error(ClientError(
+            {"Error": {"Code": code, "Message": message}}, "AssumeRoleWithWebIdentity"))
+        if status >= 500 and code not in _UNAVAILABLE:
+            error = StsUnavailable(f"STS {status} {code}: {message}", reason="sts_server_error")
+        raise error
+    creds = root.find(f".//{STS_NS}Credentials")
+    if creds is None:
+        raise StsUnavailable("STS answer has no Credentials", reason="sts_bad_answer")
+    try:
+        expiration = datetime.fromisoformat(_text(creds, f"{STS_NS}Expiration"))
+    except ValueError:
+        raise StsUnavailable("STS answer has no valid Expiration", reason="sts_bad_answer") from None
+    values = [_text(creds, f"{STS_NS}{name}") for name in ("AccessKeyId", "SecretAccessKey", "SessionToken")]
+    if not all(values):
+        raise StsUnavailable("STS answer lacks a credential field", reason="sts_bad_answer")
+    return Credentials(
+        access_key_id=values[0], secret_access_key=values[1], session_token=values[2],
+        expiration=expiration if expiration.tzinfo else expiration.replace(tzinfo=UTC),
+        role_arn=grant.role_arn, assumed_role_arn=_text(root, f".//{STS_NS}AssumedRoleUser/{STS_NS}Arn"),
+        via=grant.via,
+    )

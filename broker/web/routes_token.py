@@ -1,0 +1,186 @@
+"""POST /oauth2/token (RFC 8693 token exchange) and its CORS preflight.
+
+Every answer is JSON with `Cache-Control: no-store`. Refusals follow RFC 6749 5.2 (`error`,
+`error_description`, plus `error_id` to find the audit event); the mapping from the broker's error tree:
+
+| refusal                                                                   | error                   | status |
+|---------------------------------------------------------------------------|-------------------------|--------|
+| content type not a UTF-8 form, malformed or repeated fields, missing or    | invalid_request         | 400    |
+|   unsupported token types, actor tokens, no `resource` among several roles |                         |        |
+| body over the size cap                                                    | invalid_request         | 413    |
+| grant_type other than token exchange                                      | unsupported_grant_type  | 400    |
+| subject token not acceptable: signature, alg, kid, key in header, iss,     | invalid_grant           | 400    |
+|   aud, azp, exp/iat/nbf, hd, email_verified, size, replayed (`once`)       |                         |        |
+| web origin not allowed (CORS)                                             | unauthorized_client     | 400    |
+| no role granted, `resource` not granted or not a role ARN, AWS refuses     | invalid_target          | 400    |
+| rate limit per client address or per subject                          | temporarily_unavailable | 429 (Retry-After) |
+| JWKS/discovery, STS or the state store unavailable                        | temporarily_unavailable | 502/503/504 |
+| anything else                                                             | server_error            | 500    |
+
+RFC 8693 2.2.2 asks for invalid_request when the subject token is invalid; the broker answers invalid_grant
+(RFC 6749 5.2: "invalid, expired, revoked ... or was issued to another client"), which is what the subject
+token is, and which tells an app "get a fresh ID token" apart from "fix the request".
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker.errors import (
+    BadRequest,
+    BrokerError,
+    NotAuthorized,
+    OriginNotAllowed,
+    PayloadTooLarge,
+    RateLimited,
+    RoleChoiceNeeded,
+    StoreUnavailable,
+    StsRefused,
+    StsUnavailable,
+    TokenInvalid,
+    UpstreamUnavailable,
+)
+from broker.outputs.formats import _expiration
+from broker.token_exchange import CREDENTIALS_TYPE, Exchanged, ExchangeTrace, TokenExchange, parse_form
+from broker.web.render import NO_STORE
+
+log = logging.getLogger("broker.errors")
+FORM_TYPE = "application/x-www-form-urlencoded"
+PREFLIGHT_HEADERS = frozenset({"content-type", "accept"})
+PREFLIGHT_MAX_AGE = "600"
+
+# (error class, OAuth error, status or None to keep the class's own)
+OAUTH_ERRORS: tuple[tuple[type[BrokerError], str, int | None], ...] = (
+    (RateLimited, "temporarily_unavailable", 429),
+    (PayloadTooLarge, "invalid_request", 413),
+    (BadRequest, "invalid_request", 400),
+    (TokenInvalid, "invalid_grant", 400),
+    (OriginNotAllowed, "unauthorized_client", 400),
+    (NotAuthorized, "invalid_target", 400),
+    (StsRefused, "invalid_target", 400),
+    (UpstreamUnavailable, "temporarily_unavailable", None),
+    (StsUnavailable, "temporarily_unavailable", None),
+    (StoreUnavailable, "temporarily_unavailable", None),
+)
+DESCRIPTIONS = {
+    "token_expired": "The subject token has expired.",
+    "token_replayed": "The subject token has already been exchanged.",
+}
+
+
+def oauth_error(exc: BrokerError) -> tuple[str, int]:
+    if exc.reason == "unsupported_grant_type":
+        return "unsupported_grant_type", 400
+    for kind, error, status in OAUTH_ERRORS:
+        if isinstance(exc, kind):
+            return error, status if status is not None else exc.status
+    return "server_error", 500
+
+
+def _exchange(request: Request) -> TokenExchange:
+    exchange: TokenExchange = request.app.state.token_exchange
+    return exchange
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _cors(request: Request) -> dict[str, str]:
+    """CORS headers for an allowed browser origin; none for non-browser clients (no Origin header)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return {}
+    if origin not in _exchange(request).cors_origins:
+        raise OriginNotAllowed(f"origin {origin[:100]!r} is not in token_exchange.cors_origins")
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def _form_content_type(request: Request) -> None:
+    media, _, params = request.headers.get("content-type", "").partition(";")
+    charset = params.strip().lower().removeprefix("charset=").strip('"')
+    if media.strip().lower() != FORM_TYPE or (params.strip() and charset not in {"utf-8", "utf8"}):
+        raise BadRequest("content type is not a UTF-8 form", reason="content_type_unsupported",
+                         public=f"The request body must be {FORM_TYPE} (UTF-8).")
+
+
+def success_body(result: Exchanged) -> dict[str, Any]:
+    creds = result.credentials
+    return {
+        # RFC 8693 2.2.1. The issued "token" is a set of AWS credentials, not an OAuth access token:
+        # access_token carries the session token and token_type is N_A (RFC 8693 2.2.1).
+        "access_token": creds.session_token,
+        "issued_token_type": CREDENTIALS_TYPE,
+        "token_type": "N_A",
+        "expires_in": max(0, int(creds.expiration.timestamp() - time.time())),
+        "role_arn": result.grant.role_arn,
+        "assumed_role_arn": creds.assumed_role_arn,
+        "Credentials": {
+            "AccessKeyId": creds.access_key_id,
+            "SecretAccessKey": creds.secret_access_key,
+            "SessionToken": creds.session_token,
+            "Expiration": _expiration(creds),
+        },
+    }
+
+
+async def token(request: Request) -> Response:
+    if request.method == "OPTIONS":
+        return preflight(request)
+    trace, cors = ExchangeTrace(), {}
+    try:
+        cors = _cors(request)
+        exchange = _exchange(request)
+        await exchange.limit_client(_client(request))  # before the body is even read
+        _form_content_type(request)
+        exchange_request = parse_form(await request.body(), _client(request))
+        result = await exchange.exchange(exchange_request, trace)
+    except BrokerError as exc:
+        return _refusal(request, exc, trace, cors)
+    except Exception as exc:  # the OAuth shape even for the unexpected; the type only, never the message
+        error_id = secrets.token_hex(6)
+        log.error("unexpected %s in token exchange (error_id=%s)", type(exc).__name__, error_id)
+        return _refusal(request, BrokerError(type(exc).__name__), trace, cors, error_id=error_id)
+    return JSONResponse(success_body(result), headers={**NO_STORE, **cors})
+
+
+def _refusal(request: Request, exc: BrokerError, trace: ExchangeTrace, cors: dict[str, str],
+             error_id: str | None = None) -> Response:
+    error, status = oauth_error(exc)
+    error_id = error_id or exc.error_id
+    request.app.state.audit.event(
+        "request_failed", method=request.method, path=request.url.path, client=_client(request), status=status,
+        reason=exc.reason, oauth_error=error, error_id=error_id, detail=exc.detail[:500], idp=trace.idp,
+        subject=trace.subject, role=trace.role,
+    )
+    body: dict[str, Any] = {"error": error, "error_description": DESCRIPTIONS.get(exc.reason, exc.public_message),
+                            "error_id": error_id}
+    headers = {**NO_STORE, **cors}
+    if isinstance(exc, RoleChoiceNeeded):
+        body["resources"] = list(exc.roles)  # the caller's own verified grants: pick one as `resource`
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def preflight(request: Request) -> Response:
+    origin = request.headers.get("origin", "")
+    method = request.headers.get("access-control-request-method", "")
+    asked = {h.strip().lower() for h in request.headers.get("access-control-request-headers", "").split(",")
+             if h.strip()}
+    if origin not in _exchange(request).cors_origins or method != "POST" or not asked <= PREFLIGHT_HEADERS:
+        request.app.state.audit.event("request_failed", method="OPTIONS", path=request.url.path,
+                                      client=_client(request), status=403, reason="origin_not_allowed",
+                                      detail=f"preflight from {origin[:100]!r} for {method[:16]!r}")
+        return Response(status_code=403, headers={"Vary": "Origin", **NO_STORE})
+    return Response(status_code=204, headers={
+        "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": "Content-Type, Accept", "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+        "Vary": "Origin",
+    })
