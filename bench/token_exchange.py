@@ -42,7 +42,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-LOOPBACK = "127.0.0.1"
+from broker.devstack.servers import LOOPBACK, free_port
+
 PEOPLE = 64
 SECONDS = 6
 ROUNDS = 2
@@ -76,15 +77,6 @@ def bench_app() -> Starlette:
 
 
 # ---- set-up: keys, an issuer's JWKS, config files, processes ----------------------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
