@@ -103,6 +103,8 @@ class AwsConfig(Model):
     federation_url: HttpsUrl | None = None
     console_url: HttpsUrl | None = None
     web_identity_audience: str = Field(default="sts.amazonaws.com", min_length=1, max_length=255)
+    # Minted SAML assertions name https://REGION.signin.aws.amazon.com/saml as Recipient (SAML:aud) when set.
+    signin_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     connect_timeout: Duration = timedelta(seconds=3)
     read_timeout: Duration = timedelta(seconds=10)
 

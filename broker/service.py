@@ -80,7 +80,8 @@ class BrokerService:
             audience=aws.web_identity_audience, lifetime=parts.settings.issuer.token_lifetime,
         )
         self.saml_keys = parts.saml_keys  # published at /saml/idp/metadata
-        self.saml_issuer = SamlIssuer(parts.saml_key, sts, public_url=parts.settings.public_url)
+        self.saml_issuer = SamlIssuer(parts.saml_key, sts, public_url=parts.settings.public_url,
+                                      signin_region=aws.signin_region)
         self.console = ConsoleSignIn(http, issuer_url=parts.settings.public_url,
                                      federation_url=aws.federation_url, console_url=aws.console_url)
 

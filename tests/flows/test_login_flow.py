@@ -164,3 +164,23 @@ def test_metrics_count_events_by_reason_without_people(stack: DevStack) -> None:
     assert 'sts_broker_events_total{event="request_failed",reason="unknown_idp"}' in text
     assert 'sts_broker_request_seconds_count{method="GET",route="/login/{idp}",status="404"}' in text
     assert "alice" not in text and "@example.com" not in text
+
+
+def test_signin_region_setting_reaches_minted_saml_assertions(stack: DevStack) -> None:
+    import asyncio
+    import base64
+
+    from broker.audit import AuditLog
+    from broker.service import BrokerService
+    from tests.factories import identity
+
+    aws = stack.settings.aws.model_copy(update={"signin_region": "eu-west-1"})
+    service = BrokerService.build(stack.settings.model_copy(update={"aws": aws}), AuditLog(str(stack.audit_path)))
+    try:
+        alice = identity(idp="dev", email_verified=True, groups=("platform-admins",))
+        grant = service.decide(alice).grant_for(SAML_ONLY)
+        assert grant is not None and grant.via == "saml"
+        xml = base64.b64decode(service.saml_issuer.mint(alice, grant)).decode()
+        assert 'Recipient="https://eu-west-1.signin.aws.amazon.com/saml"' in xml
+    finally:
+        asyncio.run(service.close())
