@@ -54,6 +54,10 @@ AUDIENCE = "bench-app"
 TARGET_A, TARGET_B = 0.60, 0.80
 WORKERS = os.environ.get("BENCH_WORKERS", "1")  # uvicorn worker processes per broker
 
+# Which STS client the broker uses here: the opt-in event-loop client (the figures in the README), or
+# "boto3", the default, with STS_BENCH_TRANSPORT=boto3.
+TRANSPORT = os.environ.get("STS_BENCH_TRANSPORT", "event_loop")
+
 
 # ---- the app each broker process serves -------------------------------------------------------------
 
@@ -124,7 +128,7 @@ def write_config(work: Path, port: int, issuer: str, sts_url: str, *, cache: boo
         "aws": {"sts_endpoint_url": sts_url}, "idp_configs": "idp_configs", "rules": "rules.yaml",
         "audit": {"path": f"audit-{port}.log"},
         "rate_limits": {"token_exchange_per_client": 10**9, "token_exchange_per_subject": 10**9},
-        "token_exchange": {"cache_credentials": cache},
+        "token_exchange": {"cache_credentials": cache, "sts_transport": TRANSPORT},
     }))
     return config
 

@@ -158,6 +158,9 @@ class TokenExchangeConfig(Model):
     # Cached credentials are handed out while at least this much of their life remains (capped at half
     # their life, so short sessions are still reused).
     cache_min_remaining: Duration = timedelta(minutes=10)
+    # boto3 (the default, in worker threads) or the broker's own keep-alive HTTP/1.1 client on the event loop
+    # (faster under hundreds of concurrent exchanges, but hand-written: opt in only after your own review).
+    sts_transport: Literal["boto3", "event_loop"] = "boto3"
     sts_max_connections: int = Field(default=256, ge=1, le=4096)
 
 

@@ -28,6 +28,7 @@ from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.cache import CredentialCache, cache_key
 from broker.issuers.credentials import Credentials
+from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.issuers.web_identity import WebIdentityIssuer
 from broker.rules.evaluate import Decision, evaluate
@@ -124,7 +125,10 @@ class TokenExchange:
         self.cors_origins = frozenset(settings.token_exchange.cors_origins)
         self._decisions: dict[str, tuple[int, RuleSet, Decision, dict[str, str]]] = {}
         self.connectors = TokenConnectors(service.token_idps, service.http)
-        self.sts = HttpStsClient(settings.aws, max_connections=settings.token_exchange.sts_max_connections)
+        exchange = settings.token_exchange
+        self.sts: HttpStsClient | StsClient = (
+            HttpStsClient(settings.aws, max_connections=exchange.sts_max_connections)
+            if exchange.sts_transport == "event_loop" else StsClient(settings.aws))
         self.issuer = WebIdentityIssuer(
             service.keys, self.sts, issuer=settings.public_url, audience=settings.aws.web_identity_audience,
             lifetime=settings.issuer.token_lifetime,

@@ -103,6 +103,9 @@ class StsClient:
         response = await self._call(call)
         return _credentials(response, grant)
 
+    async def close(self) -> None:
+        self._client.close()
+
     async def _call(self, call: functools.partial[Any]) -> dict[str, Any]:
         try:
             result: dict[str, Any] = await anyio.to_thread.run_sync(call)

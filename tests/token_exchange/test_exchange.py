@@ -74,13 +74,12 @@ def test_minted_carries_tags_and_session_policy_to_sts(env: ExchangeEnv) -> None
     with extra_broker(env) as (url, app):
         sent: list[dict[str, str]] = []
         sts = app.state.token_exchange.sts
-        original = sts._call
 
-        async def recording(body: bytes) -> tuple[int, bytes]:
+        def recording(request: Any, **_: Any) -> None:  # botocore's last hook before the wire
+            body = request.body if isinstance(request.body, bytes) else str(request.body).encode()
             sent.append(dict(parse_qsl(body.decode())))
-            return await original(body)
 
-        sts._call = recording
+        sts._client.meta.events.register("before-send.sts.AssumeRoleWithWebIdentity", recording)
         claims = mobile_claims(env.idp, plan="pro")
         body = creds_of(exchange(url, env.idp.sign(claims), resource=MINTED))
     assert caller_arn(env, body).endswith(f":assumed-role/MobileMinted/{claims['sub']}")
