@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from broker.config import _https_or_loopback
 from broker.errors import UpstreamUnavailable
 
 
@@ -34,3 +35,18 @@ async def fetch_json(http: httpx.AsyncClient, url: str, *, seconds: float, max_b
     if not isinstance(document, dict):
         raise UpstreamUnavailable(f"GET {url}: not a JSON object", reason="idp_bad_answer")
     return document, headers
+
+
+async def discover(http: httpx.AsyncClient, issuer: str, *, seconds: float) -> dict[str, Any]:
+    """The issuer's OIDC discovery document. Its issuer must be exactly the configured one (OIDC Discovery
+    4.3) and its jwks_uri https (plain http only on loopback)."""
+    url = f"{issuer}/.well-known/openid-configuration"
+    doc, _ = await fetch_json(http, url, seconds=seconds, max_bytes=64 * 1024)
+    if doc.get("issuer") != issuer:
+        raise UpstreamUnavailable(f"discovery issuer {str(doc.get('issuer'))[:100]!r} != configured issuer",
+                                  reason="discovery_issuer_mismatch")
+    try:
+        doc["jwks_uri"] = _https_or_loopback(str(doc["jwks_uri"]))
+    except (KeyError, ValueError):
+        raise UpstreamUnavailable("discovery has no acceptable jwks_uri", reason="idp_bad_answer") from None
+    return doc

@@ -22,7 +22,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from broker.config import OidcIdpConfig
 from broker.connectors.claims import identity_from_claims
-from broker.connectors.fetch import fetch_json
+from broker.connectors.fetch import discover
 from broker.connectors.id_token import Expectations, verify_id_token
 from broker.connectors.jwks import JwksCache
 from broker.errors import BadRequest, LoginRefused, LoginStateInvalid, TokenInvalid, UpstreamUnavailable
@@ -75,12 +75,7 @@ class OidcConnector:
         return self._metadata
 
     async def _discover(self) -> ProviderMetadata:
-        url = f"{self.config.issuer}/.well-known/openid-configuration"
-        doc, _ = await fetch_json(self._http, url, seconds=self._timeout, max_bytes=64 * 1024)
-        # OIDC Discovery 4.3: the document's issuer must be exactly the one we were configured with.
-        if doc.get("issuer") != self.config.issuer:
-            raise UpstreamUnavailable(f"discovery issuer {doc.get('issuer')!r} != configured issuer",
-                                      reason="discovery_issuer_mismatch")
+        doc = await discover(self._http, self.config.issuer, seconds=self._timeout)
         try:
             metadata = ProviderMetadata(
                 str(doc["authorization_endpoint"]), str(doc["token_endpoint"]), str(doc["jwks_uri"])

@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
-from broker.config import TokenIdpConfig, _https_or_loopback
+from broker.config import TokenIdpConfig
 from broker.connectors.claims import identity_from_claims
-from broker.connectors.fetch import fetch_json
+from broker.connectors.fetch import discover
 from broker.connectors.id_token import Expectations, verify_id_token
 from broker.connectors.jwks import JwksCache
 from broker.errors import TokenInvalid, UpstreamUnavailable
@@ -166,16 +166,8 @@ class TokenConnector:
         return self._jwks
 
     async def _discover(self) -> str:
-        url = f"{self.config.issuer}/.well-known/openid-configuration"
-        doc, _ = await fetch_json(self._http, url, seconds=self._timeout, max_bytes=64 * 1024)
-        # OIDC Discovery 4.3: the document must name exactly the issuer we were configured with.
-        if doc.get("issuer") != self.config.issuer:
-            raise UpstreamUnavailable(f"discovery issuer {str(doc.get('issuer'))[:100]!r} != configured issuer",
-                                      reason="discovery_issuer_mismatch")
-        try:
-            return _https_or_loopback(str(doc["jwks_uri"]))
-        except (KeyError, ValueError):
-            raise UpstreamUnavailable("discovery has no acceptable jwks_uri", reason="idp_bad_answer") from None
+        doc = await discover(self._http, self.config.issuer, seconds=self._timeout)
+        return str(doc["jwks_uri"])
 
 
 class TokenConnectors:
