@@ -1,7 +1,8 @@
-"""Fetch small JSON documents from identity providers: discovery, JWKS. Bounded in time and size."""
+"""Fetch small documents from identity providers: discovery, JWKS, SAML metadata. Bounded in time and size."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,23 +12,33 @@ from broker.config import _https_or_loopback
 from broker.errors import UpstreamUnavailable
 
 
-async def fetch_json(http: httpx.AsyncClient, url: str, *, seconds: float, max_bytes: int) -> tuple[
-        dict[str, Any], httpx.Headers]:
+async def fetch_bytes(http: httpx.AsyncClient, url: str, *, seconds: float, max_bytes: int,
+                      reasons: str = "idp") -> tuple[bytes, httpx.Headers]:
+    """GET url without following redirects (a redirect could lead anywhere), within `seconds` in all and
+    `max_bytes`. Failures are UpstreamUnavailable with reason codes `<reasons>_http_error`, `_too_large`,
+    `_timeout`, `_unreachable`."""
     try:
-        async with http.stream("GET", url, timeout=seconds, follow_redirects=False) as response:
+        async with asyncio.timeout(seconds), http.stream("GET", url, timeout=seconds,
+                                                         follow_redirects=False) as response:
             if response.status_code != 200:
-                raise UpstreamUnavailable(f"GET {url} answered {response.status_code}", reason="idp_http_error")
+                raise UpstreamUnavailable(f"GET {url} answered {response.status_code}", reason=f"{reasons}_http_error")
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > max_bytes:
                     raise UpstreamUnavailable(f"GET {url}: larger than {max_bytes} bytes",
-                                              reason="idp_answer_too_large")
-            headers = response.headers
-    except httpx.TimeoutException:
-        raise UpstreamUnavailable(f"GET {url} timed out", reason="idp_timeout") from None
+                                              reason=f"{reasons}_too_large")
+            return bytes(body), response.headers
+    except (TimeoutError, httpx.TimeoutException):
+        raise UpstreamUnavailable(f"GET {url} timed out", reason=f"{reasons}_timeout") from None
     except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(f"GET {url}: {type(exc).__name__}", reason="idp_unreachable") from None
+        raise UpstreamUnavailable(f"GET {url}: {type(exc).__name__}", reason=f"{reasons}_unreachable") from None
+
+
+async def fetch_json(http: httpx.AsyncClient, url: str, *, seconds: float, max_bytes: int) -> tuple[
+        dict[str, Any], httpx.Headers]:
+    """A JSON object and the response headers (JWKS caching reads Cache-Control)."""
+    body, headers = await fetch_bytes(http, url, seconds=seconds, max_bytes=max_bytes)
     try:
         document = json.loads(body)
     except ValueError:

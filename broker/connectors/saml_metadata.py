@@ -17,6 +17,7 @@ import httpx
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
 from broker.config import SamlIdpConfig
+from broker.connectors.fetch import fetch_bytes
 from broker.connectors.saml_xml import XmlRejected, guarded_parse
 from broker.errors import ConfigError, UpstreamUnavailable
 
@@ -60,24 +61,9 @@ def inline_descriptor(config: SamlIdpConfig) -> IdpDescriptor:
 
 
 async def fetch_metadata(http: httpx.AsyncClient, url: str, *, seconds: float, max_bytes: int) -> bytes:
-    """GET the metadata; no redirects (a redirect could lead anywhere), bounded in time and size."""
-    try:
-        async with asyncio.timeout(seconds):
-            async with http.stream("GET", url, timeout=seconds, follow_redirects=False) as response:
-                if response.status_code != 200:
-                    raise UpstreamUnavailable(f"GET {url} answered {response.status_code}",
-                                              reason="saml_metadata_http_error")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise UpstreamUnavailable(f"GET {url}: larger than {max_bytes} bytes",
-                                                  reason="saml_metadata_too_large")
-                return bytes(body)
-    except (TimeoutError, httpx.TimeoutException):
-        raise UpstreamUnavailable(f"GET {url} timed out", reason="saml_metadata_timeout") from None
-    except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(f"GET {url}: {type(exc).__name__}", reason="saml_metadata_unreachable") from None
+    """GET the metadata; no redirects, bounded in time and size."""
+    body, _ = await fetch_bytes(http, url, seconds=seconds, max_bytes=max_bytes, reasons="saml_metadata")
+    return body
 
 
 class MetadataSource:
