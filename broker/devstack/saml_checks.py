@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from lxml import etree  # type: ignore[import-untyped]
 
 from broker.devstack import trust_policy as trust
 from broker.devstack.saml_signature import NS, SAML, SAMLP, Metadata, invalid, single
-from broker.devstack.web_identity_checks import StsError
+from broker.devstack.web_identity_checks import StsError, refuse_invalid
 
 ATTR = "https://aws.amazon.com/SAML/Attributes/"
 ASSUME = "sts:AssumeRoleWithSAML"
@@ -86,20 +85,8 @@ def _constraint_errors(params: Mapping[str, str]) -> list[str]:
     return errors
 
 
-def _json_object(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
-
-
 def validate_request(params: Mapping[str, str]) -> SamlRequest:
-    errors = _constraint_errors(params)
-    if errors:
-        plural = "s" if len(errors) > 1 else ""
-        raise StsError("ValidationError", f"{len(errors)} validation error{plural} detected: " + "; ".join(errors))
-    if "Policy" in params and not _json_object(params["Policy"]):
-        raise StsError("MalformedPolicyDocument", "The policy is not in the valid JSON format.")
+    refuse_invalid(_constraint_errors(params), params.get("Policy"))
     duration = params.get("DurationSeconds")
     return SamlRequest(params["RoleArn"], params["PrincipalArn"], params["SAMLAssertion"],
                        int(duration) if duration is not None else None)

@@ -277,11 +277,17 @@ def _constraint_errors(params: Mapping[str, str]) -> list[str]:
     return errors
 
 
-def validate_request(params: Mapping[str, str]) -> WebIdentityRequest:
-    errors = _constraint_errors(params)
+def refuse_invalid(errors: list[str], policy: str | None) -> None:
+    """The model constraint errors AWS reports together, then the policy's JSON shape (both STS calls)."""
     if errors:
         plural = "s" if len(errors) > 1 else ""
         raise StsError("ValidationError", f"{len(errors)} validation error{plural} detected: " + "; ".join(errors))
+    if policy is not None:
+        _check_policy_json(policy)
+
+
+def validate_request(params: Mapping[str, str]) -> WebIdentityRequest:
+    refuse_invalid(_constraint_errors(params), None)
     if "ProviderId" in params:
         # ProviderId names an OAuth 2.0 provider (Amazon, Facebook); OIDC ID tokens must come without it.
         raise invalid_token("ProviderId must be omitted for OpenID Connect ID tokens")
