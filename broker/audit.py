@@ -3,6 +3,7 @@ so a careless call fails in tests instead of leaking in production."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -18,6 +19,12 @@ _SECRET_NAMES = re.compile(r"(secret|password|token|credential|code|verifier|ass
 _ALLOWED = {"reason_code", "status_code", "error_code"}
 
 
+@functools.lru_cache(maxsize=512)
+def _looks_secret(name: str) -> bool:
+    """Field names are few and fixed in the code, so each is judged once."""
+    return bool(_SECRET_NAMES.search(name)) and name not in _ALLOWED
+
+
 class AuditLog:
     def __init__(self, path: str = "-") -> None:
         self._path = path
@@ -31,7 +38,7 @@ class AuditLog:
 
     def event(self, event: str, **fields: AuditValue) -> None:
         for name in fields:
-            if _SECRET_NAMES.search(name) and name not in _ALLOWED:
+            if _looks_secret(name):
                 raise ValueError(f"audit field {name!r} looks like a secret; audit events never carry secrets")
         record: dict[str, AuditValue] = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}
         record.update({k: v for k, v in fields.items() if v is not None})
