@@ -161,11 +161,23 @@ class AcsPath:
         self.loop.close()
 
     def __call__(self, b64: str) -> str:
+        return self.loop.run_until_complete(self.acs(b64))
+
+    def rate(self, b64: str, calls: int) -> float:
+        """Calls per second, all awaited inside one running loop, as the server runs its ACS."""
+        async def many() -> float:
+            start = time.perf_counter()
+            for _ in range(calls):
+                await self.acs(b64)
+            return calls / (time.perf_counter() - start)
+        return self.loop.run_until_complete(many())
+
+    async def acs(self, b64: str) -> str:
         s = self.s
         login = s.connector.verify(s.settings, s.descriptor, s.connector.receive(b64), REQUEST_ID)
         self.n += 1  # the same response again and again: a fresh replay key each time, same cost
-        fresh = self.loop.run_until_complete(
-            self.store.put_new(f"saml_assertion:corp:{login.assertion_id}:{self.n}", "1", login.replay_ttl))
+        fresh = await self.store.put_new(f"saml_assertion:corp:{login.assertion_id}:{self.n}", "1",
+                                         login.replay_ttl)
         assert fresh
         grant = evaluate(s.rules, login.identity).grants[0]
         token = s.ring.sign(web_identity_claims(login.identity, grant, issuer=BROKER_URL,
@@ -220,7 +232,7 @@ def measure(s: Setup, rounds: int = ROUNDS) -> tuple[float, float]:
         best_ours = best_base = 0.0
         deadline = time.perf_counter() + MAX_SECONDS
         for _ in range(rounds):  # interleaved, best of each: a busy neighbour hurts both alike
-            best_ours = max(best_ours, _rate(lambda: path(b64)))
+            best_ours = max(best_ours, path.rate(b64, CALLS))
             best_base = max(best_base, _rate(stock))
             if time.perf_counter() > deadline:
                 break
