@@ -158,9 +158,10 @@ class TokenExchangeConfig(Model):
     # Cached credentials are handed out while at least this much of their life remains (capped at half
     # their life, so short sessions are still reused).
     cache_min_remaining: Duration = timedelta(minutes=10)
-    # boto3 (the default, in worker threads) or the broker's own keep-alive HTTP/1.1 client on the event loop
-    # (faster under hundreds of concurrent exchanges, but hand-written: opt in only after your own review).
-    sts_transport: Literal["boto3", "event_loop"] = "boto3"
+    # event_loop (the default): a keep-alive HTTP/1.1 pool on the event loop, answers parsed by httptools
+    # (llhttp), hundreds of calls in flight. boto3: in worker threads (at most 40 in flight), for what only
+    # the SDK does: an egress proxy (HTTPS_PROXY), FIPS endpoints.
+    sts_transport: Literal["boto3", "event_loop"] = "event_loop"
     sts_max_connections: int = Field(default=256, ge=1, le=4096)
 
 

@@ -4,6 +4,7 @@ event name and reason code (never by person), and requests by route template and
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -17,13 +18,23 @@ class Metrics:
                               ["event", "reason"], registry=self.registry)
         self.requests = Histogram("sts_broker_request_seconds", "Request latency by route and status",
                                   ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        # Labelled children by label values (event names, reason codes, route templates, methods and
+        # statuses all come from the code, so these stay small): labels() takes a lock on every call.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        key = (metric._name, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def observe_event(self, event: str, fields: Mapping[str, object]) -> None:
         reason = fields.get("reason")
-        self.events.labels(event, reason if isinstance(reason, str) else "").inc()
+        self._child(self.events, event, reason if isinstance(reason, str) else "").inc()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).observe(seconds)
+        self._child(self.requests, route, method, str(status)).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -33,6 +33,8 @@ def quiet_chatty_loggers() -> None:
 
 
 ROUTES = [
+    # Routes are tried in order: the machine-facing endpoint that takes the load comes first.
+    Route("/oauth2/token", routes_token.token, methods=["POST", "OPTIONS"]),
     Route("/", routes_login.index),
     Route("/login/{idp}", routes_login.login),
     Route("/oidc/{idp}/callback", routes_login.callback),
@@ -46,7 +48,6 @@ ROUTES = [
     Route("/.well-known/openid-configuration", routes_meta.openid_configuration),
     Route("/.well-known/jwks.json", routes_meta.jwks),
     Route("/admin/rules/explain", routes_admin.explain, methods=["POST"]),
-    Route("/oauth2/token", routes_token.token, methods=["POST", "OPTIONS"]),
     Route("/openapi.json", openapi.openapi),
     Route("/healthz", routes_meta.healthz),
     Route("/readyz", routes_meta.readyz),

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import jwt
+import pytest
 import yaml
 
 from broker.devstack.stack import aws_client
@@ -69,17 +70,28 @@ def test_several_roles_need_a_resource(env: ExchangeEnv) -> None:
     assert creds_of(exchange(env.url, token, resource=MINTED))["role_arn"] == MINTED
 
 
-def test_minted_carries_tags_and_session_policy_to_sts(env: ExchangeEnv) -> None:
-    """What reaches STS is recorded at the wire: the broker's token with the user tag, the rendered policy."""
-    with extra_broker(env) as (url, app):
+@pytest.mark.parametrize("transport", ["event_loop", "boto3"])
+def test_minted_carries_tags_and_session_policy_to_sts(env: ExchangeEnv, transport: str) -> None:
+    """What reaches STS is recorded at each transport's last step before the wire: the broker's token with
+    the user tag, the rendered policy."""
+    config = env.settings.token_exchange.model_copy(update={"sts_transport": transport})
+    with extra_broker(env, token_exchange=config) as (url, app):
         sent: list[dict[str, str]] = []
         sts = app.state.token_exchange.sts
+        if transport == "boto3":
+            def recording(request: Any, **_: Any) -> None:  # botocore's last hook before the wire
+                body = request.body if isinstance(request.body, bytes) else str(request.body).encode()
+                sent.append(dict(parse_qsl(body.decode())))
 
-        def recording(request: Any, **_: Any) -> None:  # botocore's last hook before the wire
-            body = request.body if isinstance(request.body, bytes) else str(request.body).encode()
-            sent.append(dict(parse_qsl(body.decode())))
+            sts._client.meta.events.register("before-send.sts.AssumeRoleWithWebIdentity", recording)
+        else:
+            wire = sts._call
 
-        sts._client.meta.events.register("before-send.sts.AssumeRoleWithWebIdentity", recording)
+            async def recording_call(request: bytes) -> Any:  # the request bytes the pool writes
+                sent.append(dict(parse_qsl(request.split(b"\r\n\r\n", 1)[1].decode())))
+                return await wire(request)
+
+            sts._call = recording_call
         claims = mobile_claims(env.idp, plan="pro")
         body = creds_of(exchange(url, env.idp.sign(claims), resource=MINTED))
     assert caller_arn(env, body).endswith(f":assumed-role/MobileMinted/{claims['sub']}")
