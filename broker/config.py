@@ -82,6 +82,8 @@ class SessionConfig(Model):
 
 class StoreConfig(Model):
     url: SecretStr = SecretStr("memory://")  # a Redis URL may carry a password
+    # Redis connections per process; past them, a command waits up to 2 s for a free one.
+    max_connections: int = Field(default=64, ge=1, le=10000)
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StoreConfig:

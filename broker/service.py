@@ -87,7 +87,7 @@ class BrokerService:
 
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
-        store = open_store(settings.store.url.get_secret_value())
+        store = open_store(settings.store.url.get_secret_value(), max_connections=settings.store.max_connections)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         return cls(load_components(settings), store=store, http=http, audit=audit)
 

@@ -140,10 +140,15 @@ def _without_secrets(url: str) -> str:
 class RedisStore:
     """Shared by every replica. Single-use values use GETDEL and SET NX, so a replay loses on any replica."""
 
-    def __init__(self, url: str, *, prefix: str = "sts-broker:", timeout: float = 2.0) -> None:
-        self._redis = redis.asyncio.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
+    def __init__(self, url: str, *, prefix: str = "sts-broker:", timeout: float = 2.0,
+                 max_connections: int = 64) -> None:
+        # A blocking pool: with more requests in flight than connections, a command waits (up to the
+        # timeout) for a free one. redis-py's default pool refuses at once past 100 connections
+        # (MaxConnectionsError), which turned a burst of concurrent exchanges into 503s.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout,
+            socket_connect_timeout=timeout, decode_responses=True)
+        self._redis = redis.asyncio.Redis(connection_pool=pool)
         self._prefix = prefix
         self._incr = self._redis.register_script(_INCR_SCRIPT)
         self._where = _without_secrets(url)
@@ -187,10 +192,10 @@ class RedisStore:
         await self._redis.aclose()
 
 
-def open_store(url: str, *, prefix: str = "sts-broker:") -> StateStore:
+def open_store(url: str, *, prefix: str = "sts-broker:", max_connections: int = 64) -> StateStore:
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryStore()
     if scheme in {"redis", "rediss", "unix"}:
-        return RedisStore(url, prefix=prefix)
+        return RedisStore(url, prefix=prefix, max_connections=max_connections)
     raise ValueError(f"store url scheme {scheme!r} is not one of memory, redis, rediss, unix")

@@ -165,6 +165,17 @@ async def test_redis_pop_has_one_winner_across_connections(redis_server: RedisSe
         await second.close()
 
 
+async def test_redis_serves_more_concurrent_calls_than_connections(redis_server: RedisServer, prefix: str) -> None:
+    """A burst bigger than the pool waits for connections instead of failing (redis-py's default pool
+    raised MaxConnectionsError past 100 in flight: 503s under load)."""
+    store = RedisStore(redis_server.url, prefix=prefix, max_connections=4)
+    try:
+        counts = await asyncio.gather(*(store.incr("rate:burst", LONG) for _ in range(300)))
+        assert sorted(counts) == list(range(1, 301))
+    finally:
+        await store.close()
+
+
 async def test_redis_sets_ttl_in_ms_once_per_counter(redis_server: RedisServer, prefix: str) -> None:
     store = RedisStore(redis_server.url, prefix=prefix)
     raw = redis.asyncio.from_url(redis_server.url)
