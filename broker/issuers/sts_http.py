@@ -17,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 from urllib.parse import quote, urlsplit
-from xml.etree import ElementTree
 
 import httptools
 from botocore.exceptions import ClientError
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.config import AwsConfig
 from broker.errors import BrokerError, StsUnavailable
@@ -172,6 +173,9 @@ class HttpStsClient:
         self._ssl = ssl.create_default_context() if self._endpoint.tls else None
         self._idle: deque[_Connection] = deque()
         self._slots = asyncio.Semaphore(max_connections)
+        self._head = (f"POST {self._endpoint.path} HTTP/1.1\r\nHost: {self._endpoint.authority}\r\n"
+                      "Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"
+                      "Accept-Encoding: identity\r\nUser-Agent: sts-broker\r\n").encode()
 
     def __repr__(self) -> str:
         return f"HttpStsClient({self._endpoint.authority!r}, idle={len(self._idle)})"
@@ -190,10 +194,7 @@ class HttpStsClient:
         params += [(f"PolicyArns.member.{i}.arn", arn) for i, arn in enumerate(grant.policy_arns, start=1)]
         # Names are ours and plain; values are percent-encoded (a JWT is already URL-safe: quote's fast path).
         body = (ACTION + "&".join(f"{name}={quote(value, safe='')}" for name, value in params)).encode()
-        head = (f"POST {self._endpoint.path} HTTP/1.1\r\nHost: {self._endpoint.authority}\r\n"
-                "Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"
-                f"Content-Length: {len(body)}\r\nAccept-Encoding: identity\r\nUser-Agent: sts-broker\r\n\r\n")
-        status, answer = await self._call(head.encode() + body)
+        status, answer = await self._call(b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body))
         return parse_answer(status, answer, grant)
 
     async def _call(self, body: bytes) -> tuple[int, bytes]:
@@ -217,13 +218,16 @@ class HttpStsClient:
         raise StsUnavailable("STS failed twice", reason="sts_unreachable")
 
     async def _attempt(self, body: bytes) -> tuple[int, bytes]:
-        try:
-            # Waiting for a free connection is bounded too: when every one is busy with a slow STS, the
-            # request fails within the broker's deadline instead of queueing without end.
-            async with asyncio.timeout(self._connect_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise StsUnavailable("every STS connection busy", reason="sts_busy") from None
+        if not self._slots.locked():
+            await self._slots.acquire()  # a slot is free: taken at once, no timer needed
+        else:
+            try:
+                # Waiting for a free connection is bounded too: when every one is busy with a slow STS, the
+                # request fails within the broker's deadline instead of queueing without end.
+                async with asyncio.timeout(self._connect_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise StsUnavailable("every STS connection busy", reason="sts_busy") from None
         try:
             conn = await self._connection()
             try:
@@ -260,19 +264,32 @@ def _retryable(status: int, body: bytes) -> bool:
     return status == 400 and b"<Code>Throttling" in body
 
 
-def _xml(body: bytes) -> ElementTree.Element | None:
-    # No DTD means no entities: the answer cannot expand or reach out, whatever expat allows.
+_local = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    """One hardened parser per thread (lxml parsers are not shared between threads)."""
+    parser: etree.XMLParser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                                                 huge_tree=False, remove_comments=True, remove_pis=True)
+    return parser
+
+
+def _xml(body: bytes) -> etree._Element | None:
+    # No DTD means no entities: the answer cannot expand or reach out.
     if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
         return None
     try:
-        return ElementTree.fromstring(body)  # noqa: S314 - DTDs refused above; the peer is STS over TLS
-    except ElementTree.ParseError:
+        root = etree.fromstring(body, _parser())
+    except etree.XMLSyntaxError:
         return None
+    return root if isinstance(root.tag, str) else None
 
 
-def _text(root: ElementTree.Element, path: str) -> str:
+def _text(root: etree._Element, path: str) -> str:
     node = root.find(path)
-    return (node.text or "") if node is not None else ""
+    return str(node.text or "") if node is not None else ""
 
 
 def parse_answer(status: int, body: bytes, grant: RoleGrant) -> Credentials:
@@ -287,19 +304,25 @@ def parse_answer(status: int, body: bytes, grant: RoleGrant) -> Credentials:
         if status >= 500 and code not in _UNAVAILABLE:
             error = StsUnavailable(f"STS {status} {code}: {message}", reason="sts_server_error")
         raise error
-    creds = root.find(f".//{STS_NS}Credentials")
-    if creds is None:
-        raise StsUnavailable("STS answer has no Credentials", reason="sts_bad_answer")
+    found = list(root.iter(f"{STS_NS}Credentials"))
+    if len(found) != 1:
+        raise StsUnavailable(f"STS answer has {len(found)} Credentials elements", reason="sts_bad_answer")
+    fields = {child.tag: child.text or "" for child in found[0]}  # its direct children only
     try:
-        expiration = datetime.fromisoformat(_text(creds, f"{STS_NS}Expiration"))
+        expiration = datetime.fromisoformat(fields.get(f"{STS_NS}Expiration", ""))
     except ValueError:
         raise StsUnavailable("STS answer has no valid Expiration", reason="sts_bad_answer") from None
-    values = [_text(creds, f"{STS_NS}{name}") for name in ("AccessKeyId", "SecretAccessKey", "SessionToken")]
+    values = [fields.get(f"{STS_NS}{name}", "") for name in ("AccessKeyId", "SecretAccessKey", "SessionToken")]
     if not all(values):
         raise StsUnavailable("STS answer lacks a credential field", reason="sts_bad_answer")
     return Credentials(
         access_key_id=values[0], secret_access_key=values[1], session_token=values[2],
         expiration=expiration if expiration.tzinfo else expiration.replace(tzinfo=UTC),
-        role_arn=grant.role_arn, assumed_role_arn=_text(root, f".//{STS_NS}AssumedRoleUser/{STS_NS}Arn"),
-        via=grant.via,
+        role_arn=grant.role_arn, assumed_role_arn=_assumed_role_arn(root), via=grant.via,
     )
+
+
+def _assumed_role_arn(root: etree._Element) -> str:
+    user = next(root.iter(f"{STS_NS}AssumedRoleUser"), None)
+    arn = user.find(f"{STS_NS}Arn") if user is not None else None
+    return str(arn.text or "") if arn is not None else ""

@@ -150,6 +150,15 @@ def test_sts_answers_mapped() -> None:
     with pytest.raises(StsUnavailable) as hostile:
         parse_answer(200, bomb, GRANT)
     assert hostile.value.reason == "sts_bad_answer"
+    ns = b'xmlns="https://sts.amazonaws.com/doc/2011-06-15/"'
+    creds_xml = (b"<Credentials><AccessKeyId>A</AccessKeyId><SecretAccessKey>S</SecretAccessKey>"
+                 b"<SessionToken>T</SessionToken><Expiration>2030-01-01T00:00:00Z</Expiration></Credentials>")
+    assert parse_answer(200, b"<R " + ns + b"><X>" + creds_xml + b"</X></R>", GRANT).access_key_id == "A"
+    for odd in (b"<R " + ns + b">" + creds_xml * 2 + b"</R>",  # two sets: which one?
+                b"<R " + ns + b"><Credentials><X>" + creds_xml[13:-14] + b"</X></Credentials></R>"):  # not children
+        with pytest.raises(StsUnavailable) as unclear:
+            parse_answer(200, odd, GRANT)
+        assert unclear.value.reason == "sts_bad_answer"
     assert default_endpoint("cn-north-1") == "https://sts.cn-north-1.amazonaws.com.cn"
     assert default_endpoint("eu-west-1") == "https://sts.eu-west-1.amazonaws.com"
 
