@@ -75,11 +75,12 @@ async def bare(request: Request) -> Response:
 def bench_app() -> Starlette:
     """uvicorn --factory bench.token_exchange:bench_app, with BENCH_BROKER_CONFIG naming broker.yaml."""
     from broker.config import load_settings
-    from broker.web.app import create_app
+    from broker.web.app import create_app, settle_heap
 
     app = create_app(load_settings(Path(os.environ["BENCH_BROKER_CONFIG"])))
     # Matched first, one place ahead of /oauth2/token: both pay the same routing.
     app.router.routes.insert(0, Route("/bench/bare", bare, methods=["POST"]))
+    settle_heap()  # as `sts-broker serve` does
     return app
 
 

@@ -29,7 +29,7 @@ def _serve(config: Path, host: str, port: int) -> int:
     import uvicorn
 
     from broker.config import load_settings
-    from broker.web.app import create_app
+    from broker.web.app import create_app, settle_heap
 
     try:
         app = create_app(load_settings(config))
@@ -38,6 +38,7 @@ def _serve(config: Path, host: str, port: int) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    settle_heap()
     # uvicorn's access log prints query strings, which carry authorization codes: the app logs its own.
     uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=False, log_level="info")
     return 0
