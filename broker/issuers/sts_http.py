@@ -15,6 +15,7 @@ keep-alive connection. Neither the token nor the credentials ever reach a log or
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import ssl
 import threading
@@ -185,15 +186,10 @@ class HttpStsClient:
             self._idle.pop().close()
 
     async def assume_role_with_web_identity(self, grant: RoleGrant, token: str) -> Credentials:
-        params: list[tuple[str, str]] = [
-            ("RoleArn", grant.role_arn), ("RoleSessionName", grant.session_name), ("WebIdentityToken", token),
-            ("DurationSeconds", str(int(grant.duration.total_seconds()))),
-        ]
-        if grant.policy is not None:
-            params.append(("Policy", grant.policy))
-        params += [(f"PolicyArns.member.{i}.arn", arn) for i, arn in enumerate(grant.policy_arns, start=1)]
-        # Names are ours and plain; values are percent-encoded (a JWT is already URL-safe: quote's fast path).
-        body = (ACTION + "&".join(f"{name}={quote(value, safe='')}" for name, value in params)).encode()
+        scope = _scope_params(grant.role_arn, grant.session_name, int(grant.duration.total_seconds()), grant.policy,
+                              grant.policy_arns)
+        # A JWT is already URL-safe (quote's fast path); everything else was encoded once per scope.
+        body = b"%s&WebIdentityToken=%s" % (scope, quote(token, safe="").encode())
         status, answer = await self._call(b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body))
         return parse_answer(status, answer, grant)
 
@@ -256,6 +252,18 @@ class HttpStsClient:
                 _Connection, self._endpoint.host, self._endpoint.port, ssl=self._ssl,
                 server_hostname=self._endpoint.host if self._ssl else None)
         return conn
+
+
+@functools.lru_cache(maxsize=4096)
+def _scope_params(role_arn: str, session_name: str, seconds: int, policy: str | None,
+                  policy_arns: tuple[str, ...]) -> bytes:
+    """The call's parameters but the token, percent-encoded: the same for every call of one grant."""
+    params = [("RoleArn", role_arn), ("RoleSessionName", session_name), ("DurationSeconds", str(seconds))]
+    if policy is not None:
+        params.append(("Policy", policy))
+    params += [(f"PolicyArns.member.{i}.arn", arn) for i, arn in enumerate(policy_arns, start=1)]
+    # Names are ours and plain; values are percent-encoded.
+    return (ACTION + "&".join(f"{name}={quote(value, safe='')}" for name, value in params)).encode()
 
 
 def _retryable(status: int, body: bytes) -> bool:

@@ -133,13 +133,13 @@ def success_body(result: Exchanged) -> dict[str, Any]:
 async def token(request: Request) -> Response:
     if request.method == "OPTIONS":
         return preflight(request)
-    trace, cors = ExchangeTrace(), {}
+    trace, cors, client = ExchangeTrace(), {}, _client(request)
     try:
         cors = _cors(request)
         exchange = _exchange(request)
-        await exchange.limit_client(_client(request))  # before the body is even read
+        await exchange.limit_client(client)  # before the body is even read
         _form_content_type(request)
-        exchange_request = parse_form(await request.body(), _client(request))
+        exchange_request = parse_form(await request.body(), client)
         result = await exchange.exchange(exchange_request, trace)
     except BrokerError as exc:
         return _refusal(request, exc, trace, cors)
