@@ -156,6 +156,7 @@ class SamlConnector:
         raw = self.decode(saml_response)
         root = guarded_parse(raw, max_bytes=self.config.max_response_bytes)
         _structure(root)
+        _encryption(root)
         return Incoming(saml_response, raw, root, in_response_to_of(root))
 
     async def finish(self, incoming: Incoming, request_id: str | None) -> SamlLogin:
@@ -210,6 +211,28 @@ class ParsedResponse(OneLogin_Saml2_Response):  # type: ignore[misc]
         if self._query("/samlp:Response/saml:EncryptedAssertion"):
             self.encrypted = True
             self.decrypted_document = self._decrypt_assertion(deepcopy(root))
+
+
+XENC, XENC11 = "http://www.w3.org/2001/04/xmlenc#", "http://www.w3.org/2009/xmlenc11#"
+# Content encryption: AES only (no 3DES). Key transport: RSA-OAEP only; RSA PKCS#1 v1.5 (rsa-1_5) is open to
+# Bleichenbacher-style decryption oracles ("How to Break XML Encryption", CCS 2011).
+DATA_ENCRYPTION = frozenset({f"{XENC}aes128-cbc", f"{XENC}aes192-cbc", f"{XENC}aes256-cbc",
+                             f"{XENC11}aes128-gcm", f"{XENC11}aes192-gcm", f"{XENC11}aes256-gcm"})
+KEY_TRANSPORT = frozenset({f"{XENC}rsa-oaep-mgf1p", f"{XENC11}rsa-oaep"})
+
+
+def _encryption(root: Any) -> None:
+    """An encrypted assertion names strong algorithms, checked before anything is decrypted."""
+    for encrypted in root.iter(f"{{{SAML}}}EncryptedAssertion"):
+        data = encrypted.find(f"{{{XENC}}}EncryptedData/{{{XENC}}}EncryptionMethod")
+        if data is None:
+            raise TokenInvalid("encrypted assertion without an EncryptionMethod", reason="saml_weak_encryption")
+        for method in encrypted.iter(f"{{{XENC}}}EncryptionMethod"):
+            key = method.getparent().tag == f"{{{XENC}}}EncryptedKey"
+            if method.get("Algorithm") not in (KEY_TRANSPORT if key else DATA_ENCRYPTION):
+                what = "key transport" if key else "content encryption"
+                raise TokenInvalid(f"{what} {str(method.get('Algorithm'))[:80]!r} is not allowed",
+                                   reason="saml_weak_encryption")
 
 
 def _structure(root: Any) -> None:

@@ -4,10 +4,12 @@ behind a tiny login form on loopback. Used by the demo's SAML login path and by 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import logging
 import re
 import shutil
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -71,6 +73,28 @@ def write_key_and_cert(directory: Path, name: str, common_name: str) -> tuple[Pa
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key_file, cert_file
 
+_ENCRYPTION_LOCK = threading.Lock()
+_SESSION_KEYS = {"aes128": "aes-128", "aes192": "aes-192", "aes256": "aes-256", "tripledes": "des-192"}
+
+
+@contextmanager
+def _encrypting_with(sec: Any, content: str, key_transport: str) -> Iterator[None]:
+    """pysaml2 fixes the template's algorithms and xmlsec1's session key type; both replaced for one call."""
+    from saml2 import entity, sigver
+
+    session_key = next(v for k, v in _SESSION_KEYS.items() if content.rsplit("#", 1)[1].startswith(k))
+    with _ENCRYPTION_LOCK:
+        stock = entity.pre_encryption_part
+        entity.pre_encryption_part = functools.partial(sigver.pre_encryption_part, msg_enc=content,
+                                                       key_enc=key_transport)
+        sec.encrypt_assertion = functools.partial(type(sec).encrypt_assertion, sec, key_type=session_key)
+        try:
+            yield
+        finally:
+            entity.pre_encryption_part = stock
+            del sec.encrypt_assertion
+
+
 class DevSamlIdp:
     """A pysaml2 IdP. `sp_metadata` is the broker's SP metadata (pysaml2 takes it inline)."""
 
@@ -114,8 +138,14 @@ class DevSamlIdp:
         return self.cert_file.read_text()
 
     def response_xml(self, user: str, *, in_response_to: str | None, destination: str, sp_entity_id: str,
-                     mfa: bool | None = None, **overrides: Any) -> str:
-        """A signed Response (assertion signed by pysaml2 through xmlsec1) for one of the users."""
+                     mfa: bool | None = None, encryption: tuple[str, str] | None = None, **overrides: Any) -> str:
+        """A signed Response (assertion signed by pysaml2 through xmlsec1) for one of the users. With
+        `encrypt_assertion=True`, `encryption` = (content algorithm, key transport) replaces pysaml2's fixed
+        choice (3DES, RSA-OAEP), which it offers no setting for."""
+        if encryption is not None:
+            with _encrypting_with(self.server.sec, *encryption):
+                return self.response_xml(user, in_response_to=in_response_to, destination=destination,
+                                         sp_entity_id=sp_entity_id, mfa=mfa, **overrides)
         claims = dict(self.users[user])
         use_mfa = claims.pop("mfa", False) if mfa is None else mfa
         claims.pop("mfa", None)

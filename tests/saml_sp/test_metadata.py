@@ -133,6 +133,9 @@ def test_signed_authn_request(idp: DevSamlIdp, tmp_path: Path) -> None:
     assert "Signature=" not in unsigned
 
 
+XENC = "http://www.w3.org/2001/04/xmlenc#"
+
+
 def test_encrypted_assertion(idp: DevSamlIdp, tmp_path: Path) -> None:
     """pysaml2 signs the assertion, then encrypts it to the SP's certificate; the broker decrypts and verifies.
     When encryption is required, a plain assertion is refused."""
@@ -148,9 +151,20 @@ def test_encrypted_assertion(idp: DevSamlIdp, tmp_path: Path) -> None:
         return asyncio.run(connector.finish(connector.receive(base64.b64encode(xml.encode()).decode()), None))
     # (pysaml2's default "self-contained" mode re-prefixes the assertion after signing it, which breaks its own
     # exclusive-c14n signature; with it off the signed assertion is encrypted as signed.)
-    login = finish(encrypt_assertion=True, encrypt_cert_assertion=cert.read_text(),
-                   encrypt_assertion_self_contained=False)
-    assert login.identity.subject == "alice@example.com" and "developers" in login.identity.groups
+    encrypted = {"encrypt_assertion": True, "encrypt_cert_assertion": cert.read_text(),
+                 "encrypt_assertion_self_contained": False}
+    for content in (f"{XENC}aes256-cbc", f"{XENC}aes128-cbc"):
+        login = finish(**encrypted, encryption=(content, f"{XENC}rsa-oaep-mgf1p"))
+        assert login.identity.subject == "alice@example.com" and "developers" in login.identity.groups
     with pytest.raises(TokenInvalid) as info:
         finish()
     assert info.value.reason == "saml_no_encrypted_assertion"
+    # Weak algorithms are refused before anything is decrypted: 3DES (pysaml2's own default) and RSA
+    # PKCS#1 v1.5 key transport (a decryption oracle).
+    for weak in ((f"{XENC}tripledes-cbc", f"{XENC}rsa-oaep-mgf1p"), (f"{XENC}aes256-cbc", f"{XENC}rsa-1_5")):
+        with pytest.raises(TokenInvalid) as refused:
+            finish(**encrypted, encryption=weak)
+        assert refused.value.reason == "saml_weak_encryption", weak
+    with pytest.raises(TokenInvalid) as default:
+        finish(**encrypted)
+    assert default.value.reason == "saml_weak_encryption"
