@@ -9,8 +9,9 @@
     concurrent clients the ideal is 200 / 0.05 s = 4000 requests per second; target at least 80% of it,
     no errors. A blocked event loop would give 20 per second; a 40-thread pool 800.
 
-Each broker is its own uvicorn process (one worker, one event loop) so the load generator and the stub
-STS (also its own process) do not share its interpreter. Every wrk run is bounded in time; every wait in
+Each broker is its own uvicorn process (one worker, one event loop: uvloop and httptools, as
+`sts-broker serve` runs), so the load generator and the stub STS (also its own process) do not share its
+interpreter. BENCH_WORKERS=N with BENCH_STORE=redis://... runs N workers on a shared store instead. Every wrk run is bounded in time; every wait in
 count and time. Loopback only.
 """
 
@@ -56,8 +57,8 @@ TARGET_A, TARGET_B = 0.60, 0.80
 WORKERS = os.environ.get("BENCH_WORKERS", "1")  # uvicorn worker processes per broker
 STORE = os.environ.get("BENCH_STORE", "memory://")  # several workers need a shared store: redis://...
 
-# Which STS client the broker uses here: the opt-in event-loop client (the figures in the README), or
-# "boto3", the default, with STS_BENCH_TRANSPORT=boto3.
+# Which STS client the broker uses here: the event-loop client (the default, and the figures in the README),
+# or boto3 in worker threads with STS_BENCH_TRANSPORT=boto3.
 TRANSPORT = os.environ.get("STS_BENCH_TRANSPORT", "event_loop")
 
 
