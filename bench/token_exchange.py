@@ -11,8 +11,8 @@
 
 Each broker is its own uvicorn process (one worker, one event loop: uvloop and httptools, as
 `sts-broker serve` runs), so the load generator and the stub STS (also its own process) do not share its
-interpreter. BENCH_WORKERS=N with BENCH_STORE=redis://... runs N workers on a shared store instead. Every wrk run is bounded in time; every wait in
-count and time. Loopback only.
+interpreter. BENCH_WORKERS=N with BENCH_STORE=redis://... runs N workers on a shared store instead.
+Every wrk run is bounded in time; every wait in count and time. Loopback only.
 """
 
 from __future__ import annotations
