@@ -38,6 +38,8 @@ from broker.issuers.sts_client import _UNAVAILABLE, map_client_error
 STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 MAX_RESPONSE_BYTES = 256 * 1024
 MAX_HEAD_BYTES = 16 * 1024
+# All bytes of one answer, framing included: bounds what httptools buffers while a header line never ends.
+MAX_WIRE_BYTES = MAX_HEAD_BYTES + 2 * MAX_RESPONSE_BYTES
 ACTION = "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&"
 _RETRIED_STATUS = {500, 502, 503, 504}
 
@@ -88,7 +90,7 @@ class _Connection(asyncio.Protocol):
         self._parser: httptools.HttpResponseParser | None = None
         self._body: list[bytes] = []
         self._size = 0
-        self._head_size = 0
+        self._head_size = self._wire = 0
         self._received = self._began = self._complete = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -129,7 +131,10 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self._received = True
+        self._wire += len(data)
         try:
+            if self._wire > MAX_WIRE_BYTES:
+                raise _Unreadable("answer too large")
             parser.feed_data(data)
         except (httptools.HttpParserError, _Unreadable) as exc:
             cause = exc.__context__ if isinstance(exc.__context__, _Unreadable) else exc
@@ -159,7 +164,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is None:
             raise ConnectionError("not connected")
         self._parser = httptools.HttpResponseParser(self)
-        self._body, self._size, self._head_size = [], 0, 0
+        self._body, self._size, self._head_size, self._wire = [], 0, 0, 0
         self._received = self._began = self._complete = self.keep_alive = False
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)

@@ -14,7 +14,7 @@ from broker.config import AwsConfig
 from broker.devstack.servers import LOOPBACK
 from broker.errors import StsRefused, StsUnavailable
 from broker.grants import RoleGrant
-from broker.issuers.sts_http import MAX_RESPONSE_BYTES, HttpStsClient
+from broker.issuers.sts_http import MAX_RESPONSE_BYTES, MAX_WIRE_BYTES, HttpStsClient
 
 GRANT = RoleGrant(role_arn="arn:aws:iam::111122223333:role/R", via="web_identity", provider_arn=None,
                   session_name="alice", source_identity=None, duration=timedelta(hours=1))
@@ -136,6 +136,7 @@ def test_error_answers_are_mapped_not_parsed_as_credentials() -> None:
     (b"HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n", "unreadable"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", "unreadable"),
     (sized(XML) + sized(XML), "more than one answer"),
+    (b"HTTP/1.1 200 OK\r\nX-Endless: " + b"v" * (MAX_WIRE_BYTES + 1), "answer too large"),
 ])
 def test_malformed_or_oversized_answers_are_refused(answer: bytes, why: str) -> None:
     (result,), server = run(call_with(writes(answer)))
