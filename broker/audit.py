@@ -4,6 +4,7 @@ so a careless call fails in tests instead of leaking in production."""
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import re
@@ -34,9 +35,10 @@ class AuditLog:
     def __init__(self, path: str = "-") -> None:
         self._path = path
         self._lock = threading.Lock()
-        # A file gets each line in one write(2) on an O_APPEND descriptor: no buffer to flush, and lines
-        # from several processes sharing the file never interleave.
-        self._fd: int | None = None if path == "-" else os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        # A file gets each line in one write(2) on an unbuffered O_APPEND descriptor: nothing to flush, and
+        # lines from several processes sharing the file never interleave.
+        self._file: io.FileIO | None = None if path == "-" else io.FileIO(
+            path, "a", opener=lambda name, flags: os.open(name, flags, 0o640))
         # Called with every event (metrics count them); they see the same secret-free fields.
         self.observers: list[Callable[[str, Mapping[str, AuditValue]], None]] = []
 
@@ -52,7 +54,7 @@ class AuditLog:
             if value is not None:
                 record[name] = value
         line = _ENCODE(record) + "\n"
-        if self._fd is not None:
+        if self._file is not None:
             self._write(line.encode())
         else:
             with self._lock:
@@ -62,11 +64,11 @@ class AuditLog:
             observer(event, fields)
 
     def _write(self, data: bytes) -> None:
-        assert self._fd is not None
+        assert self._file is not None
         while data:  # a regular file takes it whole; a pipe or a full disk may take part of it
-            data = data[os.write(self._fd, data):]
+            data = data[self._file.write(data) or 0:]
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
