@@ -90,11 +90,20 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None) -> Starlett
     return app
 
 
+YOUNG_GENERATION = 10_000  # CPython's default is 700
+
+
 def settle_heap() -> None:
-    """For a server process, once its app is built: move everything alive now (imported libraries,
-    compiled rules, keys) out of the collector's reach. A full collection then walks only what requests
-    allocate; with hundreds of exchanges in flight it otherwise re-walks botocore's and pydantic's
-    startup objects again and again (about 10% of the throughput). Never call it in tests: what it
-    freezes is never freed."""
+    """For a server process, once its app is built. Two things about the cyclic garbage collector:
+    - everything alive now (imported libraries, compiled rules, keys) is frozen out of its reach, so a
+      full collection walks only what requests allocate, not botocore's and pydantic's start-up objects;
+    - the young generation is larger: with hundreds of exchanges in flight, CPython's 700 net allocations
+      are reached every few requests, and each young collection re-scans every in-flight request's objects
+      (measured under the token-exchange bench: 1,616 young and 146 middle collections, 1.4 s of 24 s;
+      with 10,000: 5 collections, 0.01 s). Objects still die by reference count as before; only cycles
+      wait longer, bounded by the threshold.
+    Never call it in tests: what it freezes is never freed."""
     gc.collect()
     gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION, middle, old)
