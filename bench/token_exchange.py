@@ -75,8 +75,11 @@ async def bare(request: Request) -> Response:
 
 def bench_app() -> Starlette:
     """uvicorn --factory bench.token_exchange:bench_app, with BENCH_BROKER_CONFIG naming broker.yaml."""
+    from broker.cli import configure_logging
     from broker.config import load_settings
     from broker.web.app import create_app, settle_heap
+
+    configure_logging()  # as `sts-broker serve` does: the access log line of every request included
 
     app = create_app(load_settings(Path(os.environ["BENCH_BROKER_CONFIG"])))
     # Matched first, one place ahead of /oauth2/token: both pay the same routing.

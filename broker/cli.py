@@ -98,9 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging() -> None:
+    """What every command logs: INFO and up (the access log included) to stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     if args.command == "check":
         return _check(args.config)
     if args.command == "serve":

@@ -181,6 +181,10 @@ class Settings(Model):
     admin: AdminConfig = AdminConfig()
     token_exchange: TokenExchangeConfig = TokenExchangeConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # The access log (logger broker.access, INFO): every request, only refused or failed ones (status >= 400),
+    # or none. Every credential issued and every refusal is in the audit log either way, every request in
+    # /metrics; a line per request through Python logging costs more than a cached token exchange's own work.
+    access_log: Literal["all", "errors", "off"] = "errors"
 
     @model_validator(mode="after")
     def _one_active_key(self) -> Settings:

@@ -72,7 +72,7 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None) -> Starlett
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(SecurityHeaders, metrics=metrics),
+        middleware=[Middleware(SecurityHeaders, metrics=metrics, access=settings.access_log),
                     Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
         exception_handlers={BrokerError: broker_error, Exception: unexpected_error},
         lifespan=lifespan,

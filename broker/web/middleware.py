@@ -52,8 +52,9 @@ class BodyLimit:
 class SecurityHeaders:
     """Security headers on every response; the access log line and the request metric."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None, access: str = "all") -> None:
         self.app, self.metrics = app, metrics
+        self.log_from = {"all": 0, "errors": 400}.get(access)  # the lowest status logged; None: nothing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,8 +74,9 @@ class SecurityHeaders:
             await self.app(scope, receive, send_with_headers)
         finally:
             elapsed = time.perf_counter() - started
-            # Path only: query strings carry codes and states.
-            access_log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+            if self.log_from is not None and (status >= self.log_from or status == 0):
+                # Path only: query strings carry codes and states.
+                access_log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
             if self.metrics is not None:
                 route = getattr(scope.get("route"), "path", "unmatched")  # the template: bounded labels
                 self.metrics.observe_request(route, scope["method"], status, elapsed)
