@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import boto3
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from moto.sts.models import sts_backends
 
 from broker.devstack.local_aws import LocalAws, run_local_aws
+from broker.devstack.servers import http_server, send_json
 
 ACCOUNT = "210987654321"  # not moto's default account, so other suites' state in this process cannot leak in
 CLIENT_ID = "client-1"
@@ -82,19 +82,12 @@ def _handler(issuer: Issuer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/.well-known/openid-configuration":
-                body: dict[str, Any] = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"}
+                send_json(self, {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"})
             elif self.path == "/jwks":
                 issuer.jwks_requests += 1
-                body = issuer.jwks()
+                send_json(self, issuer.jwks())
             else:
                 self.send_error(404)
-                return
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -105,16 +98,9 @@ def _handler(issuer: Issuer) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def running_issuer() -> Iterator[Issuer]:
     issuer = Issuer()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(issuer))
-    issuer.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with http_server(_handler(issuer)) as url:
+        issuer.url = url
         yield issuer
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def client(aws: LocalAws, service: str, credentials: dict[str, str] | None = None, **config: Any) -> Any:

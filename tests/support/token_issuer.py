@@ -4,18 +4,19 @@ signed with PyJWT (a JWT library the broker does not use), so the broker's check
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from broker.devstack.servers import http_server, send_json
 
 
 def new_key() -> rsa.RSAPrivateKey:
@@ -61,25 +62,17 @@ def _handler(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/.well-known/openid-configuration":
-                body: dict[str, Any] = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
-                                        "authorization_endpoint": f"{issuer.url}/authorize",
-                                        "token_endpoint": f"{issuer.url}/token"}
+                send_json(self, {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
+                                 "authorization_endpoint": f"{issuer.url}/authorize",
+                                 "token_endpoint": f"{issuer.url}/token"}, {"Cache-Control": issuer.cache_control})
             elif self.path == "/jwks":
                 issuer.jwks_requests += 1
                 if issuer.jwks_status != 200:
                     self.send_error(issuer.jwks_status)
                     return
-                body = issuer.jwks()
+                send_json(self, issuer.jwks(), {"Cache-Control": issuer.cache_control})
             else:
                 self.send_error(404)
-                return
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Cache-Control", issuer.cache_control)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
         def do_POST(self) -> None:
             if self.path != "/token":
@@ -88,13 +81,8 @@ def _handler(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", "0"))
             form = dict(parse_qsl(self.rfile.read(length).decode()))
             issuer.token_requests.append({**form, "authorization": self.headers.get("Authorization", "")})
-            data = json.dumps({"access_token": "at", "token_type": "Bearer", "expires_in": 300,
-                               "id_token": issuer.next_id_token}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, {"access_token": "at", "token_type": "Bearer", "expires_in": 300,
+                             "id_token": issuer.next_id_token})
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -105,12 +93,6 @@ def _handler(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def running_issuer() -> Iterator[TokenIssuer]:
     issuer = TokenIssuer()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(issuer))
-    issuer.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
+    with http_server(_handler(issuer)) as url:
+        issuer.url = url
         yield issuer
-    finally:
-        server.shutdown()
-        server.server_close()
