@@ -65,8 +65,11 @@ class AuditLog:
 
     def _write(self, data: bytes) -> None:
         assert self._file is not None
-        while data:  # a regular file takes it whole; a pipe or a full disk may take part of it
-            data = data[self._file.write(data) or 0:]
+        while data:  # a regular file takes it whole; a pipe may take part of it
+            written = self._file.write(data)
+            if not written:  # fail closed: an exchange whose audit line cannot be written is not answered
+                raise OSError("the audit log took no bytes")
+            data = data[written:]
 
     def close(self) -> None:
         if self._file is not None:

@@ -20,10 +20,10 @@ class Metrics:
                                   ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         # Labelled children by label values (event names, reason codes, route templates, methods and
         # statuses all come from the code, so these stay small): labels() takes a lock on every call.
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
 
     def _child(self, metric: Counter | Histogram, *values: str) -> Any:
-        key = (metric._name, *values)
+        key = (metric, *values)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*values)

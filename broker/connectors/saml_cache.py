@@ -6,8 +6,8 @@ parses each timestamp with strptime. Inside `cached_validation()` (what the brok
 compiled schema is reused, one per thread (lxml schema objects keep an error log, so they are not shared
 between threads); compiled XPath queries are reused per query text (the values vary through $tagid, not
 the text); the certificate's public key is loaded once per PEM text and handed to xmlsec without the
-certificate itself (which it would otherwise copy twice per check); the common timestamp form is parsed without
-strptime (anything else goes to the library's function). The schema files ship with the library and never
+certificate itself (which it would otherwise copy twice per check); the common timestamp form is parsed
+without strptime (anything else goes to the library's function). The schema files ship with the library and never
 change at run time, so a cached schema validates exactly as a fresh one. Outside the context (the stock
 baseline in bench/saml_acs.py) the library behaves as shipped; tests/saml_sp/test_speed.py proves
 identical decisions on every test response.
