@@ -148,7 +148,7 @@ class RedisStore:
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout,
             socket_connect_timeout=timeout, decode_responses=True)
-        self._redis = redis.asyncio.Redis(connection_pool=pool)
+        self._redis = redis.asyncio.Redis.from_pool(pool)  # owns the pool: close() disconnects it
         self._prefix = prefix
         self._incr = self._redis.register_script(_INCR_SCRIPT)
         self._where = _without_secrets(url)
