@@ -6,12 +6,14 @@ import base64
 import copy
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from lxml import etree
 
+from broker.devstack.dev_saml_idp import write_key_and_cert
 from tests.saml_sp.conftest import NS, SamlWorld, assert_refused, assertion_of, audit_events
 
 SAML = NS["saml"]
@@ -352,6 +354,24 @@ def test_encrypted_beside_plain(saml_world: SamlWorld, client: httpx.Client) -> 
     etree.SubElement(encrypted, "{http://www.w3.org/2001/04/xmlenc#}EncryptedData")
     assertion_of(root).addprevious(encrypted)
     assert_refused(saml_world, client, saml_world.post(client, _xml(root)), 401, "saml_assertion_count")
+
+
+XENC = "http://www.w3.org/2001/04/xmlenc#"
+
+
+@pytest.mark.parametrize("encryption", [
+    None,  # pysaml2's own default: 3DES content encryption
+    (f"{XENC}aes256-cbc", f"{XENC}rsa-1_5"),  # RSA PKCS#1 v1.5 key transport: a decryption oracle
+])
+def test_weakly_encrypted_assertion(saml_world: SamlWorld, client: httpx.Client, tmp_path: Path,
+                                    encryption: tuple[str, str] | None) -> None:
+    """Refused from its EncryptionMethod, before any decryption is attempted."""
+    _, cert = write_key_and_cert(tmp_path, "sp", "sts-broker-sp")
+    request_id = saml_world.start(client)
+    xml = saml_world.signed("bob", request_id, encrypt_assertion=True, encrypt_cert_assertion=cert.read_text(),
+                            encrypt_assertion_self_contained=False, encryption=encryption)
+    assert "EncryptedAssertion" in xml and "<saml:Assertion" not in xml
+    assert_refused(saml_world, client, saml_world.post(client, xml), 401, "saml_weak_encryption")
 
 
 def test_duplicated_attribute(saml_world: SamlWorld, client: httpx.Client) -> None:
