@@ -78,7 +78,7 @@ def bench_app() -> Starlette:
     from broker.config import load_settings
     from broker.web.app import create_app, settle_heap
 
-    configure_logging()  # as `sts-broker serve` does: the access log line of every request included
+    configure_logging()  # as `sts-broker serve` does, so the access log costs here what it costs there
 
     app = create_app(load_settings(Path(os.environ["BENCH_BROKER_CONFIG"])))
     # Matched first, one place ahead of /oauth2/token: both pay the same routing.

@@ -213,12 +213,12 @@ class ParsedResponse(OneLogin_Saml2_Response):  # type: ignore[misc]
             self.decrypted_document = self._decrypt_assertion(deepcopy(root))
 
 
-XENC, XENC11 = "http://www.w3.org/2001/04/xmlenc#", "http://www.w3.org/2009/xmlenc11#"
+XENC, XENC11 = C.NS_XENC, "http://www.w3.org/2009/xmlenc11#"  # python3-saml names no XML Encryption 1.1 URI
 # Content encryption: AES only (no 3DES). Key transport: RSA-OAEP only; RSA PKCS#1 v1.5 (rsa-1_5) is open to
 # Bleichenbacher-style decryption oracles ("How to Break XML Encryption", CCS 2011).
-DATA_ENCRYPTION = frozenset({f"{XENC}aes128-cbc", f"{XENC}aes192-cbc", f"{XENC}aes256-cbc",
+DATA_ENCRYPTION = frozenset({C.AES128_CBC, C.AES192_CBC, C.AES256_CBC,
                              f"{XENC11}aes128-gcm", f"{XENC11}aes192-gcm", f"{XENC11}aes256-gcm"})
-KEY_TRANSPORT = frozenset({f"{XENC}rsa-oaep-mgf1p", f"{XENC11}rsa-oaep"})
+KEY_TRANSPORT = frozenset({C.RSA_OAEP_MGF1P, f"{XENC11}rsa-oaep"})
 
 
 def _encryption(root: Any) -> None:
