@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl
+from datetime import UTC, datetime
+from typing import cast
+from urllib.parse import unquote_plus
+
+import uvloop
 
 from broker.devstack.servers import LOOPBACK
 
@@ -33,20 +39,33 @@ ANSWER = (
 MAX_REQUEST = 64 * 1024
 
 
+# The parameters the answer echoes, read without decoding the rest of the body (mostly the token).
+_PARAM = re.compile(rb"(?:^|&)(RoleArn|RoleSessionName|DurationSeconds)=([^&]*)")
+
+
 class StubSts:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.calls = 0
+        # Fresh credentials per call only need to be unique, not random: a per-process random prefix and
+        # the call number (no urandom per call, so the stub stays cheap beside the broker it measures).
+        self._secret = secrets.token_urlsafe(24)
+        self._session = secrets.token_urlsafe(48)
 
     def answer(self, body: bytes) -> bytes:
         self.calls += 1
-        params = dict(parse_qsl(body.decode("utf-8", "replace")))
+        params = {name.decode(): unquote_plus(value.decode("utf-8", "replace")) for name, value in _PARAM.findall(body)}
         seconds = int(params.get("DurationSeconds", "3600"))
-        expiration = (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        expiration = _expiration(int(time.time()) + seconds)
         role = params.get("RoleArn", "x/Stub").rsplit("/", 1)[-1]
-        return ANSWER.format(key=f"ASIASTUB{self.calls:012d}", secret=secrets.token_urlsafe(30),
-                             session=secrets.token_urlsafe(60), expiration=expiration, role=role,
+        return ANSWER.format(key=f"ASIASTUB{self.calls:012d}", secret=f"{self._secret}{self.calls:08d}",
+                             session=f"{self._session}{self.calls:016d}", expiration=expiration, role=role,
                              name=params.get("RoleSessionName", "stub")).encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _expiration(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _Protocol(asyncio.Protocol):
@@ -55,8 +74,8 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not subclasses of asyncio.Transport, but have its interface.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -114,7 +133,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.05)
     args = parser.parse_args()
-    asyncio.run(serve(StubSts(args.delay), args.port))
+    uvloop.run(serve(StubSts(args.delay), args.port))  # the cheaper loop: the stub must not be what is measured
 
 
 if __name__ == "__main__":

@@ -331,11 +331,12 @@ def parse_answer(status: int, body: bytes, grant: RoleGrant) -> Credentials:
     return Credentials(
         access_key_id=values[0], secret_access_key=values[1], session_token=values[2],
         expiration=expiration if expiration.tzinfo else expiration.replace(tzinfo=UTC),
-        role_arn=grant.role_arn, assumed_role_arn=_assumed_role_arn(root), via=grant.via,
+        role_arn=grant.role_arn, assumed_role_arn=_assumed_role_arn(found[0]), via=grant.via,
     )
 
 
-def _assumed_role_arn(root: etree._Element) -> str:
-    user = next(root.iter(f"{STS_NS}AssumedRoleUser"), None)
-    arn = user.find(f"{STS_NS}Arn") if user is not None else None
+def _assumed_role_arn(credentials: etree._Element) -> str:
+    """AssumedRoleUser/Arn beside Credentials in the same Result: no second walk of the whole answer."""
+    result = credentials.getparent()
+    arn = result.find(f"{STS_NS}AssumedRoleUser/{STS_NS}Arn") if result is not None else None
     return str(arn.text or "") if arn is not None else ""
