@@ -240,6 +240,7 @@ class RedisPipe:
         self._max = max_connections
         self._connections: list[_Connection] = []
         self._connecting: asyncio.Task[_Connection] | None = None
+        self._grow_after = 0.0  # after a failed connect, wait a moment before opening more beside the live ones
 
     async def call(self, *args: str | int) -> Any:
         """Send one command and return its reply: str, int or None (nil). Raises PipeError."""
@@ -256,14 +257,21 @@ class RedisPipe:
         if best.depth < SPREAD_AT:  # the common case: the first connection is keeping up
             return best
         best = min(connections, key=lambda c: c.depth)
-        if best.depth >= SPREAD_AT and len(connections) < self._max and self._connecting is None:
+        if (best.depth >= SPREAD_AT and len(connections) < self._max and self._connecting is None
+                and asyncio.get_running_loop().time() >= self._grow_after):
             self._start_connect()  # in the background: the open connections go on carrying commands
         return best
 
     async def _connected(self) -> _Connection:
         task = self._connecting or self._start_connect()
-        # Shielded: one caller cancelled must not cancel the connect the others wait for.
-        return await asyncio.shield(task)
+        try:
+            # Shielded: one caller cancelled must not cancel the connect the others wait for.
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and current is not None and not current.cancelling():
+                raise PipeError("closed while connecting") from None  # close() stopped it, not our caller
+            raise
 
     def _start_connect(self) -> asyncio.Task[_Connection]:
         task = asyncio.get_running_loop().create_task(self._connect())
@@ -274,22 +282,20 @@ class RedisPipe:
     def _connect_done(self, task: asyncio.Task[_Connection]) -> None:
         if self._connecting is task:
             self._connecting = None
-        if not task.cancelled():
-            task.exception()  # retrieved here: a background connect may have no one awaiting it
+        if task.cancelled():
+            return
+        if task.exception() is not None:  # retrieved here: a background connect may have no one awaiting it
+            self._grow_after = asyncio.get_running_loop().time() + 1.0
 
     async def _connect(self) -> _Connection:
-        try:
+        try:  # one bound for connect, TLS and handshake together
             connection = await asyncio.wait_for(self._open(), self._timeout)
         except TimeoutError:
             raise PipeError("connect timed out") from None
         except OSError as exc:  # refused, unreachable, TLS verification (ssl.SSLError is an OSError)
             raise PipeError(f"connect failed: {type(exc).__name__}") from None
-        try:
-            for command in self._endpoint.handshake():  # AUTH and SELECT before anything else goes out
-                await connection.send(_pack(command))
-        except BaseException:
-            connection.fail("handshake failed")
-            raise
+        if connection.broken is not None:  # lost between the handshake's reply and now
+            raise PipeError(connection.broken)
         self._connections.append(connection)
         return connection
 
@@ -301,11 +307,17 @@ class RedisPipe:
             return _Connection(self._timeout, self._forget)
 
         if end.path is not None:
-            _, made = await loop.create_unix_connection(protocol, end.path)
+            _, connection = await loop.create_unix_connection(protocol, end.path)
         else:
-            _, made = await loop.create_connection(protocol, end.host, end.port, ssl=end.tls,
-                                                   server_hostname=end.host if end.tls else None)
-        return made
+            _, connection = await loop.create_connection(protocol, end.host, end.port, ssl=end.tls,
+                                                         server_hostname=end.host if end.tls else None)
+        try:
+            for command in end.handshake():  # AUTH and SELECT before anything else goes out
+                await connection.send(_pack(command))
+        except BaseException:
+            connection.fail("handshake failed")
+            raise
+        return connection
 
     def _forget(self, connection: _Connection) -> None:
         if connection in self._connections:

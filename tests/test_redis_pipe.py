@@ -275,6 +275,33 @@ async def test_a_bad_reply_is_store_unavailable_and_drops_the_connection(reply: 
             await store.close()
 
 
+async def test_a_handshake_never_answered_is_bounded_by_the_timeout() -> None:
+    async with fake_redis(answer_after(b"")) as (url, ends):
+        store = RedisStore(url.replace("redis://", f"redis://:{PASSWORD}@"), timeout=0.3)
+        try:
+            start = asyncio.get_running_loop().time()
+            with pytest.raises(StoreUnavailable, match=r"timed out|timeout") as caught:
+                await store.ping()
+            assert asyncio.get_running_loop().time() - start < 1.0
+            await wait_for_ends(ends, 1)
+        finally:
+            await store.close()
+    assert PASSWORD not in shown(caught.value, store)
+
+
+async def test_close_during_the_handshake_fails_the_waiting_callers() -> None:
+    async with fake_redis(answer_after(b"")) as (url, ends):  # never answers AUTH
+        store = RedisStore(url.replace("redis://", f"redis://:{PASSWORD}@"), timeout=5.0)
+        waiting = [asyncio.ensure_future(store.get("session:a")) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        await store.close()
+        for call in waiting:
+            with pytest.raises(StoreUnavailable, match="closed while connecting"):
+                await asyncio.wait_for(call, 1.0)
+        await wait_for_ends(ends, 1)
+        assert len(ends) == 1  # one connect shared by the three callers
+
+
 async def test_commands_in_flight_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(redis_pipe, "MAX_IN_FLIGHT", 50)
     async with fake_redis(answer_after(b"")) as (url, _):
