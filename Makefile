@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# redis-server for the Redis half of the store conformance suite; xmlsec1 for pysaml2 (the test SAML IdP)
-# and the independent check of the SAML assertions the broker mints.
+# redis-server for the Redis half of the store conformance suite and the store bench; xmlsec1 for pysaml2
+# (the test SAML IdP) and the independent check of the SAML assertions the broker mints.
 SYS_PROGRAMS := redis-server:redis-server xmlsec1:xmlsec1
 sys:
 	@for pair in $(SYS_PROGRAMS); do prog=$${pair%%:*}; pkg=$${pair##*:}; \
@@ -43,9 +43,10 @@ wrk:
 	  else echo "wrk missing: install it (Debian: apt-get install wrk)"; exit 1; fi; \
 	fi
 
-bench: $(STAMP) wrk
+bench: $(STAMP) wrk sys
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.token_exchange
+	$(BIN)/python -m bench.store_redis
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -82,7 +82,8 @@ class SessionConfig(Model):
 
 class StoreConfig(Model):
     url: SecretStr = SecretStr("memory://")  # a Redis URL may carry a password
-    # Redis connections per process; past them, a command waits up to 2 s for a free one.
+    # The cap on Redis connections per process. Commands are pipelined, so one or two carry the load; another
+    # opens only when every open one has a deep queue of unanswered commands.
     max_connections: int = Field(default=64, ge=1, le=10000)
 
     @model_validator(mode="after")

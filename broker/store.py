@@ -5,15 +5,14 @@ Values are strings (JSON where structured). Every key carries a TTL, so nothing 
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import redis.asyncio
-from redis.exceptions import RedisError
-
 from broker.errors import StoreUnavailable
+from broker.redis_pipe import Endpoint, PipeError, RedisPipe, ReplyFailure
 
 
 class StateStore(Protocol):
@@ -124,6 +123,7 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
+_INCR_SHA = hashlib.sha1(_INCR_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
 
 
 def _ms(ttl: float) -> int:
@@ -138,58 +138,73 @@ def _without_secrets(url: str) -> str:
 
 
 class RedisStore:
-    """Shared by every replica. Single-use values use GETDEL and SET NX, so a replay loses on any replica."""
+    """Shared by every replica. Single-use values use GETDEL and SET NX, so a replay loses on any replica.
+
+    Commands are pipelined (broker.redis_pipe): concurrent callers share connections instead of each taking
+    one from a pool, so one or two connections carry a process's load, and a burst queues on a socket
+    rather than waits for a free connection. max_connections caps how many are opened (a new one only when
+    every open one has a deep queue of unanswered commands).
+    """
 
     def __init__(self, url: str, *, prefix: str = "sts-broker:", timeout: float = 2.0,
                  max_connections: int = 64) -> None:
-        # A blocking pool: with more requests in flight than connections, a command waits (up to the
-        # timeout) for a free one. redis-py's default pool refuses at once past 100 connections
-        # (MaxConnectionsError), which turned a burst of concurrent exchanges into 503s.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout,
-            socket_connect_timeout=timeout, decode_responses=True)
-        self._redis = redis.asyncio.Redis.from_pool(pool)  # owns the pool: close() disconnects it
-        self._prefix = prefix
-        self._incr = self._redis.register_script(_INCR_SCRIPT)
         self._where = _without_secrets(url)
+        try:
+            endpoint = Endpoint.from_url(url)
+        except ValueError as exc:  # the message names parameters only; add where, never the URL itself
+            raise ValueError(f"{exc} ({self._where})") from None
+        self._pipe = RedisPipe(endpoint, timeout=timeout, max_connections=max_connections)
+        self._prefix = prefix
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"  # never the password
 
-    async def _do(self, op: str, key: str, call: Awaitable[Any]) -> Any:
+    async def _do(self, op: str, key: str, *args: str | int) -> Any:
         try:
-            return await call
-        except RedisError as exc:
-            kind = key.split(":", 1)[0]
-            raise StoreUnavailable(f"redis {op} on {kind}:* at {self._where}: {type(exc).__name__}") from None
+            return await self._pipe.call(*args)
+        except PipeError as exc:
+            raise self._unavailable(op, key, exc) from None
+
+    def _unavailable(self, op: str, key: str, exc: PipeError) -> StoreUnavailable:
+        kind = key.split(":", 1)[0]
+        return StoreUnavailable(f"redis {op} on {kind}:* at {self._where}: {exc}")
 
     async def put(self, key: str, value: str, ttl: float) -> None:
-        await self._do("SET", key, self._redis.set(self._prefix + key, value, px=_ms(ttl)))
+        await self._do("SET", key, "SET", self._prefix + key, value, "PX", _ms(ttl))
 
     async def put_new(self, key: str, value: str, ttl: float) -> bool:
-        created = await self._do("SET NX", key, self._redis.set(self._prefix + key, value, px=_ms(ttl), nx=True))
-        return bool(created)
+        created = await self._do("SET NX", key, "SET", self._prefix + key, value, "PX", _ms(ttl), "NX")
+        return created is not None  # OK when set, nil when the key was there
 
     async def get(self, key: str) -> str | None:
-        value: str | None = await self._do("GET", key, self._redis.get(self._prefix + key))
+        value: str | None = await self._do("GET", key, "GET", self._prefix + key)
         return value
 
     async def pop(self, key: str) -> str | None:
-        value: str | None = await self._do("GETDEL", key, self._redis.getdel(self._prefix + key))
+        value: str | None = await self._do("GETDEL", key, "GETDEL", self._prefix + key)
         return value
 
     async def delete(self, key: str) -> None:
-        await self._do("DEL", key, self._redis.delete(self._prefix + key))
+        await self._do("DEL", key, "DEL", self._prefix + key)
 
     async def incr(self, key: str, ttl: float) -> int:
-        count = await self._do("INCR", key, self._incr(keys=[self._prefix + key], args=[_ms(ttl)]))
+        name, ms = self._prefix + key, _ms(ttl)
+        try:
+            count = await self._pipe.call("EVALSHA", _INCR_SHA, 1, name, ms)
+        except ReplyFailure as exc:
+            if exc.code != "NOSCRIPT":
+                raise self._unavailable("INCR", key, exc) from None
+            # Redis restarted or its script cache was flushed. The script did not run, so this is no retry.
+            count = await self._do("INCR", key, "EVAL", _INCR_SCRIPT, 1, name, ms)
+        except PipeError as exc:
+            raise self._unavailable("INCR", key, exc) from None
         return int(count)
 
     async def ping(self) -> None:
-        await self._do("PING", "ping", self._redis.ping())
+        await self._do("PING", "ping", "PING")
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._pipe.close()
 
 
 def open_store(url: str, *, prefix: str = "sts-broker:", max_connections: int = 64) -> StateStore:

@@ -57,7 +57,7 @@ def _answers_ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))  # -NOAUTH: up, with --requirepass
     except OSError:
         return False
 
@@ -83,14 +83,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_redis() -> Iterator[RedisServer]:
+def running_redis(*extra: str, port: int | None = None) -> Iterator[RedisServer]:
+    """extra: more redis-server options (--requirepass, --tls-port...); port: reuse one (a restart)."""
     binary = redis_server_binary()
     with tempfile.TemporaryDirectory(prefix="sts-broker-redis-") as tmp:
         # The port is free when picked but could be taken before redis binds it; the log then says so.
-        server = RedisServer(port=free_port(), socket_path=Path(tmp) / "redis.sock")
+        server = RedisServer(port=port or free_port(), socket_path=Path(tmp) / "redis.sock")
         log = Path(tmp) / "redis.log"
         args = [binary, "--port", str(server.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", tmp, "--unixsocket", str(server.socket_path), "--unixsocketperm", "700"]
+                "--dir", tmp, "--unixsocket", str(server.socket_path), "--unixsocketperm", "700", *extra]
         with log.open("wb") as out:  # startup errors go to stderr, so catch both there
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         try:

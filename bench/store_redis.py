@@ -1,0 +1,190 @@
+"""The Redis store's cost per command: the pipelining RedisStore against the redis-py client it replaced, in
+the same run, on the same private redis-server, under uvloop (as `sts-broker serve` runs).
+
+    python -m bench.store_redis            (make bench runs it; redis-server must be installed)
+
+For GET and for the counter's script (EVALSHA), CONCURRENCY coroutines each run their share of COMMANDS
+against one store. Figures: this process's CPU microseconds per command (the redis-server is another
+process, so its work is not counted) and commands per second of wall time; best of ROUNDS interleaved
+rounds. Failed commands are counted, not hidden. Loopback only; every wait bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis.asyncio
+import uvloop
+from redis.exceptions import RedisError
+
+from broker.devstack.servers import LOOPBACK, free_port
+from broker.errors import StoreUnavailable
+from broker.store import _INCR_SCRIPT, RedisStore, _ms, _without_secrets
+
+CONCURRENCY = 200
+COMMANDS = 20_000  # per round, per operation and store
+ROUNDS = 3
+MAX_SECONDS = 60.0
+KEYS = 1000
+
+
+class BaselineStore:
+    """The store as it was before the pipelining client (redis-py 8.1 asyncio, blocking pool), kept here
+    verbatim in what it does so the comparison stays honest."""
+
+    def __init__(self, url: str, *, prefix: str = "sts-broker:", timeout: float = 2.0,
+                 max_connections: int = 64) -> None:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout,
+            socket_connect_timeout=timeout, decode_responses=True)
+        self._redis = redis.asyncio.Redis.from_pool(pool)
+        self._prefix = prefix
+        self._incr = self._redis.register_script(_INCR_SCRIPT)
+        self._where = _without_secrets(url)
+
+    async def _do(self, op: str, key: str, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except RedisError as exc:
+            kind = key.split(":", 1)[0]
+            raise StoreUnavailable(f"redis {op} on {kind}:* at {self._where}: {type(exc).__name__}") from None
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        await self._do("SET", key, self._redis.set(self._prefix + key, value, px=_ms(ttl)))
+
+    async def get(self, key: str) -> str | None:
+        value: str | None = await self._do("GET", key, self._redis.get(self._prefix + key))
+        return value
+
+    async def incr(self, key: str, ttl: float) -> int:
+        count = await self._do("INCR", key, self._incr(keys=[self._prefix + key], args=[_ms(ttl)]))
+        return int(count)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class Store(Protocol):
+    async def put(self, key: str, value: str, ttl: float) -> None: ...
+    async def get(self, key: str) -> str | None: ...
+    async def incr(self, key: str, ttl: float) -> int: ...
+    async def close(self) -> None: ...
+
+
+@dataclass
+class Figures:
+    cpu_us: float = float("inf")  # per command, best round
+    per_second: float = 0.0
+    errors: int = 0
+
+    def add(self, cpu: float, wall: float, errors: int) -> None:
+        self.cpu_us = min(self.cpu_us, cpu / COMMANDS * 1e6)
+        self.per_second = max(self.per_second, COMMANDS / wall)
+        self.errors += errors
+
+
+@contextmanager
+def private_redis() -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port (never the machine's Redis)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not on PATH (Debian: apt-get install redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="sts-broker-bench-redis-") as tmp:
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly",
+                                 "no", "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_for_ping(port, proc)
+            yield f"redis://{LOOPBACK}:{port}/0"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_for_ping(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("the bench's redis-server did not start")
+
+
+async def _round(op: Callable[[int], Awaitable[object]]) -> tuple[float, float, int]:
+    share = COMMANDS // CONCURRENCY
+    errors = 0
+
+    async def worker(w: int) -> None:
+        nonlocal errors
+        for i in range(share):
+            try:
+                await op(w * share + i)
+            except StoreUnavailable:
+                errors += 1
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(CONCURRENCY)))
+    return time.process_time() - cpu, time.perf_counter() - wall, errors
+
+
+def _ops(store: Store) -> dict[str, Callable[[int], Awaitable[object]]]:
+    return {"GET": lambda i: store.get(f"session:{i % KEYS}"),
+            "INCR": lambda i: store.incr(f"rate:{i % KEYS}", 3600.0)}
+
+
+async def measure(url: str) -> dict[str, dict[str, Figures]]:
+    stores: dict[str, Store] = {"pipelined": RedisStore(url, prefix="bench:"),
+                                "redis-py": BaselineStore(url, prefix="bench:")}
+    results = {op: {name: Figures() for name in stores} for op in ("GET", "INCR")}
+    try:
+        first = stores["pipelined"]
+        await asyncio.gather(*(first.put(f"session:{i}", "v" * 200, 3600.0) for i in range(KEYS)))
+        for store in stores.values():  # warm up: connections open, the script cached
+            for op in _ops(store).values():
+                await asyncio.gather(*(op(i) for i in range(CONCURRENCY)))
+        deadline = time.monotonic() + MAX_SECONDS
+        for _ in range(ROUNDS):
+            for name, store in stores.items():
+                for op_name, op in _ops(store).items():
+                    results[op_name][name].add(*await _round(op))
+            if time.monotonic() > deadline:
+                break
+    finally:
+        for store in stores.values():
+            await store.close()
+    return results
+
+
+def main() -> int:
+    with private_redis() as url, asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        results = runner.run(measure(url))
+    print(f"Redis store, {CONCURRENCY} concurrent coroutines, uvloop; CPU us per command (lower is better)")
+    print(f"{'op':<6}{'pipelined us':>14}{'redis-py us':>13}{'cpu ratio':>11}{'pipelined/s':>13}"
+          f"{'redis-py/s':>12}{'errors':>14}")
+    for op, by_store in results.items():
+        ours, base = by_store["pipelined"], by_store["redis-py"]
+        print(f"{op:<6}{ours.cpu_us:>14.1f}{base.cpu_us:>13.1f}{base.cpu_us / ours.cpu_us:>10.1f}x"
+              f"{ours.per_second:>13.0f}{base.per_second:>12.0f}{ours.errors:>7}/{base.errors:<6}")
+    return 1 if any(by_store["pipelined"].errors for by_store in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
