@@ -12,14 +12,9 @@ rounds. Failed commands are counted, not hidden. Loopback only; every wait bound
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,7 +22,7 @@ import redis.asyncio
 import uvloop
 from redis.exceptions import RedisError
 
-from broker.devstack.servers import LOOPBACK, free_port
+from broker.devstack.redis_server import running_redis
 from broker.errors import StoreUnavailable
 from broker.store import _INCR_SCRIPT, RedisStore, _ms, _without_secrets
 
@@ -93,41 +88,6 @@ class Figures:
         self.errors += errors
 
 
-@contextmanager
-def private_redis() -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port (never the machine's Redis)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not on PATH (Debian: apt-get install redis-server)")
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="sts-broker-bench-redis-") as tmp:
-        proc = subprocess.Popen([binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly",
-                                 "no", "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_for_ping(port, proc)
-            yield f"redis://{LOOPBACK}:{port}/0"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_for_ping(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("the bench's redis-server did not start")
-
-
 async def _round(op: Callable[[int], Awaitable[object]]) -> tuple[float, float, int]:
     share = COMMANDS // CONCURRENCY
     errors = 0
@@ -174,8 +134,8 @@ async def measure(url: str) -> dict[str, dict[str, Figures]]:
 
 
 def main() -> int:
-    with private_redis() as url, asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        results = runner.run(measure(url))
+    with running_redis() as redis_server, asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        results = runner.run(measure(redis_server.url))
     print(f"Redis store, {CONCURRENCY} concurrent coroutines, uvloop; CPU us per command (lower is better)")
     print(f"{'op':<6}{'pipelined us':>14}{'redis-py us':>13}{'cpu ratio':>11}{'pipelined/s':>13}"
           f"{'redis-py/s':>12}{'errors':>14}")

@@ -9,9 +9,14 @@
     concurrent clients the ideal is 200 / 0.05 s = 4000 requests per second; target at least 80% of it,
     no errors. A blocked event loop would give 20 per second; a 40-thread pool 800.
 
-Each broker is its own uvicorn process (one worker, one event loop: uvloop and httptools, as
-`sts-broker serve` runs), so the load generator and the stub STS (also its own process) do not share its
-interpreter. BENCH_WORKERS=N with BENCH_STORE=redis://... runs N workers on a shared store instead.
+Both are measured in two deployment shapes, each broker its own uvicorn process tree (uvloop and
+httptools, as `sts-broker serve` runs), apart from the load generator and the stub STS (its own process):
+- one process on the memory store (the embedded default: one event loop, one core);
+- two replicas on a shared Redis (a private redis-server on a free port), as the README's deployment
+  section scales: one process per core, every counter, replay mark and sealed credential in Redis. The two
+  are uvicorn workers on one listening socket, the nearest a single machine gets to two replicas behind a
+  load balancer.
+BENCH_SHAPES=one or BENCH_SHAPES=replicas runs only one of them.
 Every wrk run is bounded in time; every wait in count and time. Loopback only.
 """
 
@@ -43,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from broker.devstack.redis_server import running_redis
 from broker.devstack.servers import LOOPBACK, free_port, http_server, send_json
 
 PEOPLE = 64
@@ -53,8 +59,7 @@ CONCURRENCY_A, CONCURRENCY_B = 64, 200
 ROLE = "arn:aws:iam::111122223333:role/BenchApp"
 AUDIENCE = "bench-app"
 TARGET_A, TARGET_B = 0.60, 0.80
-WORKERS = os.environ.get("BENCH_WORKERS", "1")  # uvicorn worker processes per broker
-STORE = os.environ.get("BENCH_STORE", "memory://")  # several workers need a shared store: redis://...
+SHAPES = os.environ.get("BENCH_SHAPES", "one,replicas").split(",")
 
 # Which STS client the broker uses here: the event-loop client (the default, and the figures in the README),
 # or boto3 in worker threads with STS_BENCH_TRANSPORT=boto3.
@@ -103,7 +108,14 @@ def jwks_server(document: dict[str, Any]) -> Iterator[str]:
         yield url
 
 
-def write_config(work: Path, port: int, issuer: str, sts_url: str, *, cache: bool) -> Path:
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    workers: int
+    store: str  # several workers need a shared store
+
+
+def write_config(work: Path, port: int, issuer: str, sts_url: str, *, cache: bool, store: str) -> Path:
     from broker.issuers.signing import generate_key_file
 
     key = work / "keys" / "k.pem"
@@ -118,7 +130,7 @@ def write_config(work: Path, port: int, issuer: str, sts_url: str, *, cache: boo
     config = work / f"broker-{port}.yaml"
     config.write_text(yaml.safe_dump({
         "public_url": f"http://{LOOPBACK}:{port}", "session": {"secret": secrets.token_urlsafe(48)},
-        "store": {"url": STORE},
+        "store": {"url": store},
         "keys": [{"kid": "k", "file": "keys/k.pem", "active": True}],
         "aws": {"sts_endpoint_url": sts_url}, "idp_configs": "idp_configs", "rules": "rules.yaml",
         "audit": {"path": f"audit-{port}.log"},
@@ -155,10 +167,12 @@ def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subp
 
 
 @contextmanager
-def broker(config: Path, port: int) -> Iterator[str]:
+def broker(config: Path, port: int, workers: int) -> Iterator[str]:
     root = str(Path(__file__).resolve().parent.parent)
+    # As `sts-broker serve` runs uvicorn: no access log of uvicorn's own, no proxy-header rewriting.
     args = [sys.executable, "-m", "uvicorn", "--factory", "bench.token_exchange:bench_app", "--host", LOOPBACK,
-            "--port", str(port), "--log-level", "warning", "--no-access-log", "--workers", WORKERS]
+            "--port", str(port), "--log-level", "warning", "--no-access-log", "--no-proxy-headers",
+            "--workers", str(workers)]
     with process(args, {"BENCH_BROKER_CONFIG": str(config), "PYTHONPATH": root}):
         url = f"http://{LOOPBACK}:{port}"
         wait_for(f"{url}/healthz")
@@ -256,22 +270,22 @@ def line(name: str, r: Result, base: float, label: str) -> str:
             f"{r.rps / base:>8.2f}  {label}")
 
 
-def main() -> int:
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: `make bench` installs it (Debian: apt-get install wrk)", file=sys.stderr)
-        return 1
-    key = RSAKey.generate_key(2048, parameters={"kid": "bench", "alg": "RS256", "use": "sig"}, private=True)
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        issuer = stack.enter_context(jwks_server({"keys": [key.as_dict(private=False)]}))
-        sts_port = free_port()
-        stack.enter_context(process([sys.executable, "-m", "broker.devstack.stub_sts", "--port", str(sts_port),
-                                     "--delay", str(STS_DELAY)]))
-        sts_url = f"http://{LOOPBACK}:{sts_port}"
-        wait_for(f"{sts_url}/calls")
+@dataclass(frozen=True)
+class Figures:
+    a_ours: Result
+    a_bare: Result
+    b_ours: Result
+    b_bare: Result
+    sts_calls: int
+
+
+def measure(shape: Shape, work: Path, key: RSAKey, issuer: str, sts_url: str) -> Figures:
+    with ExitStack() as stack:
         port_a, port_b = free_port(), free_port()
-        cached = stack.enter_context(broker(write_config(work, port_a, issuer, sts_url, cache=True), port_a))
-        uncached = stack.enter_context(broker(write_config(work, port_b, issuer, sts_url, cache=False), port_b))
+        configs = [write_config(work, port, issuer, sts_url, cache=cache, store=shape.store)
+                   for port, cache in ((port_a, True), (port_b, False))]
+        cached = stack.enter_context(broker(configs[0], port_a, shape.workers))
+        uncached = stack.enter_context(broker(configs[1], port_b, shape.workers))
         bodies = token_bodies(key, issuer)
         assert all(post(f"{cached}/oauth2/token", b) == 200 for b in bodies), "warm-up exchange failed"
         assert post(f"{uncached}/oauth2/token", bodies[0]) == 200, "warm-up exchange failed"
@@ -281,23 +295,53 @@ def main() -> int:
         a_ours, a_bare = interleaved([(cached, exchange_lua), (cached, bare_lua)], CONCURRENCY_A)
         calls_before = stub_calls(sts_url)
         b_ours, b_bare = interleaved([(uncached, exchange_lua), (uncached, bare_lua)], CONCURRENCY_B)
-        sts_calls = stub_calls(sts_url) - calls_before
+        return Figures(a_ours, a_bare, b_ours, b_bare, stub_calls(sts_url) - calls_before)
 
+
+def report(shape: Shape, f: Figures) -> bool:
     ideal = CONCURRENCY_B / STS_DELAY
-    ok_a = a_ours.rps / a_bare.rps >= TARGET_A and a_ours.errors == 0
-    ok_b = b_ours.rps / ideal >= TARGET_B and b_ours.errors == 0
+    ok_a = f.a_ours.rps / f.a_bare.rps >= TARGET_A and f.a_ours.errors == 0
+    ok_b = f.b_ours.rps / ideal >= TARGET_B and f.b_ours.errors == 0
+    print(f"\n{shape.name}:")
     print(f"{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}")
-    print(line(f"(a) bare endpoint, {CONCURRENCY_A} conns", a_bare, a_bare.rps, "baseline"))
-    print(line("(a) exchange, credential cache", a_ours, a_bare.rps,
+    print(line(f"(a) bare endpoint, {CONCURRENCY_A} conns", f.a_bare, f.a_bare.rps, "baseline"))
+    print(line("(a) exchange, credential cache", f.a_ours, f.a_bare.rps,
                f"target >= {TARGET_A:.2f} of bare: {'PASS' if ok_a else 'FAIL'}"))
-    print(line(f"(b) bare endpoint, {CONCURRENCY_B} conns", b_bare, ideal, "vs ideal (CPU ceiling)"))
-    print(line(f"(b) exchange, STS {STS_DELAY * 1000:.0f} ms", b_ours, ideal,
+    print(line(f"(b) bare endpoint, {CONCURRENCY_B} conns", f.b_bare, ideal, "vs ideal (CPU ceiling)"))
+    print(line(f"(b) exchange, STS {STS_DELAY * 1000:.0f} ms", f.b_ours, ideal,
                f"target >= {TARGET_B:.2f} of ideal {ideal:.0f}/s: {'PASS' if ok_b else 'FAIL'}"))
-    print(f"(b) exchange / bare at {CONCURRENCY_B} conns: {b_ours.rps / b_bare.rps:.2f}; "
-          f"STS calls {sts_calls} for {b_ours.requests} exchanges wrk counted "
+    print(f"(b) exchange / bare at {CONCURRENCY_B} conns: {f.b_ours.rps / f.b_bare.rps:.2f}; "
+          f"STS calls {f.sts_calls} for {f.b_ours.requests} exchanges wrk counted "
           f"(+ up to {CONCURRENCY_B} still in flight as each run stopped)")
-    # The figures are the result; only errors (refused or failed requests under load) fail the run.
-    return 0 if a_ours.errors + b_ours.errors == 0 else 1
+    return f.a_ours.errors + f.b_ours.errors == 0
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: `make bench` installs it (Debian: apt-get install wrk)", file=sys.stderr)
+        return 1
+    key = RSAKey.generate_key(2048, parameters={"kid": "bench", "alg": "RS256", "use": "sig"}, private=True)
+    clean = True
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        issuer = stack.enter_context(jwks_server({"keys": [key.as_dict(private=False)]}))
+        sts_port = free_port()
+        stack.enter_context(process([sys.executable, "-m", "broker.devstack.stub_sts", "--port", str(sts_port),
+                                     "--delay", str(STS_DELAY)]))
+        sts_url = f"http://{LOOPBACK}:{sts_port}"
+        wait_for(f"{sts_url}/calls")
+        for shape in shapes(stack):
+            # The figures are the result; only errors (refused or failed requests under load) fail the run.
+            clean &= report(shape, measure(shape, work, key, issuer, sts_url))
+    return 0 if clean else 1
+
+
+def shapes(stack: ExitStack) -> Iterator[Shape]:
+    if "one" in SHAPES:
+        yield Shape("one process, memory store", 1, "memory://")
+    if "replicas" in SHAPES:
+        redis = stack.enter_context(running_redis())
+        yield Shape("two replicas (uvicorn workers) on a shared Redis", 2, redis.url)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from broker import redis_pipe
+from broker.devstack.redis_server import RedisServer, free_port, running_redis
 from broker.errors import StoreUnavailable
 from broker.redis_pipe import Endpoint, PipeError, RedisPipe
 from broker.store import RedisStore
-from tests.support.redis_server import RedisServer, free_port, running_redis
 
 pytestmark = pytest.mark.anyio
 

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import redis.asyncio
 
+from broker.devstack.redis_server import RedisServer, free_port, running_redis
 from broker.errors import StoreUnavailable
 from broker.store import MemoryStore, RedisStore, StateStore, open_store
-from tests.support.redis_server import RedisServer, free_port, running_redis
 
 pytestmark = pytest.mark.anyio
 

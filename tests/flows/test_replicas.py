@@ -15,11 +15,11 @@ from pydantic import SecretStr
 
 from broker.audit import AuditLog
 from broker.devstack import browser
+from broker.devstack.redis_server import running_redis
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.devstack.stack import DevStack
 from broker.web.app import create_app
 from tests.flows.test_refusals import JSON, assert_refused
-from tests.support.redis_server import running_redis
 
 
 @pytest.fixture

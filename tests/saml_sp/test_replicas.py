@@ -18,10 +18,10 @@ from broker.audit import AuditLog
 from broker.config import SamlIdpConfig
 from broker.connectors.saml import SamlConnector
 from broker.devstack.dev_saml_idp import saml_idp_config
+from broker.devstack.redis_server import running_redis
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.web.app import create_app
 from tests.saml_sp.conftest import SamlWorld, assert_refused
-from tests.support.redis_server import running_redis
 
 
 @pytest.fixture

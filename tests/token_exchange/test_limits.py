@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from broker.audit import AuditLog
+from broker.devstack.redis_server import running_redis
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.web.app import create_app
-from tests.support.redis_server import running_redis
 from tests.support.token_issuer import new_key
 from tests.token_exchange.conftest import (
     UNTRUSTED,
