@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import os
 import re
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+
+import orjson
 
 AuditValue = str | int | bool | None | list[str] | dict[str, str]
 _SECRET_NAMES = re.compile(r"(secret|password|token|credential|code|verifier|assertion|cookie|session_key)",
@@ -25,10 +26,6 @@ def _secret_field(names: tuple[str, ...]) -> str | None:
     """The first field name that could carry a secret. Events have few, fixed field sets (they are written
     in the code), so each set is judged once."""
     return next((n for n in names if _SECRET_NAMES.search(n) and n not in _ALLOWED), None)
-
-
-# One encoder for every event: json.dumps with options builds a new one on each call.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class AuditLog:
@@ -53,12 +50,12 @@ class AuditLog:
         for name, value in fields.items():
             if value is not None:
                 record[name] = value
-        line = _ENCODE(record) + "\n"
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)  # compact UTF-8, one line
         if self._file is not None:
-            self._write(line.encode())
+            self._write(line)
         else:
             with self._lock:
-                sys.stdout.write(line)
+                sys.stdout.write(line.decode())
                 sys.stdout.flush()
         for observer in self.observers:
             observer(event, fields)

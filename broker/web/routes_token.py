@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from broker.errors import (
     BadRequest,
@@ -48,7 +48,7 @@ from broker.errors import (
 )
 from broker.outputs.formats import _expiration
 from broker.token_exchange import CREDENTIALS_TYPE, Exchanged, ExchangeTrace, TokenExchange, parse_form
-from broker.web.render import NO_STORE
+from broker.web.render import NO_STORE, OrjsonResponse
 
 log = logging.getLogger("broker.errors")
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -147,7 +147,7 @@ async def token(request: Request) -> Response:
         error_id = secrets.token_hex(6)
         log.error("unexpected %s in token exchange (error_id=%s)", type(exc).__name__, error_id)
         return _refusal(request, BrokerError(type(exc).__name__), trace, cors, error_id=error_id)
-    return JSONResponse(success_body(result), headers={**NO_STORE, **cors})
+    return OrjsonResponse(success_body(result), headers={**NO_STORE, **cors})
 
 
 def _refusal(request: Request, exc: BrokerError, trace: ExchangeTrace, cors: dict[str, str],
@@ -166,7 +166,7 @@ def _refusal(request: Request, exc: BrokerError, trace: ExchangeTrace, cors: dic
         body["resources"] = list(exc.roles)  # the caller's own verified grants: pick one as `resource`
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse(body, status_code=status, headers=headers)
+    return OrjsonResponse(body, status_code=status, headers=headers)
 
 
 def preflight(request: Request) -> Response:
