@@ -146,6 +146,13 @@ def parse_form(body: bytes, client: str) -> ExchangeRequest:
     return ExchangeRequest(subject_token=form["subject_token"], resource=resource, client=client)
 
 
+@functools.lru_cache(maxsize=4096)
+def _subject_key(idp: str, issuer: str, subject: str) -> str:
+    """Hashed (a subject id can be an email address): once per active subject, not once per exchange."""
+    who = hashlib.sha256(f"{idp}|{issuer}|{subject}".encode()).hexdigest()[:40]
+    return f"rate:token-subject:{who}"
+
+
 class TokenExchange:
     def __init__(self, service: BrokerService) -> None:
         settings = service.settings
@@ -223,8 +230,7 @@ class TokenExchange:
 
     @staticmethod
     def _subject_key(connector: TokenConnector, issuer: str, subject: str) -> str:
-        who = hashlib.sha256(f"{connector.config.id}|{issuer}|{subject}".encode()).hexdigest()[:40]
-        return f"rate:token-subject:{who}"
+        return _subject_key(connector.config.id, issuer, subject)
 
     def _decide(self, identity: Identity, digest: str) -> Decision:
         """The rules' decision, remembered per token for the current second (the same rules object): a
