@@ -193,8 +193,8 @@ class HttpStsClient:
     async def assume_role_with_web_identity(self, grant: RoleGrant, token: str) -> Credentials:
         scope = _scope_params(grant.role_arn, grant.session_name, int(grant.duration.total_seconds()), grant.policy,
                               grant.policy_arns)
-        # A JWT is already URL-safe (quote's fast path); everything else was encoded once per scope.
-        body = b"%s&WebIdentityToken=%s" % (scope, quote(token, safe="").encode())
+        # Everything but the token was encoded once per scope.
+        body = b"%s&WebIdentityToken=%s" % (scope, _form_value(token))
         status, answer = await self._call(b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body))
         return parse_answer(status, answer, grant)
 
@@ -269,6 +269,17 @@ def _scope_params(role_arn: str, session_name: str, seconds: int, policy: str | 
     params += [(f"PolicyArns.member.{i}.arn", arn) for i, arn in enumerate(policy_arns, start=1)]
     # Names are ours and plain; values are percent-encoded.
     return (ACTION + "&".join(f"{name}={quote(value, safe='')}" for name, value in params)).encode()
+
+
+# RFC 3986 unreserved characters: quote() leaves them as they are.
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+
+
+def _form_value(value: str) -> bytes:
+    """quote(value, safe="") as bytes. A JWT is all unreserved characters: that is checked with one
+    translate (~1 us) instead of quote's own check (~5 us for a 1 KB token)."""
+    raw = value.encode()
+    return raw if not raw.translate(None, _UNRESERVED) else quote(raw, safe="").encode()
 
 
 def _retryable(status: int, body: bytes) -> bool:

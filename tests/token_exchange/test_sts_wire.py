@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
 
@@ -14,7 +15,7 @@ from broker.config import AwsConfig
 from broker.devstack.servers import LOOPBACK
 from broker.errors import StsRefused, StsUnavailable
 from broker.grants import RoleGrant
-from broker.issuers.sts_http import MAX_RESPONSE_BYTES, MAX_WIRE_BYTES, HttpStsClient
+from broker.issuers.sts_http import MAX_RESPONSE_BYTES, MAX_WIRE_BYTES, HttpStsClient, _form_value
 
 GRANT = RoleGrant(role_arn="arn:aws:iam::111122223333:role/R", via="web_identity", provider_arn=None,
                   session_name="alice", source_identity=None, duration=timedelta(hours=1))
@@ -219,3 +220,10 @@ def test_silent_server_times_out_as_504() -> None:
 
     (late,), _ = run(go())
     assert isinstance(late, StsUnavailable) and late.reason == "sts_timeout" and late.status == 504
+
+
+@pytest.mark.parametrize("value", ["", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln-_~", "a b", "a+b", "a/b=c&d",
+                                   "%41", "é€", "\x00\n", "tok\r\nHost: evil", "a" * 5000 + "&"])
+def test_the_token_is_percent_encoded_exactly_as_quote_does(value: str) -> None:
+    # The fast path must never pass a byte quote() would encode: '&', '=', CR LF would split the form.
+    assert _form_value(value) == quote(value, safe="").encode()
