@@ -159,9 +159,13 @@ class BrokerService:
     def redirect_uri(self, idp: str) -> str:
         return f"{self.settings.public_url}/oidc/{idp}/callback"
 
+    @staticmethod
+    def rate_key(scope: str, client: str) -> str:
+        return f"rate:{scope}:{client}"
+
     async def rate_limit(self, scope: str, client: str, limit: int) -> None:
         window = self.settings.rate_limits.window.total_seconds()
-        count = await self.store.incr(f"rate:{scope}:{client}", window)
+        count = await self.store.incr(self.rate_key(scope, client), window)
         if count > limit:
             raise RateLimited(f"{scope} rate limit for client", retry_after=max(1, int(window)))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -31,6 +31,9 @@ class StateStore(Protocol):
 
     async def incr(self, key: str, ttl: float) -> int:
         """Add one to a counter and return it. The TTL starts when the counter is created (fixed window)."""
+
+    async def incr_all(self, keys: Sequence[str], ttl: float) -> list[int]:
+        """incr() of each key, in one round trip to a shared store: the counts, in the order of the keys."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot serve."""
@@ -102,6 +105,12 @@ class MemoryStore:
         self._data.pop(key, None)
 
     async def incr(self, key: str, ttl: float) -> int:
+        return self._incr(key, ttl)
+
+    async def incr_all(self, keys: Sequence[str], ttl: float) -> list[int]:
+        return [self._incr(key, ttl) for key in keys]
+
+    def _incr(self, key: str, ttl: float) -> int:
         current = self._live(key)
         if current is None:
             self._write(key, "1", ttl)
@@ -117,11 +126,16 @@ class MemoryStore:
         self._data.clear()
 
 
-# KEYS[1] counter; ARGV[1] ttl in ms. The TTL is set only by the increment that creates the key.
+# KEYS: counters; ARGV[1] ttl in ms. A TTL is set only by the increment that creates its key, atomically
+# with it (a counter without one would never expire).
 _INCR_SCRIPT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
+  counts[i] = n
+end
+return counts
 """
 _INCR_SHA = hashlib.sha1(_INCR_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
 
@@ -188,17 +202,21 @@ class RedisStore:
         await self._do("DEL", key, "DEL", self._prefix + key)
 
     async def incr(self, key: str, ttl: float) -> int:
-        name, ms = self._prefix + key, _ms(ttl)
+        return (await self.incr_all([key], ttl))[0]
+
+    async def incr_all(self, keys: Sequence[str], ttl: float) -> list[int]:
+        names, ms = [self._prefix + key for key in keys], _ms(ttl)
+        first = keys[0] if keys else ""
         try:
-            count = await self._pipe.call("EVALSHA", _INCR_SHA, 1, name, ms)
+            counts = await self._pipe.call("EVALSHA", _INCR_SHA, len(names), *names, ms)
         except ReplyFailure as exc:
             if exc.code != "NOSCRIPT":
-                raise self._unavailable("INCR", key, exc) from None
+                raise self._unavailable("INCR", first, exc) from None
             # Redis restarted or its script cache was flushed. The script did not run, so this is no retry.
-            count = await self._do("INCR", key, "EVAL", _INCR_SCRIPT, 1, name, ms)
+            counts = await self._do("INCR", first, "EVAL", _INCR_SCRIPT, len(names), *names, ms)
         except PipeError as exc:
-            raise self._unavailable("INCR", key, exc) from None
-        return int(count)
+            raise self._unavailable("INCR", first, exc) from None
+        return [int(count) for count in counts]
 
     async def ping(self) -> None:
         await self._do("PING", "ping", "PING")

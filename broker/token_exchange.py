@@ -1,8 +1,11 @@
 """RFC 8693 token exchange without HTTP: an ID token an app holds in, AWS credentials for one role out.
 
 The order of checks is the order of cost, so a refused request spends nothing it need not:
-  1. per client address rate limit (the web layer calls `limit_client` before reading the body);
-  2. the form (`parse_form`): grant type, token types, one of each parameter;
+  1. the form (`parse_form`): grant type, token types, one of each parameter (a request refused here
+     still counts against its client address: the web layer calls `limit_client`);
+  2. per client address rate limit, before anything is verified or spent. For a token verified before
+     (remembered by digest) it is counted with the subject's count (7) in one store round trip: the
+     common case, an app exchanging its token again, costs one round trip to a shared Redis, not two;
   3. the token's own claims, unverified, pick the token IdP (issuer + audience); its size is capped;
   4. a subject already over its rate limit is refused here: no JWKS fetch, no signature check;
   5. verification (signature against the IdP's JWKS, iss/aud/azp/exp/iat/nbf, hd, email_verified);
@@ -183,16 +186,7 @@ class TokenExchange:
 
     async def exchange(self, request: ExchangeRequest, trace: ExchangeTrace) -> Exchanged:
         digest = digest_of(request.subject_token)
-        identity = self.connectors.verified.get(digest)  # seen and verified before: no parsing at all
-        if identity is None:
-            token = peek(request.subject_token, digest)
-            connector = self.connectors.select(token)
-            trace.idp = connector.config.id
-            identity = await self._verify(connector, token)
-        connector = self.connectors.by_id[identity.idp]
-        trace.idp, trace.subject = identity.idp, identity.subject
-        await self._consume_if_single_use(connector, digest, identity)
-        await self._count_subject(connector, identity.issuer, identity.subject)
+        identity = await self._identify(request, digest, trace)
         grant = self._choose(identity, digest, request.resource)
         trace.role = grant.role_arn
         key = self._cache_key(identity, digest, grant) if self.cache.enabled else ""
@@ -204,6 +198,35 @@ class TokenExchange:
             expires=creds.expiration.isoformat(), client=request.client,
         )
         return Exchanged(identity, grant, creds, cached)
+
+    async def _identify(self, request: ExchangeRequest, digest: str, trace: ExchangeTrace) -> Identity:
+        """The verified identity, with the client and its subject counted against their limits."""
+        identity = self.connectors.verified.get(digest)  # seen and verified before: no parsing at all
+        if identity is not None and self.connectors.by_id[identity.idp].config.replay != "once":
+            connector = self.connectors.by_id[identity.idp]
+            trace.idp, trace.subject = identity.idp, identity.subject
+            await self._count_client_and_subject(request.client, connector, identity)
+            return identity
+        await self.limit_client(request.client)  # before any signature check, JWKS fetch or single-use mark
+        if identity is None:
+            token = peek(request.subject_token, digest)
+            connector = self.connectors.select(token)
+            trace.idp = connector.config.id
+            identity = await self._verify(connector, token)
+        connector = self.connectors.by_id[identity.idp]
+        trace.idp, trace.subject = identity.idp, identity.subject
+        await self._consume_if_single_use(connector, digest, identity)
+        await self._count_subject(connector, identity.issuer, identity.subject)
+        return identity
+
+    async def _count_client_and_subject(self, client: str, connector: TokenConnector, identity: Identity) -> None:
+        client_count, subject_count = await self._service.store.incr_all(
+            [self._service.rate_key("token", client), self._subject_key(connector, identity.issuer, identity.subject)],
+            self._window)
+        if client_count > self._limits.token_exchange_per_client:
+            raise RateLimited("token rate limit for client", retry_after=max(1, int(self._window)))
+        if subject_count > self._limits.token_exchange_per_subject:
+            raise RateLimited("token exchange rate limit for subject", retry_after=max(1, int(self._window)))
 
     async def _verify(self, connector: TokenConnector, token: Unverified) -> Identity:
         # Not verified yet: refuse a subject already over its limit before any JWKS fetch. The claim is

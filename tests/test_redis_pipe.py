@@ -25,7 +25,7 @@ from broker import redis_pipe
 from broker.devstack.redis_server import RedisServer, free_port, running_redis
 from broker.errors import StoreUnavailable
 from broker.redis_pipe import Endpoint, PipeError, RedisPipe
-from broker.store import RedisStore
+from broker.store import _INCR_SCRIPT, RedisStore
 
 pytestmark = pytest.mark.anyio
 
@@ -387,9 +387,7 @@ def test_url_parameters_it_does_not_know_are_refused_by_name_only() -> None:
 
 async def test_incr_survives_a_script_flush(store: RedisStore, raw: redis.Redis) -> None:
     assert await store.incr("rate:a", LONG) == 1
-    sha = raw.script_load(
-        "\nlocal n = redis.call('INCR', KEYS[1])\nif n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end\n"
-        "return n\n")
+    sha = raw.script_load(_INCR_SCRIPT)  # the store's own script, by the SHA1 it asks for
     raw.script_flush()
     assert raw.script_exists(sha) == [False]
     assert await store.incr("rate:a", LONG) == 2  # EVALSHA said NOSCRIPT; EVAL ran it (and cached it)

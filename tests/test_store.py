@@ -144,6 +144,28 @@ async def test_incr_window_is_fixed_not_extended(store: StateStore) -> None:
     assert await store.incr("rate:ip", window) == 1
 
 
+async def test_incr_all_counts_each_key_as_incr_does(store: StateStore) -> None:
+    assert await store.incr("rate:a", LONG) == 1
+    assert await store.incr_all(["rate:a", "rate:b"], LONG) == [2, 1]
+    assert await store.incr_all(["rate:b", "rate:a"], LONG) == [2, 3]  # in the order asked
+    assert await store.incr("rate:b", LONG) == 3
+
+
+async def test_incr_all_windows_are_fixed_per_key(store: StateStore) -> None:
+    window = 0.4
+    start = time.monotonic()
+    assert await store.incr_all(["rate:old"], window) == [1]
+    await asyncio.sleep(0.25)
+    assert await store.incr_all(["rate:old", "rate:new"], window) == [2, 1]  # rate:new's window starts now
+    await asyncio.sleep(max(0.0, start + 0.5 - time.monotonic()))
+    assert await store.incr_all(["rate:old", "rate:new"], window) == [1, 2]
+
+
+async def test_incr_all_is_atomic_per_key_under_concurrency(store: StateStore) -> None:
+    await asyncio.gather(*(store.incr_all(["rate:x", "rate:y"], LONG) for _ in range(200)))
+    assert await store.incr_all(["rate:x", "rate:y"], LONG) == [201, 201]
+
+
 async def test_ping(store: StateStore) -> None:
     await store.ping()
 
@@ -186,6 +208,9 @@ async def test_redis_sets_ttl_in_ms_once_per_counter(redis_server: RedisServer, 
         await asyncio.sleep(0.2)
         await store.incr("rate:ip", 10)
         assert 0 < await raw.pttl(prefix + "rate:ip") <= 9_800
+        await store.incr_all(["rate:ip", "rate:subject"], 10)  # one round trip, the same rule per key
+        assert 0 < await raw.pttl(prefix + "rate:ip") <= 9_800
+        assert 9_800 < await raw.pttl(prefix + "rate:subject") <= 10_000
     finally:
         await store.close()
         await raw.aclose()

@@ -137,9 +137,14 @@ async def token(request: Request) -> Response:
     try:
         cors = _cors(request)
         exchange = _exchange(request)
-        await exchange.limit_client(client)  # before the body is even read
-        _form_content_type(request)
-        exchange_request = parse_form(await request.body(), client)
+        try:
+            _form_content_type(request)
+            exchange_request = parse_form(await request.body(), client)
+        except BrokerError:
+            # Refused before the exchange counts it: counted here, so a flood of malformed requests meets the
+            # client's limit (429) like any other; the exchange counts the rest.
+            await exchange.limit_client(client)
+            raise
         result = await exchange.exchange(exchange_request, trace)
     except BrokerError as exc:
         return _refusal(request, exc, trace, cors)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import timedelta
 
+import httpx
 import pytest
 import redis
 from pydantic import SecretStr
@@ -42,6 +43,37 @@ def test_per_client_address(env: ExchangeEnv) -> None:
         assert_refused(env, response, 429, "temporarily_unavailable", "rate_limited")
         assert response.headers["retry-after"] == "60"
         assert (app.state.token_exchange.cache.issued, env.idp.jwks_requests, env.issued()) == (calls, jwks, issued)
+
+
+def test_a_token_exchanged_again_still_counts_its_client(env: ExchangeEnv) -> None:
+    # The same token again is the fast path (verified before): client and subject counted in one round trip.
+    with extra_broker(env, **limits(env, client=3)) as (url, app):
+        token = mobile_token(env.idp)
+        for _ in range(3):
+            assert exchange(url, token).status_code == 200
+        issued = app.state.token_exchange.cache.issued
+        assert_refused(env, exchange(url, token), 429, "temporarily_unavailable", "rate_limited")
+        assert app.state.token_exchange.cache.issued == issued
+
+
+def test_a_token_exchanged_again_still_counts_its_subject(env: ExchangeEnv) -> None:
+    with extra_broker(env, **limits(env, subject=2)) as (url, _):
+        token = mobile_token(env.idp)
+        assert [exchange(url, token).status_code for _ in range(2)] == [200, 200]
+        assert_refused(env, exchange(url, token), 429, "temporarily_unavailable", "rate_limited")
+
+
+def test_malformed_requests_count_against_the_client(env: ExchangeEnv) -> None:
+    # Refused before the exchange, still counted: a flood of garbage meets the limit like anything else.
+    with extra_broker(env, **limits(env, client=3)) as (url, _):
+        for _ in range(3):
+            response = httpx.post(f"{url}/oauth2/token", content=b"grant_type", timeout=20,
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert_refused(env, response, 400, "invalid_request", "form_malformed")
+        response = httpx.post(f"{url}/oauth2/token", content=b"grant_type", timeout=20,
+                              headers={"Content-Type": "text/plain"})
+        assert_refused(env, response, 429, "temporarily_unavailable", "rate_limited")
+        assert_refused(env, exchange(url, mobile_token(env.idp)), 429, "temporarily_unavailable", "rate_limited")
 
 
 def test_per_subject_refuses_before_jwks_and_sts(env: ExchangeEnv) -> None:
@@ -96,6 +128,14 @@ def test_replicas_share_limits_and_credentials(env: ExchangeEnv, replicas: Repli
     assert exchange(b, mobile_token(env.idp)).status_code == 200
     assert_refused(env, exchange(a, mobile_token(env.idp)), 429, "temporarily_unavailable", "rate_limited")
     assert_refused(env, exchange(b, mobile_token(env.idp)), 429, "temporarily_unavailable", "rate_limited")
+
+
+def test_replicas_count_a_token_exchanged_again_in_one_round_trip(env: ExchangeEnv, replicas: Replicas) -> None:
+    a, b, _, _ = replicas
+    token = mobile_token(env.idp)
+    assert [exchange(url, token).status_code for url in (a, a, b, a)] == [200] * 4  # the client's limit: 4
+    assert_refused(env, exchange(b, token), 429, "temporarily_unavailable", "rate_limited")
+    assert_refused(env, exchange(a, token), 429, "temporarily_unavailable", "rate_limited")
 
 
 def test_credentials_in_the_store_are_sealed(env: ExchangeEnv, replicas: Replicas) -> None:
