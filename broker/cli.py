@@ -25,7 +25,7 @@ def _check(config: Path) -> int:
     return 0
 
 
-def _serve(config: Path, host: str, port: int) -> int:
+def _serve(config: Path, host: str, port: int, forwarded_allow_ips: str | None = None) -> int:
     import uvicorn
 
     from broker.config import load_settings
@@ -40,7 +40,10 @@ def _serve(config: Path, host: str, port: int) -> int:
         return 2
     settle_heap()
     # uvicorn's access log prints query strings, which carry authorization codes: the app logs its own.
-    uvicorn.run(app, host=host, port=port, access_log=False, proxy_headers=False, log_level="info")
+    # X-Forwarded-For is believed only from the load balancers named: the client address keys the rate
+    # limits and the audit log, and any client can send the header.
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
+                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
     return 0
 
 
@@ -73,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, default=Path("broker.yaml"))
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
+                       help="comma-separated addresses or networks (CIDR) of the load balancers whose "
+                            "X-Forwarded-For and X-Forwarded-Proto to trust; default: trust none")
     check = sub.add_parser("check", help="validate broker.yaml, idp_configs/ and the rules file")
     check.add_argument("--config", type=Path, default=Path("broker.yaml"))
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys_command", required=True)
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return _check(args.config)
     if args.command == "serve":
-        return _serve(args.config, args.host, args.port)
+        return _serve(args.config, args.host, args.port, args.forwarded_allow_ips)
     if args.command == "keys":
         return _keys_generate(args.out, args.bits)
     if args.command == "rules":
