@@ -164,10 +164,14 @@ class BrokerService:
         return f"rate:{scope}:{client}"
 
     async def rate_limit(self, scope: str, client: str, limit: int) -> None:
-        window = self.settings.rate_limits.window.total_seconds()
-        count = await self.store.incr(self.rate_key(scope, client), window)
+        count = await self.store.incr(self.rate_key(scope, client), self.settings.rate_limits.window.total_seconds())
+        self.check_rate(scope, count, limit)
+
+    def check_rate(self, scope: str, count: int, limit: int, who: str = "client") -> None:
+        """Refuse (429, Retry-After: the window) a count taken in the current window beyond its limit."""
         if count > limit:
-            raise RateLimited(f"{scope} rate limit for client", retry_after=max(1, int(window)))
+            window = self.settings.rate_limits.window.total_seconds()
+            raise RateLimited(f"{scope} rate limit for {who}", retry_after=max(1, int(window)))
 
     async def start_login(self, idp: str, client: str, return_to: str = "/roles") -> tuple[str, str]:
         """Returns the IdP URL and the state the browser must bring back (bound to it by a cookie)."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 from broker.connectors.tokens import TokenConnector, TokenConnectors, Unverified, digest_of, peek
-from broker.errors import BadRequest, NotAuthorized, RateLimited, RoleChoiceNeeded, TokenInvalid
+from broker.errors import BadRequest, NotAuthorized, RoleChoiceNeeded, TokenInvalid
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.cache import CredentialCache, cache_key
@@ -220,22 +220,23 @@ class TokenExchange:
         return identity
 
     async def _count_client_and_subject(self, client: str, connector: TokenConnector, identity: Identity) -> None:
-        client_count, subject_count = await self._service.store.incr_all(
-            [self._service.rate_key("token", client), self._subject_key(connector, identity.issuer, identity.subject)],
-            self._window)
-        if client_count > self._limits.token_exchange_per_client:
-            raise RateLimited("token rate limit for client", retry_after=max(1, int(self._window)))
-        if subject_count > self._limits.token_exchange_per_subject:
-            raise RateLimited("token exchange rate limit for subject", retry_after=max(1, int(self._window)))
+        keys = [self._service.rate_key("token", client),
+                _subject_key(connector.config.id, identity.issuer, identity.subject)]
+        client_count, subject_count = await self._service.store.incr_all(keys, self._window)
+        self._service.check_rate("token", client_count, self._limits.token_exchange_per_client)
+        self._check_subject(subject_count)
+
+    def _check_subject(self, count: int) -> None:
+        self._service.check_rate("token exchange", count, self._limits.token_exchange_per_subject, who="subject")
 
     async def _verify(self, connector: TokenConnector, token: Unverified) -> Identity:
         # Not verified yet: refuse a subject already over its limit before any JWKS fetch. The claim is
         # unverified, so this only reads the counter; only verified subjects are counted (a forger cannot
         # spend someone else's budget).
         if token.issuer is not None and token.subject is not None:
-            count = await self._service.store.get(self._subject_key(connector, token.issuer, token.subject))
-            if count is not None and int(count) >= self._limits.token_exchange_per_subject:
-                raise RateLimited("token exchange rate limit for subject", retry_after=max(1, int(self._window)))
+            count = await self._service.store.get(_subject_key(connector.config.id, token.issuer, token.subject))
+            if count is not None:
+                self._check_subject(int(count) + 1)  # refused when this exchange would go over
         return await connector.identity(token)
 
     async def _consume_if_single_use(self, connector: TokenConnector, digest: str, identity: Identity) -> None:
@@ -247,13 +248,8 @@ class TokenExchange:
             raise TokenInvalid("subject token already exchanged (replay: once)", reason="token_replayed")
 
     async def _count_subject(self, connector: TokenConnector, issuer: str, subject: str) -> None:
-        count = await self._service.store.incr(self._subject_key(connector, issuer, subject), self._window)
-        if count > self._limits.token_exchange_per_subject:
-            raise RateLimited("token exchange rate limit for subject", retry_after=max(1, int(self._window)))
-
-    @staticmethod
-    def _subject_key(connector: TokenConnector, issuer: str, subject: str) -> str:
-        return _subject_key(connector.config.id, issuer, subject)
+        key = _subject_key(connector.config.id, issuer, subject)
+        self._check_subject(await self._service.store.incr(key, self._window))
 
     def _decide(self, identity: Identity, digest: str) -> Decision:
         """The rules' decision, remembered per token for the current second (the same rules object): a

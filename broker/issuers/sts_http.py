@@ -349,5 +349,4 @@ def parse_answer(status: int, body: bytes, grant: RoleGrant) -> Credentials:
 def _assumed_role_arn(credentials: etree._Element) -> str:
     """AssumedRoleUser/Arn beside Credentials in the same Result: no second walk of the whole answer."""
     result = credentials.getparent()
-    arn = result.find(f"{STS_NS}AssumedRoleUser/{STS_NS}Arn") if result is not None else None
-    return str(arn.text or "") if arn is not None else ""
+    return _text(result, f"{STS_NS}AssumedRoleUser/{STS_NS}Arn") if result is not None else ""
