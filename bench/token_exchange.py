@@ -170,9 +170,11 @@ def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subp
 @contextmanager
 def broker(config: Path, port: int, workers: int) -> Iterator[str]:
     root = str(Path(__file__).resolve().parent.parent)
-    # As `sts-broker serve` runs uvicorn: no access log of uvicorn's own, no proxy-header rewriting.
+    # As `sts-broker serve` runs uvicorn: its HTTP protocol (one write per response), no WebSockets, no
+    # access log of uvicorn's own, no proxy-header rewriting.
     args = [sys.executable, "-m", "uvicorn", "--factory", "bench.token_exchange:bench_app", "--host", LOOPBACK,
-            "--port", str(port), "--log-level", "warning", "--no-access-log", "--no-proxy-headers",
+            "--port", str(port), "--http", "broker.web.server:HttpProtocol", "--ws", "none",
+            "--log-level", "warning", "--no-access-log", "--no-proxy-headers",
             "--workers", str(workers)]
     with process(args, {"BENCH_BROKER_CONFIG": str(config), "PYTHONPATH": root}):
         url = f"http://{LOOPBACK}:{port}"

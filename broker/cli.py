@@ -30,6 +30,7 @@ def _serve(config: Path, host: str, port: int, forwarded_allow_ips: str | None =
 
     from broker.config import load_settings
     from broker.web.app import create_app, settle_heap
+    from broker.web.server import HttpProtocol
 
     try:
         app = create_app(load_settings(config))
@@ -42,7 +43,7 @@ def _serve(config: Path, host: str, port: int, forwarded_allow_ips: str | None =
     # uvicorn's access log prints query strings, which carry authorization codes: the app logs its own.
     # X-Forwarded-For is believed only from the load balancers named: the client address keys the rate
     # limits and the audit log, and any client can send the header.
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info",
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", http=HttpProtocol, ws="none",
                 proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -14,6 +15,8 @@ from typing import Any
 
 import uvicorn
 import werkzeug.serving
+
+from broker.web.server import HttpProtocol
 
 LOOPBACK = "127.0.0.1"
 
@@ -41,10 +44,12 @@ def wsgi_server(app: Any, port: int = 0) -> Iterator[int]:
 
 
 @contextmanager
-def asgi_server(app: Any, port: int = 0, startup_timeout: float = 15.0) -> Iterator[int]:
+def asgi_server(app: Any, port: int = 0, startup_timeout: float = 15.0,
+                protocol: type[asyncio.Protocol] = HttpProtocol) -> Iterator[int]:
     port = port or free_port()
+    # The protocol `sts-broker serve` runs, so tests and the demo go through the same server code.
     config = uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", access_log=False,
-                            lifespan="on")
+                            lifespan="on", http=protocol, ws="none")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
