@@ -27,7 +27,7 @@ from broker.errors import (
 )
 from broker.grants import RoleGrant
 from broker.identity import Identity
-from broker.issuers.credentials import Credentials
+from broker.issuers.credentials import Credentials, isoformat
 from broker.issuers.saml import SamlIssuer
 from broker.issuers.saml_idp import SamlKey, load_saml_keys
 from broker.issuers.signing import KeyRing
@@ -222,7 +222,7 @@ class BrokerService:
             raise ViaNotAvailable(f"grant via {grant.via} for {grant.role_arn}")
         self.audit.event("credentials_issued", idp=identity.idp, subject=identity.subject,
                          role=grant.role_arn, rule=grant.rule_id, via=grant.via,
-                         access_key_id=creds.access_key_id, expires=creds.expiration.isoformat())
+                         access_key_id=creds.access_key_id, expires=isoformat(creds.expiration))
         return grant, creds
 
     async def console_url(self, identity: Identity, role_arn: str) -> str:

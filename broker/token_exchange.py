@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote_plus
 
 from broker.connectors.tokens import TokenConnector, TokenConnectors, Unverified, digest_of, peek
@@ -31,7 +31,7 @@ from broker.errors import BadRequest, NotAuthorized, RoleChoiceNeeded, TokenInva
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.cache import CredentialCache, cache_key
-from broker.issuers.credentials import Credentials
+from broker.issuers.credentials import Credentials, isoformat
 from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.issuers.web_identity import WebIdentityIssuer
@@ -67,8 +67,9 @@ class ExchangeTrace:
     role: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Exchanged:
+class Exchanged(NamedTuple):
+    """One per answered exchange: immutable like a frozen dataclass, built at half its cost."""
+
     identity: Identity
     grant: RoleGrant
     credentials: Credentials
@@ -195,7 +196,7 @@ class TokenExchange:
             "credentials_issued", channel="token_exchange", idp=identity.idp, subject=identity.subject,
             issuer=identity.issuer, role=grant.role_arn, rule=grant.rule_id, via=grant.via,
             passthrough=grant.passthrough, cached=cached, access_key_id=creds.access_key_id,
-            expires=creds.expiration.isoformat(), client=request.client,
+            expires=isoformat(creds.expiration), client=request.client,
         )
         return Exchanged(identity, grant, creds, cached)
 

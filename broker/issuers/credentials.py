@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,3 +16,10 @@ class Credentials:
     role_arn: str
     assumed_role_arn: str
     via: str = "web_identity"
+
+
+@functools.lru_cache(maxsize=4096)
+def isoformat(moment: datetime) -> str:
+    """moment.isoformat(), remembered: a cached credential's expiry is written into every answer and audit
+    line that hands it out (~1.6 us each time)."""
+    return moment.isoformat()

@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Callable
 from typing import Literal
 
-from broker.issuers.credentials import Credentials
+from broker.issuers.credentials import Credentials, isoformat
 
 Format = Literal["json", "credential_process", "env", "ini"]
 FORMATS: tuple[Format, ...] = ("json", "credential_process", "env", "ini")
@@ -15,7 +15,7 @@ FORMATS: tuple[Format, ...] = ("json", "credential_process", "env", "ini")
 
 def _expiration(creds: Credentials) -> str:
     # SDKs refresh only with a timezone-aware ISO 8601 Expiration.
-    return creds.expiration.isoformat().replace("+00:00", "Z")
+    return isoformat(creds.expiration).replace("+00:00", "Z")
 
 
 def as_json(creds: Credentials) -> str:

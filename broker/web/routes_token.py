@@ -24,6 +24,7 @@ token is, and which tells an app "get a fresh ID token" apart from "fix the requ
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -89,7 +90,16 @@ def _exchange(request: Request) -> TokenExchange:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    client = request.scope.get("client")  # what request.client reads, without building its Address
+    return str(client[0]) if client else "unknown"
+
+
+@functools.lru_cache(maxsize=64)
+def _is_utf8_form(content_type: str) -> bool:
+    """Judged once per distinct header value: apps send the same one with every request."""
+    media, _, params = content_type.partition(";")
+    charset = params.strip().lower().removeprefix("charset=").strip('"')
+    return media.strip().lower() == FORM_TYPE and (not params.strip() or charset in {"utf-8", "utf8"})
 
 
 def _cors(request: Request) -> dict[str, str]:
@@ -103,9 +113,7 @@ def _cors(request: Request) -> dict[str, str]:
 
 
 def _form_content_type(request: Request) -> None:
-    media, _, params = request.headers.get("content-type", "").partition(";")
-    charset = params.strip().lower().removeprefix("charset=").strip('"')
-    if media.strip().lower() != FORM_TYPE or (params.strip() and charset not in {"utf-8", "utf8"}):
+    if not _is_utf8_form(request.headers.get("content-type", "")):
         raise BadRequest("content type is not a UTF-8 form", reason="content_type_unsupported",
                          public=f"The request body must be {FORM_TYPE} (UTF-8).")
 
