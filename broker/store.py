@@ -48,7 +48,8 @@ class MemoryStore:
     SWEEP_EVERY = 1000
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._data: dict[str, tuple[str, float]] = {}
+        # Counters stay ints (get() hands out their text, as Redis would): no str/int round trip per count.
+        self._data: dict[str, tuple[str | int, float]] = {}
         self._clock = clock
         self._writes = 0
         self._sweep_at = self.SWEEP_EVERY
@@ -59,7 +60,7 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._data)
 
-    def _live(self, key: str) -> str | None:
+    def _live(self, key: str) -> str | int | None:
         item = self._data.get(key)
         if item is None:
             return None
@@ -68,7 +69,7 @@ class MemoryStore:
             return None
         return item[0]
 
-    def _write(self, key: str, value: str, ttl: float) -> None:
+    def _write(self, key: str, value: str | int, ttl: float) -> None:
         self._data[key] = (value, self._clock() + ttl)
         self._writes += 1
         if self._writes >= self._sweep_at:
@@ -94,12 +95,13 @@ class MemoryStore:
         return True
 
     async def get(self, key: str) -> str | None:
-        return self._live(key)
+        value = self._live(key)
+        return None if value is None else str(value)
 
     async def pop(self, key: str) -> str | None:
         value = self._live(key)
         self._data.pop(key, None)
-        return value
+        return None if value is None else str(value)
 
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
@@ -111,12 +113,12 @@ class MemoryStore:
         return [self._incr(key, ttl) for key in keys]
 
     def _incr(self, key: str, ttl: float) -> int:
-        current = self._live(key)
-        if current is None:
-            self._write(key, "1", ttl)
+        item = self._data.get(key)
+        if item is None or item[1] <= self._clock():  # absent or expired: a new window
+            self._write(key, 1, ttl)
             return 1
-        count = int(current) + 1
-        self._data[key] = (str(count), self._data[key][1])  # keep the window's original expiry
+        count = int(item[0]) + 1  # a value put() as text counts on from it, as Redis INCR does
+        self._data[key] = (count, item[1])  # keep the window's original expiry
         return count
 
     async def ping(self) -> None:

@@ -134,6 +134,16 @@ async def test_incr_counts_up(store: StateStore) -> None:
     assert await store.incr("rate:other", LONG) == 1
 
 
+async def test_a_counter_reads_back_as_text_and_a_text_number_counts_on(store: StateStore) -> None:
+    # The token exchange reads a subject's count with get(): the same text from every store.
+    await store.incr_all(["rate:read", "rate:read"], LONG)
+    assert await store.get("rate:read") == "2"
+    assert await store.pop("rate:read") == "2"
+    await store.put("rate:text", "41", LONG)
+    assert await store.incr("rate:text", LONG) == 42
+    assert await store.get("rate:text") == "42"
+
+
 async def test_incr_window_is_fixed_not_extended(store: StateStore) -> None:
     window = 0.4
     start = time.monotonic()

@@ -15,7 +15,7 @@ from broker.config import AwsConfig
 from broker.devstack.servers import LOOPBACK
 from broker.errors import StsRefused, StsUnavailable
 from broker.grants import RoleGrant
-from broker.issuers.sts_http import MAX_RESPONSE_BYTES, MAX_WIRE_BYTES, HttpStsClient, _form_value
+from broker.issuers.sts_http import MAX_RESPONSE_BYTES, MAX_WIRE_BYTES, HttpStsClient, _form_value, parse_answer
 
 GRANT = RoleGrant(role_arn="arn:aws:iam::111122223333:role/R", via="web_identity", provider_arn=None,
                   session_name="alice", source_identity=None, duration=timedelta(hours=1))
@@ -227,3 +227,19 @@ def test_silent_server_times_out_as_504() -> None:
 def test_the_token_is_percent_encoded_exactly_as_quote_does(value: str) -> None:
     # The fast path must never pass a byte quote() would encode: '&', '=', CR LF would split the form.
     assert _form_value(value) == quote(value, safe="").encode()
+
+
+def test_the_assumed_role_arn_is_read_from_the_result_holding_the_credentials() -> None:
+    arn = "arn:aws:sts::111122223333:assumed-role/R/alice"
+    assert parse_answer(200, XML, GRANT).assumed_role_arn == arn
+    # Real answers are indented and may order the Result's children otherwise.
+    spaced = XML.replace(b"><", b">\n  <")
+    assert parse_answer(200, spaced, GRANT).assumed_role_arn == arn
+    first = XML.replace(b"<Credentials>", b"<AssumedRoleUser><Arn>" + arn.encode() + b"</Arn></AssumedRoleUser>"
+                        b"<Credentials>", 1).replace(b"<AssumedRoleUser><Arn>arn:aws:sts::111122223333:assumed-role/R/"
+                                                     b"alice</Arn></AssumedRoleUser></Assume", b"</Assume")
+    assert first.count(b"<AssumedRoleUser>") == 1 and first.index(b"<AssumedRoleUser>") < first.index(b"<Credentials>")
+    assert parse_answer(200, first, GRANT).assumed_role_arn == arn
+    # An Arn outside AssumedRoleUser is not the assumed role's; no AssumedRoleUser at all reads as empty.
+    none = XML.replace(b"<AssumedRoleUser>", b"<Other>").replace(b"</AssumedRoleUser>", b"</Other>")
+    assert parse_answer(200, none, GRANT).assumed_role_arn == ""
