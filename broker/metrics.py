@@ -3,26 +3,53 @@ event name and reason code (never by person), and requests by route template and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class EventCounts(Collector):
+    """sts_broker_events_total{event, reason}: one count per audit event, read when /metrics is scraped.
+    Every answered request writes an audit event, so counting one is a dict update under a lock (~0.3 us)
+    rather than a prometheus_client Counter's labels lookup and value lock (~1.2 us)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()  # audit events may come from worker threads
+
+    def add(self, event: str, reason: str) -> None:
+        key = (event, reason)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("sts_broker_events", "Audit events by name and reason code",
+                                     labels=["event", "reason"])
+        with self._lock:
+            counts = sorted(self._counts.items())
+        for (event, reason), count in counts:
+            family.add_metric([event, reason], count)
+        yield family
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.events = Counter("sts_broker_events", "Audit events by name and reason code",
-                              ["event", "reason"], registry=self.registry)
+        self.events = EventCounts()
+        self.registry.register(self.events)
         self.requests = Histogram("sts_broker_request_seconds", "Request latency by route and status",
                                   ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         # Labelled children by label values (event names, reason codes, route templates, methods and
         # statuses all come from the code, so these stay small): labels() takes a lock on every call.
         self._children: dict[tuple[object, ...], Any] = {}
 
-    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+    def _child(self, metric: Histogram, *values: str) -> Any:
         key = (metric, *values)
         child = self._children.get(key)
         if child is None:
@@ -31,7 +58,7 @@ class Metrics:
 
     def observe_event(self, event: str, fields: Mapping[str, object]) -> None:
         reason = fields.get("reason")
-        self._child(self.events, event, reason if isinstance(reason, str) else "").inc()
+        self.events.add(event, reason if isinstance(reason, str) else "")
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self._child(self.requests, route, method, str(status)).observe(seconds)

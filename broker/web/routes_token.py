@@ -102,9 +102,8 @@ def _is_utf8_form(content_type: str) -> bool:
     return media.strip().lower() == FORM_TYPE and (not params.strip() or charset in {"utf-8", "utf8"})
 
 
-def _cors(request: Request) -> dict[str, str]:
+def _cors(request: Request, origin: str | None) -> dict[str, str]:
     """CORS headers for an allowed browser origin; none for non-browser clients (no Origin header)."""
-    origin = request.headers.get("origin")
     if origin is None:
         return {}
     if origin not in _exchange(request).cors_origins:
@@ -112,8 +111,24 @@ def _cors(request: Request) -> dict[str, str]:
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
 
-def _form_content_type(request: Request) -> None:
-    if not _is_utf8_form(request.headers.get("content-type", "")):
+def _first_headers(request: Request) -> tuple[str, str | None]:
+    """The Content-Type and the first Origin header in one pass over the ASGI scope's headers (the server
+    has lower-cased their names). Two Content-Type headers are no content type at all: which one a
+    proxy in front believed is unknown (RFC 9110 8.3 allows one)."""
+    content_type: bytes | None = None
+    origin: bytes | None = None
+    repeated = False
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            repeated, content_type = content_type is not None, value
+        elif name == b"origin" and origin is None:
+            origin = value
+    return ("" if content_type is None or repeated else content_type.decode("latin-1"),
+            None if origin is None else origin.decode("latin-1"))
+
+
+def _form_content_type(content_type: str) -> None:
+    if not _is_utf8_form(content_type):
         raise BadRequest("content type is not a UTF-8 form", reason="content_type_unsupported",
                          public=f"The request body must be {FORM_TYPE} (UTF-8).")
 
@@ -142,11 +157,12 @@ async def token(request: Request) -> Response:
     if request.method == "OPTIONS":
         return preflight(request)
     trace, cors, client = ExchangeTrace(), {}, _client(request)
+    content_type, origin = _first_headers(request)
     try:
-        cors = _cors(request)
+        cors = _cors(request, origin)
         exchange = _exchange(request)
         try:
-            _form_content_type(request)
+            _form_content_type(content_type)
             exchange_request = parse_form(await request.body(), client)
         except BrokerError:
             # Refused before the exchange counts it: counted here, so a flood of malformed requests meets the

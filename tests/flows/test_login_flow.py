@@ -158,10 +158,17 @@ def test_health_and_issuer_documents(stack: DevStack) -> None:
 
 
 def test_metrics_count_events_by_reason_without_people(stack: DevStack) -> None:
+    sample = 'sts_broker_events_total{event="request_failed",reason="unknown_idp"} '
+
+    def unknown_idp_count(text: str) -> float:
+        return sum(float(line.removeprefix(sample)) for line in text.splitlines() if line.startswith(sample))
+
     with httpx.Client(base_url=stack.broker_url) as http:
-        http.get("/login/nope", headers={"Accept": "application/json"})
+        before = unknown_idp_count(http.get("/metrics").text)
+        for _ in range(2):
+            http.get("/login/nope", headers={"Accept": "application/json"})
         text = http.get("/metrics").text
-    assert 'sts_broker_events_total{event="request_failed",reason="unknown_idp"}' in text
+    assert unknown_idp_count(text) == before + 2
     assert 'sts_broker_request_seconds_count{method="GET",route="/login/{idp}",status="404"}' in text
     assert "alice" not in text and "@example.com" not in text
 

@@ -149,6 +149,14 @@ def test_malformed_request(env: ExchangeEnv, counts: None, name: str) -> None:
     assert_refused(env, response, 400, error, reason)
 
 
+def test_two_content_types_are_refused_whichever_comes_first(env: ExchangeEnv, counts: None) -> None:
+    body = _encoded(list(form(mobile_token(env.idp)).items()))
+    for types in ([FORM, "text/plain"], ["text/plain", FORM], [FORM, FORM]):
+        response = httpx.post(f"{env.url}/oauth2/token", content=body,
+                              headers=[("Content-Type", value) for value in types])
+        assert_refused(env, response, 400, "invalid_request", "content_type_unsupported")
+
+
 def _encoded(pairs: list[tuple[str, str]]) -> bytes:
     return httpx.QueryParams(pairs).__str__().encode()
 
