@@ -167,8 +167,31 @@ def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subp
             proc.wait(5)
 
 
+@dataclass(frozen=True)
+class Broker:
+    url: str
+    pid: int  # uvicorn's own process; with --workers, the workers are its children
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a process and its children, from /proc; None where there is no /proc."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 @contextmanager
-def broker(config: Path, port: int, workers: int) -> Iterator[str]:
+def broker(config: Path, port: int, workers: int) -> Iterator[Broker]:
     root = str(Path(__file__).resolve().parent.parent)
     # As `sts-broker serve` runs uvicorn: its HTTP protocol (one write per response), no WebSockets, no
     # access log of uvicorn's own, no proxy-header rewriting.
@@ -176,10 +199,10 @@ def broker(config: Path, port: int, workers: int) -> Iterator[str]:
             "--port", str(port), "--http", "broker.web.server:HttpProtocol", "--ws", "none",
             "--log-level", "warning", "--no-access-log", "--no-proxy-headers",
             "--workers", str(workers)]
-    with process(args, {"BENCH_BROKER_CONFIG": str(config), "PYTHONPATH": root}):
+    with process(args, {"BENCH_BROKER_CONFIG": str(config), "PYTHONPATH": root}) as proc:
         url = f"http://{LOOPBACK}:{port}"
         wait_for(f"{url}/healthz")
-        yield url
+        yield Broker(url, proc.pid)
 
 
 # ---- load -----------------------------------------------------------------------------------------
@@ -192,6 +215,12 @@ class Result:
     p99_ms: float
     requests: int
     errors: int
+    cores: float | None = None  # the broker's CPU during the run, in cores (1.0: one core all the time)
+
+    @property
+    def cpu_us(self) -> float | None:
+        """The broker's CPU per answered request, in microseconds."""
+        return None if self.cores is None or not self.rps else self.cores / self.rps * 1e6
 
 
 def lua_script(path: Path, target: str, bodies: list[str]) -> Path:
@@ -213,10 +242,13 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, script: Path, connections: int, seconds: int = SECONDS) -> Result:
+def wrk(target: Broker, script: Path, connections: int, seconds: int = SECONDS) -> Result:
+    cpu_before, started = cpu_seconds(target.pid), time.monotonic()
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s",
-                          "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 30,
+                          "-s", str(script), target.url], capture_output=True, text=True, timeout=seconds + 30,
                          check=True).stdout
+    cpu_after, elapsed = cpu_seconds(target.pid), time.monotonic() - started
+    cores = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / elapsed
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -224,12 +256,13 @@ def wrk(url: str, script: Path, connections: int, seconds: int = SECONDS) -> Res
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
-    return Result(rps, p50, p99, requests, errors)
+    return Result(rps, p50, p99, requests, errors, cores)
 
 
 def best(results: list[Result]) -> Result:
     top = max(results, key=lambda r: r.rps)
-    return Result(top.rps, top.p50_ms, top.p99_ms, sum(r.requests for r in results), sum(r.errors for r in results))
+    return Result(top.rps, top.p50_ms, top.p99_ms, sum(r.requests for r in results), sum(r.errors for r in results),
+                  top.cores)
 
 
 def post(url: str, body: str) -> int:
@@ -260,20 +293,21 @@ def token_bodies(key: RSAKey, issuer: str) -> list[str]:
     return bodies
 
 
-def interleaved(pairs: list[tuple[str, Path]], connections: int) -> tuple[list[Result], float]:
+def interleaved(pairs: list[tuple[Broker, Path]], connections: int) -> tuple[list[Result], float]:
     """Each series' best run, and the median over rounds of the first series' rate over the second's. The
     two runs of a round are back to back, so the paired ratio follows the machine's drifting speed, which
     the ratio of the two best runs (possibly from different minutes) does not."""
     runs: list[list[Result]] = [[] for _ in pairs]
     for _ in range(ROUNDS):
-        for i, (url, script) in enumerate(pairs):
-            runs[i].append(wrk(url, script, connections))
+        for i, (target, script) in enumerate(pairs):
+            runs[i].append(wrk(target, script, connections))
     ratios = sorted(ours.rps / base.rps for ours, base in zip(runs[0], runs[1], strict=True))
     return [best(r) for r in runs], ratios[len(ratios) // 2]
 
 
 def line(name: str, r: Result, base: float, label: str) -> str:
-    return (f"{name:<34}{r.rps:>9.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.errors:>8}"
+    cpu = "" if r.cores is None or r.cpu_us is None else f"{r.cores:>6.2f}{r.cpu_us:>7.0f}"
+    return (f"{name:<34}{r.rps:>9.0f}{r.p50_ms:>9.1f}{r.p99_ms:>9.1f}{r.errors:>8}{cpu:>13}"
             f"{r.rps / base:>8.2f}  {label}")
 
 
@@ -296,8 +330,8 @@ def measure(shape: Shape, work: Path, key: RSAKey, issuer: str, sts_url: str) ->
         cached = stack.enter_context(broker(configs[0], port_a, shape.workers))
         uncached = stack.enter_context(broker(configs[1], port_b, shape.workers))
         bodies = token_bodies(key, issuer)
-        assert all(post(f"{cached}/oauth2/token", b) == 200 for b in bodies), "warm-up exchange failed"
-        assert post(f"{uncached}/oauth2/token", bodies[0]) == 200, "warm-up exchange failed"
+        assert all(post(f"{cached.url}/oauth2/token", b) == 200 for b in bodies), "warm-up exchange failed"
+        assert post(f"{uncached.url}/oauth2/token", bodies[0]) == 200, "warm-up exchange failed"
         exchange_lua = lua_script(work / "exchange.lua", "/oauth2/token", bodies)
         bare_lua = lua_script(work / "bare.lua", "/bench/bare", bodies)
 
@@ -314,7 +348,9 @@ def report(shape: Shape, f: Figures) -> bool:
     print(f"\n{shape.name}:")
     # req/s, latency: each series' best run. ratio: of best runs; "paired": the median round's ratio of two
     # back-to-back runs (what the (a) target is judged on).
-    print(f"{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'ratio':>8}")
+    # cores, us: the broker's CPU during the run (1.00 = one core busy all the time) and per request. An
+    # event loop blocked on STS would show few cores and few requests; a CPU-bound one, one core per process.
+    print(f"{'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'cores':>6}{'us':>7}{'ratio':>8}")
     print(line(f"(a) bare endpoint, {CONCURRENCY_A} conns", f.a_bare, f.a_bare.rps, "baseline"))
     print(line("(a) exchange, credential cache", f.a_ours, f.a_bare.rps,
                f"paired {f.a_ratio:.2f}, target >= {TARGET_A:.2f} of bare: {'PASS' if ok_a else 'FAIL'}"))
