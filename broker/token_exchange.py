@@ -203,11 +203,12 @@ class TokenExchange:
     async def _identify(self, request: ExchangeRequest, digest: str, trace: ExchangeTrace) -> Identity:
         """The verified identity, with the client and its subject counted against their limits."""
         identity = self.connectors.verified.get(digest)  # seen and verified before: no parsing at all
-        if identity is not None and self.connectors.by_id[identity.idp].config.replay != "once":
+        if identity is not None:
             connector = self.connectors.by_id[identity.idp]
-            trace.idp, trace.subject = identity.idp, identity.subject
-            await self._count_client_and_subject(request.client, connector, identity)
-            return identity
+            if connector.config.replay != "once":
+                trace.idp, trace.subject = identity.idp, identity.subject
+                await self._count_client_and_subject(request.client, connector, identity)
+                return identity
         await self.limit_client(request.client)  # before any signature check, JWKS fetch or single-use mark
         if identity is None:
             token = peek(request.subject_token, digest)
