@@ -134,10 +134,11 @@ class BrokerService:
                                 ) -> tuple[Identity, str]:
         """Verify a POSTed response; returns the identity and the (allow-listed) path to land on.
 
-        Order: parse and shape-check (worker thread); the InResponseTo must be the request this browser's
-        cookie names (so nobody can use up a request ID they do not hold); that pending request is used up
-        atomically (GETDEL) before the signature is checked, so one AuthnRequest ID allows one attempt
-        whatever its outcome; then the verification (worker thread) and the assertion replay cache."""
+        Order: parse and the structure check (worker thread); the InResponseTo must be the request this
+        browser's cookie names (so nobody can use up a request ID they do not hold); that pending request is
+        used up atomically (GETDEL) before anything else is checked, so one AuthnRequest ID allows one
+        attempt whatever its outcome; then the signature shape check and the verification (worker thread),
+        and the assertion replay cache."""
         connector = self.saml_connector(idp)
         saml_response = form.get("SAMLResponse")
         if not isinstance(saml_response, str) or not saml_response:

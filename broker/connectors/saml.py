@@ -7,8 +7,8 @@ configured clock skew, and accepts any InResponseTo when not given one. So every
 
 1. the XML guard (saml_xml: no DTD, bounded size and depth, no comments or PIs);
 2. structure: exactly one Assertion (or one EncryptedAssertion), a direct child of the Response;
-   the shape of every signature (saml_signature_shape), before xmlsec sees any (and again after decryption);
-3. python3-saml's `is_valid` (strict, wantAssertionsSigned, rejectDeprecatedAlgorithm), against request
+3. the shape of every signature (saml_signature_shape), before xmlsec sees any (again after decryption);
+   python3-saml's `is_valid` (strict, wantAssertionsSigned, rejectDeprecatedAlgorithm), against request
    data built from the configured public_url, never from Host or X-Forwarded-* headers;
 4. the broker's own exact checks on the assertion the verified signature covers (saml_checks);
 5. claims read only from that assertion.
@@ -163,7 +163,6 @@ class SamlConnector:
         root = guarded_parse(raw, max_bytes=self.config.max_response_bytes)
         _structure(root)
         _encryption(root)
-        check_signature_shapes(root)
         return Incoming(saml_response, raw, root, in_response_to_of(root))
 
     async def read(self, saml_response: str) -> Incoming:
@@ -195,6 +194,7 @@ class SamlConnector:
 
     def _library_verify(self, settings: OneLogin_Saml2_Settings, incoming: Incoming,
                         request_id: str | None) -> OneLogin_Saml2_Response:
+        check_signature_shapes(incoming.root)  # before xmlsec sees anything, decryption included
         try:
             response = ParsedResponse(settings, incoming.raw, incoming.root)
         except Exception as exc:  # bad encryption, bad XML: the library raises all kinds
