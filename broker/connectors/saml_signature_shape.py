@@ -39,7 +39,6 @@ DS, SAML, SAMLP, XENC = C.NS_DS, C.NS_SAML, C.NS_SAMLP, C.NS_XENC
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 TRANSFORMS = (ENVELOPED, EXC_C14N)
-XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 # An NCName as IdPs write IDs (ASCII): never "xpointer(...)" or anything else xmlsec would evaluate.
 _NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,255}")
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]{1,8192}")
@@ -62,7 +61,6 @@ def _refuse(detail: str, reason: str = "saml_signature_shape") -> TokenInvalid:
 def check_signature_shapes(root: Any) -> None:
     """Every ds:Signature in the document, response-level and assertion-level (also run on a decrypted
     document). Cheap: a walk over a few dozen nodes of a tree the XML guard already bounded."""
-    ids = _ids(root)
     allowed: set[Any] = set()
     holders: set[Any] = set()
     for signature in root.iter(_ds("Signature")):
@@ -72,7 +70,7 @@ def check_signature_shapes(root: Any) -> None:
         if holder in holders:
             raise _refuse("two Signatures in one element")
         holders.add(holder)
-        allowed.update(_signature(signature, holder, ids))
+        allowed.update(_signature(signature, holder))
     for node in root.iter(*_ACTIVE):
         if node not in allowed:
             raise _refuse(f"{str(node.tag)[:80]} outside the allowed signature shape")
@@ -84,15 +82,12 @@ def _may_hold_signature(root: Any, holder: Any) -> bool:
     return bool(holder is not None and holder.tag == f"{{{SAML}}}Assertion" and holder.getparent() is root)
 
 
-def _ids(root: Any) -> dict[str, int]:
-    """How many elements carry each ID value, under any attribute a resolver might take for an ID."""
-    counts: dict[str, int] = {}
-    for element in root.iter():
-        for name in ("ID", "Id", "id", XML_ID):
-            value = element.get(name) if isinstance(element.tag, str) else None
-            if value is not None:
-                counts[value] = counts.get(value, 0) + 1
-    return counts
+# Elements carrying a given ID value, under any attribute a resolver might take for an ID (counted in libxml2).
+_ID_USES = "count(//@ID[. = $v] | //@Id[. = $v] | //@id[. = $v] | //@xml:id[. = $v])"
+
+
+def _id_uses(root: Any, value: str) -> int:
+    return int(root.xpath(_ID_USES, v=value))
 
 
 def _children(element: Any, expected: tuple[str, ...], optional: tuple[str, ...] = ()) -> list[Any]:
@@ -118,7 +113,7 @@ def _leaf(element: Any) -> None:
         raise _refuse(f"{str(element.tag)[:60]} has content")
 
 
-def _signature(signature: Any, holder: Any, ids: dict[str, int]) -> list[Any]:
+def _signature(signature: Any, holder: Any) -> list[Any]:
     children = _children(signature, ("SignedInfo", "SignatureValue"), ("KeyInfo",))
     signed_info, value = children[0], children[1]
     if len(value) or not _BASE64.fullmatch(value.text or ""):
@@ -129,17 +124,18 @@ def _signature(signature: Any, holder: Any, ids: dict[str, int]) -> list[Any]:
     _c14n(canon)
     _algorithm(method, STRONG_SIGNATURES, "saml_deprecated_signature_method")
     _leaf(method)
-    return [*_reference(reference, holder, ids)]
+    return [*_reference(reference, holder)]
 
 
-def _reference(reference: Any, holder: Any, ids: dict[str, int]) -> list[Any]:
+def _reference(reference: Any, holder: Any) -> list[Any]:
     holder_id = holder.get("ID")
     if not holder_id or not _NCNAME.fullmatch(holder_id):
         raise _refuse(f"the signed element's ID {str(holder_id)[:80]!r} is not a plain NCName")
     if reference.get("URI") != f"#{holder_id}":
         raise _refuse(f"Reference URI {str(reference.get('URI'))[:80]!r} is not '#' + the holder's ID")
-    if ids.get(holder_id) != 1:
-        raise _refuse(f"ID {holder_id[:80]!r} appears {ids.get(holder_id, 0)} times in the document")
+    uses = _id_uses(holder.getroottree().getroot(), holder_id)
+    if uses != 1:
+        raise _refuse(f"ID {holder_id[:80]!r} appears {uses} times in the document")
     if set(reference.attrib) - {"URI", "Id", "Type"}:
         raise _refuse(f"Reference attributes {sorted(reference.attrib)[:5]}")
     transforms, digest, value = _children(reference, ("Transforms", "DigestMethod", "DigestValue"))
