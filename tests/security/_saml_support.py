@@ -10,14 +10,27 @@ too wide nor too narrow.
 
 from __future__ import annotations
 
+import base64
 import copy
-from collections.abc import Callable
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
+import xmlsec
 from lxml import etree
 
-from tests.saml_sp.conftest import NS, assertion_of
+from broker.config import load_settings
+from broker.devstack.dev_saml_idp import saml_idp_config
+from broker.devstack.servers import LOOPBACK, asgi_server, free_port
+from broker.devstack.stack import DEMO_RULES, write_config
+from broker.web.app import create_app
+from tests.saml_sp.conftest import NS, SamlWorld, assertion_of
 
 SAML, SAMLP, DS = NS["saml"], NS["samlp"], NS["ds"]
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -401,3 +414,70 @@ def encoded(xml: str, declaration: str | None, codec: str, bom: bytes, doctype: 
     body = xml[xml.index("?>") + 2:] if xml.startswith("<?xml") else xml
     head = f'<?xml version="1.0" encoding="{declaration}"?>' if declaration else ""
     return bom + (head + doctype + body).encode(codec)
+
+
+# ---- an attacker's own encryption (to the SP's public certificate), and a second broker -----------------
+
+def encrypt_assertion(root: Any, sp_cert: Path) -> None:
+    """Replace the assertion by an EncryptedAssertion (AES-256-CBC, RSA-OAEP to the SP's certificate), as
+    anyone can: the certificate is public. What is inside is whatever the attacker put there."""
+    assertion = assertion_of(root)
+    wrapper = etree.Element(q("EncryptedAssertion"))
+    assertion.addprevious(wrapper)
+    wrapper.append(assertion)
+    template = xmlsec.template.encrypted_data_create(root, xmlsec.constants.TransformAes256Cbc,
+                                                     type=xmlsec.constants.TypeEncElement, ns="xenc")
+    xmlsec.template.encrypted_data_ensure_cipher_value(template)
+    key_info = xmlsec.template.encrypted_data_ensure_key_info(template, ns="dsig")
+    encrypted_key = xmlsec.template.add_encrypted_key(key_info, xmlsec.constants.TransformRsaOaep)
+    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
+    manager = xmlsec.KeysManager()
+    manager.add_key(xmlsec.Key.from_file(str(sp_cert), xmlsec.constants.KeyDataFormatCertPem, None))
+    context = xmlsec.EncryptionContext(manager)
+    context.key = xmlsec.Key.generate(xmlsec.constants.KeyDataAes, 256, xmlsec.constants.KeyDataTypeSession)
+    context.encrypt_xml(template, assertion)
+
+
+@dataclass
+class Broker:
+    """Another broker on the SAML world's pysaml2 IdP (its SP entity id one the IdP trusts)."""
+
+    url: str
+    audit: Path
+    app: Any
+
+    def acs(self, idp: str = "corp") -> str:
+        return f"{self.url}/saml/{idp}/acs"
+
+    def start(self, client: httpx.Client, idp: str = "corp") -> str:
+        response = client.get(f"{self.url}/login/{idp}")
+        assert response.status_code == 303, response.text[:300]
+        query = parse_qs(urlsplit(response.headers["location"]).query)
+        return str(etree.fromstring(zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15)).get("ID"))
+
+    def signed(self, world: SamlWorld, request_id: str, user: str = "bob", idp: str = "corp", **kw: Any) -> str:
+        return world.idp.response_xml(user, in_response_to=request_id, destination=self.acs(idp),
+                                      sp_entity_id=world.sp_entity("corp"), **kw)
+
+    def post(self, client: httpx.Client, xml: str | bytes, idp: str = "corp") -> httpx.Response:
+        raw = xml.encode() if isinstance(xml, str) else xml
+        return client.post(self.acs(idp), data={"SAMLResponse": base64.b64encode(raw).decode()})
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.audit.read_text().splitlines()]
+
+
+@contextmanager
+def other_broker(world: SamlWorld, work: Path, idp_extra: dict[str, Any], overrides: dict[str, Any]
+                 ) -> Iterator[Broker]:
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    idp = world.idp
+    corp = {**saml_idp_config("corp", idp.url, idp.certificate), "sp_entity_id": world.sp_entity("corp"),
+            **idp_extra}
+    dead = f"http://{LOOPBACK}:{free_port()}"
+    config = write_config(work, url, dead, world.stack.aws, DEMO_RULES, {"corp": corp}, overrides)
+    settings = load_settings(config)
+    app = create_app(settings)
+    with asgi_server(app, port):
+        yield Broker(url, Path(settings.audit.path), app)

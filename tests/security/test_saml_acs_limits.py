@@ -7,7 +7,6 @@ import asyncio
 import base64
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,14 @@ import httpx
 import pytest
 from lxml import etree
 
-from broker.config import SamlIdpConfig, load_settings
+from broker.config import SamlIdpConfig
 from broker.connectors.saml_metadata import parse_metadata
 from broker.connectors.saml_xml import XmlRejected, _parser, guarded_parse
 from broker.connectors.xml_workers import XmlWorkers
 from broker.devstack import browser
-from broker.devstack.dev_saml_idp import saml_idp_config
-from broker.devstack.servers import LOOPBACK, asgi_server, free_port
-from broker.devstack.stack import DEMO_RULES, write_config
 from broker.errors import ServerBusy
-from broker.web.app import create_app
 from tests.saml_sp.conftest import NS, SamlWorld, assert_refused, assertion_of, audit_events, client, saml_world
-from tests.security._saml_support import encoded, xml_text, xslt_recursion
+from tests.security._saml_support import Broker, encoded, other_broker, xml_text, xslt_recursion
 
 __all__ = ["client", "saml_world"]
 
@@ -72,101 +67,62 @@ def test_nobody_else_can_use_up_a_request_id(saml_world: SamlWorld, client: http
 
 # ---- the ACS rate limit -------------------------------------------------------------------------------
 
-@dataclass
-class LimitedBroker:
-    url: str
-    audit: Path
-    app: Any
-
-    @property
-    def acs(self) -> str:
-        return f"{self.url}/saml/corp/acs"
-
-
 @pytest.fixture(scope="module")
-def limited(saml_world: SamlWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LimitedBroker]:
-    """A second broker on the same pysaml2 IdP (its SP entity id one the IdP trusts) with an ACS limit of 3
-    posts per client in a 2 s window."""
-    work = tmp_path_factory.mktemp("acs-limit")
-    port = free_port()
-    url = f"http://{LOOPBACK}:{port}"
-    idp = saml_world.idp
-    corp = {**saml_idp_config("corp", idp.url, idp.certificate), "sp_entity_id": saml_world.sp_entity("corp")}
-    SamlIdpConfig.model_validate(corp)
-    dead = f"http://{LOOPBACK}:{free_port()}"
-    config = write_config(work, url, dead, saml_world.stack.aws, DEMO_RULES, {"corp": corp},
-                          {"rate_limits": {"acs_posts": 3, "window": "2s"}})
-    settings = load_settings(config)
-    app = create_app(settings)
-    with asgi_server(app, port):
-        yield LimitedBroker(url, Path(settings.audit.path), app)
+def limited(saml_world: SamlWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A second broker on the same pysaml2 IdP with an ACS limit of 3 posts per client in a 2 s window."""
+    with other_broker(saml_world, tmp_path_factory.mktemp("acs-limit"), {},
+                      {"rate_limits": {"acs_posts": 3, "window": "2s"}}) as broker:
+        yield broker
 
 
-def _start(broker: LimitedBroker, client: httpx.Client) -> str:
-    import zlib
-    from urllib.parse import parse_qs, urlsplit
-
-    response = client.get(f"{broker.url}/login/corp")
-    query = parse_qs(urlsplit(response.headers["location"]).query)
-    return str(etree.fromstring(zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15)).get("ID"))
+def _signed_for(world: SamlWorld, broker: Broker, request_id: str) -> dict[str, str]:
+    return {"SAMLResponse": base64.b64encode(broker.signed(world, request_id).encode()).decode()}
 
 
-def _signed_for(world: SamlWorld, broker: LimitedBroker, request_id: str) -> dict[str, str]:
-    xml = world.idp.response_xml("bob", in_response_to=request_id, destination=broker.acs,
-                                 sp_entity_id=world.sp_entity("corp"))
-    return {"SAMLResponse": base64.b64encode(xml.encode()).decode()}
-
-
-def _events(broker: LimitedBroker) -> list[dict[str, Any]]:
-    import json
-
-    return [json.loads(line) for line in broker.audit.read_text().splitlines()]
-
-
-def test_acs_rate_limit(saml_world: SamlWorld, limited: LimitedBroker) -> None:
+def test_acs_rate_limit(saml_world: SamlWorld, limited: Broker) -> None:
     """Past the limit: 429 with Retry-After, audited, before the form is read, so the refused post costs no
     parse and no signature check and does not use the request up: the same genuine post, once the window
     has passed, signs in."""
     with browser.browser() as client:
         client.headers["Accept"] = "application/json"
-        request_id = _start(limited, client)
+        request_id = limited.start(client)
         genuine = _signed_for(saml_world, limited, request_id)
         time.sleep(2.1)  # a fresh window: the three posts below are counted in it
         for _ in range(3):
-            assert client.post(limited.acs, data={"SAMLResponse": "bm90IHhtbA=="}).status_code == 400
-        refused = client.post(limited.acs, data=genuine)
+            assert client.post(limited.acs(), data={"SAMLResponse": "bm90IHhtbA=="}).status_code == 400
+        refused = client.post(limited.acs(), data=genuine)
         assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
         body = refused.json()
         assert body["error"] == "rate_limited" and body["message"]
-        [event] = [e for e in _events(limited) if e.get("error_id") == body["error_id"]]
+        [event] = [e for e in limited.events() if e.get("error_id") == body["error_id"]]
         assert event["reason"] == "rate_limited" and event["path"] == "/saml/corp/acs"
         assert client.cookies.get("sts_broker_session") is None
-        assert not [e for e in _events(limited) if e["event"] == "login_succeeded"]
+        assert not [e for e in limited.events() if e["event"] == "login_succeeded"]
         time.sleep(2.1)
-        assert client.post(limited.acs, data=genuine).status_code == 303
+        assert client.post(limited.acs(), data=genuine).status_code == 303
 
 
 # ---- the cap on XML work ------------------------------------------------------------------------------
 
-def test_full_xml_queue_is_a_fast_503(saml_world: SamlWorld, limited: LimitedBroker) -> None:
+def test_full_xml_queue_is_a_fast_503(saml_world: SamlWorld, limited: Broker) -> None:
     """With every worker slot taken, a post is refused at once (503, audited) and its request stays usable."""
     workers: XmlWorkers = limited.app.state.service.xml_workers
     with browser.browser() as client:
         client.headers["Accept"] = "application/json"
         time.sleep(2.1)  # a fresh rate-limit window
-        request_id = _start(limited, client)
+        request_id = limited.start(client)
         genuine = _signed_for(saml_world, limited, request_id)
         workers.pending += workers.max_pending  # as if max_pending hostile posts were running or waiting
         try:
             started = time.monotonic()
-            busy = client.post(limited.acs, data=genuine)
+            busy = client.post(limited.acs(), data=genuine)
             assert time.monotonic() - started < 1.0
         finally:
             workers.pending -= workers.max_pending
         assert busy.status_code == 503 and busy.json()["error"] == "xml_busy"
-        [event] = [e for e in _events(limited) if e.get("error_id") == busy.json()["error_id"]]
+        [event] = [e for e in limited.events() if e.get("error_id") == busy.json()["error_id"]]
         assert event["reason"] == "xml_busy" and event["status"] == 503
-        assert client.post(limited.acs, data=genuine).status_code == 303
+        assert client.post(limited.acs(), data=genuine).status_code == 303
 
 
 def test_xml_workers_bound_concurrency() -> None:

@@ -9,6 +9,7 @@ import base64
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import httpx
 import pytest
 from lxml import etree
 
-from tests.saml_sp.conftest import SamlWorld, assert_refused, audit_events, client, saml_world
+from broker.devstack import browser
+from broker.devstack.dev_saml_idp import write_key_and_cert
+from tests.saml_sp.conftest import NS, SamlWorld, assert_refused, audit_events, client, saml_world
 from tests.security._saml_support import (
     C14N10,
     DOCTYPES,
@@ -24,10 +27,13 @@ from tests.security._saml_support import (
     ENVELOPED,
     EVIL_NAME,
     EXC_C14N,
+    Broker,
     Variant,
     comment_variants,
     encoded,
+    encrypt_assertion,
     inclusive_namespaces,
+    other_broker,
     transforms,
     wrapping_variants,
     xml_text,
@@ -219,3 +225,59 @@ def test_healthz_stays_fast_while_freeze_attacks_are_posted(saml_world: SamlWorl
     assert outcomes.count((401, "saml_signature_shape")) == 8
     assert outcomes.count((400, "saml_request_unknown")) == 24
     assert max(latencies) < HEALTHZ_WITHIN, (max(latencies), statistics.median(latencies))
+
+
+# ---- what is inside an encrypted assertion passes the same checks --------------------------------------
+
+@pytest.fixture(scope="module")
+def encrypting(saml_world: SamlWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, Path]]:
+    """A broker that wants encrypted assertions (its SP key pair made here); the attacker encrypts to its
+    public certificate."""
+    work = tmp_path_factory.mktemp("encrypting")
+    key, cert = write_key_and_cert(work / "sp", "sp", "sts-broker-sp")
+    extra = {"want_assertions_encrypted": True, "sp_keys": {"key_file": str(key), "cert_file": str(cert)}}
+    with other_broker(saml_world, work / "broker", extra, {"rate_limits": {"acs_posts": 100000}}) as broker:
+        yield broker, cert
+
+
+def _encrypted(world: SamlWorld, broker: Broker, client: httpx.Client, cert: Path, mutate: Any) -> str:
+    root = etree.fromstring(broker.signed(world, broker.start(client)).encode())
+    if mutate is not None:
+        mutate(root)
+    encrypt_assertion(root, cert)
+    return xml_text(root)
+
+
+def _comment_in_name_id(root: Any) -> None:
+    """CVE-2017-11427 style: the comment leaves the digest unchanged, so the signature still holds."""
+    name_id = root.find(f".//{{{NS['saml']}}}NameID")
+    name_id.text = "bob@example.com"
+    name_id.append(etree.Comment("x"))
+    name_id[-1].tail = ".evil.com"
+
+
+@pytest.mark.parametrize(("mutate", "status", "reason"), [
+    (None, 303, None),
+    (xslt_recursion(24), 401, "saml_signature_shape"),
+    (xpath_count_over_advice(300), 401, "saml_signature_shape"),
+    (_comment_in_name_id, 400, "saml_xml_comment"),
+], ids=["genuine", "XSLT inside", "XPath count inside", "comment in NameID inside"])
+def test_inside_encryption(saml_world: SamlWorld, encrypting: tuple[Broker, Path], mutate: Any, status: int,
+                           reason: str | None) -> None:
+    broker, cert = encrypting
+    with browser.browser() as client:
+        client.headers["Accept"] = "application/json"
+        xml = _encrypted(saml_world, broker, client, cert, mutate)
+        assert "EncryptedAssertion" in xml and "NameID" not in xml
+        logins = [e for e in broker.events() if e["event"] == "login_succeeded"]
+        started = time.monotonic()
+        response = broker.post(client, xml)
+        assert time.monotonic() - started < REFUSE_WITHIN
+        assert response.status_code == status, response.text[:300]
+        if reason is not None:
+            body = response.json()
+            assert body["error"] == reason
+            [event] = [e for e in broker.events() if e.get("error_id") == body["error_id"]]
+            assert event["reason"] == reason and event["status"] == status
+            assert client.cookies.get("sts_broker_session") is None
+            assert [e for e in broker.events() if e["event"] == "login_succeeded"] == logins
