@@ -158,13 +158,16 @@ def in_advice(root: Any) -> None:
 
 # ---- references, IDs --------------------------------------------------------------------------------
 
-def _reference(root: Any) -> Any:
-    return signature_of(assertion_of(root)).find(f"{q('SignedInfo', DS)}/{q('Reference', DS)}")
+def _reference(root: Any, response: bool = False) -> Any:
+    """The Reference of the assertion's signature (or of the Response's own, with response=True)."""
+    holder = root if response else assertion_of(root)
+    return signature_of(holder).find(f"{q('SignedInfo', DS)}/{q('Reference', DS)}")
 
 
-def set_uri(uri: str) -> Mutation:
+def set_uri(uri: str, response: bool = False) -> Mutation:
     def mutate(root: Any) -> None:
-        _reference(root).set("URI", uri.format(response=root.get("ID"), assertion=assertion_of(root).get("ID")))
+        _reference(root, response).set("URI", uri.format(response=root.get("ID"),
+                                                          assertion=assertion_of(root).get("ID")))
     return mutate
 
 
@@ -224,14 +227,10 @@ def retrieval_method(root: Any) -> None:
 
 # ---- transforms and algorithms ----------------------------------------------------------------------
 
-def _transforms(root: Any) -> Any:
-    return _reference(root).find(q("Transforms", DS))
-
-
-def transforms(*steps: str | tuple[str, Callable[[Any], None]]) -> Mutation:
+def transforms(*steps: str | tuple[str, Callable[[Any], None]], response: bool = False) -> Mutation:
     """Replace the Reference's transforms: each step an Algorithm, or (Algorithm, fill the element)."""
     def mutate(root: Any) -> None:
-        holder = _transforms(root)
+        holder = _reference(root, response).find(q("Transforms", DS))
         for child in list(holder):
             holder.remove(child)
         for step in steps:
@@ -366,6 +365,12 @@ def wrapping_variants() -> list[Variant]:
         Variant("HMAC-SHA256", set_algorithm(sig_method, f"{DS[:-1]}-more#hmac-sha256"), 401, shape),
         Variant("SHA-1 digest", set_algorithm(digest, f"{DS}sha1"), 401, "saml_deprecated_digest_method"),
         Variant("MD5 digest", set_algorithm(digest, "http://www.w3.org/2001/04/xmldsig-more#md5"), 401, shape),
+        Variant("Response signature: XSLT transform", transforms(
+            ENVELOPED, (XSLT, xslt(24)), EXC_C14N, response=True), 401, shape, sign_response=True),
+        Variant("Response signature: XPath transform", transforms(
+            ENVELOPED, (XPATH, xpath_text(FREEZE_XPATH)), EXC_C14N, response=True), 401, shape, sign_response=True),
+        Variant("Response signature: reference to the assertion", set_uri("#{assertion}", response=True), 401,
+                shape, sign_response=True),
     ]
 
 

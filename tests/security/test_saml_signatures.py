@@ -287,3 +287,26 @@ def test_inside_encryption(saml_world: SamlWorld, encrypting: tuple[Broker, Path
             assert event["reason"] == reason and event["status"] == status
             assert client.cookies.get("sts_broker_session") is None
             assert [e for e in broker.events() if e["event"] == "login_succeeded"] == logins
+
+
+XENC = "http://www.w3.org/2001/04/xmlenc#"
+
+
+def test_cipher_reference_refused(saml_world: SamlWorld, encrypting: tuple[Broker, Path]) -> None:
+    """Cipher text fetched through a CipherReference (with its own XPath transform) instead of carried inline:
+    refused before anything is decrypted."""
+    broker, cert = encrypting
+    with browser.browser() as client:
+        client.headers["Accept"] = "application/json"
+        root = etree.fromstring(_encrypted(saml_world, broker, client, cert, None).encode())
+        data = root.find(f".//{{{XENC}}}EncryptedData/{{{XENC}}}CipherData")
+        data.remove(data[0])
+        reference = etree.SubElement(data, f"{{{XENC}}}CipherReference", URI="")
+        transform = etree.SubElement(etree.SubElement(reference, f"{{{XENC}}}Transforms"),
+                                     f"{{{NS['ds']}}}Transform", Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116")
+        etree.SubElement(transform, f"{{{NS['ds']}}}XPath").text = "count(//. | //@* | //namespace::*)"
+        response = broker.post(client, xml_text(root))
+        assert response.status_code == 401 and response.json()["error"] == "saml_signature_shape"
+        [event] = [e for e in broker.events() if e.get("error_id") == response.json()["error_id"]]
+        assert event["reason"] == "saml_signature_shape"
+        assert client.cookies.get("sts_broker_session") is None
