@@ -127,6 +127,17 @@ class RateLimitConfig(Model):
     # subject (checked before the STS call; a subject already over it is refused before any JWKS fetch).
     token_exchange_per_client: int = Field(default=300, ge=1)
     token_exchange_per_subject: int = Field(default=30, ge=1)
+    # POST /saml/{idp}/acs per client address, counted before the form is read: a refused post costs no
+    # XML parse and no signature check.
+    acs_posts: int = Field(default=60, ge=1)
+
+
+class XmlWorkersConfig(Model):
+    """SAML XML work (parse, schema, signature check, decryption) runs in `threads` worker threads, off the
+    event loop; past `max_pending` jobs running or waiting, an ACS post is refused at once (503)."""
+
+    threads: int = Field(default=2, ge=1, le=64)
+    max_pending: int = Field(default=16, ge=1, le=4096)
 
 
 class AdminConfig(Model):
@@ -179,6 +190,7 @@ class Settings(Model):
     rules: Path
     audit: AuditConfig = AuditConfig()
     rate_limits: RateLimitConfig = RateLimitConfig()
+    xml_workers: XmlWorkersConfig = XmlWorkersConfig()
     admin: AdminConfig = AdminConfig()
     token_exchange: TokenExchangeConfig = TokenExchangeConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)

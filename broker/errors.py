@@ -166,3 +166,11 @@ class OriginNotAllowed(BrokerError):
     status = 403
     public_message = "This web origin may not call this endpoint."
     reason = "origin_not_allowed"
+
+
+class ServerBusy(BrokerError):
+    """Bounded work is at its cap (e.g. XML signature checks waiting for a worker): refused at once, not queued."""
+
+    status = 503
+    public_message = "The broker is busy. Try again shortly."
+    reason = "busy"

@@ -15,6 +15,7 @@ from broker.config import IdpConfig, OidcIdpConfig, SamlIdpConfig, Settings, Tok
 from broker.connectors.oidc import OidcConnector, PendingLogin
 from broker.connectors.saml import SamlConnector, relay_path
 from broker.connectors.saml_metadata import check_metadata_file
+from broker.connectors.xml_workers import XmlWorkers
 from broker.errors import (
     BadRequest,
     LoginRefused,
@@ -71,7 +72,9 @@ class BrokerService:
         self.connectors = {idp_id: OidcConnector(cfg, http) for idp_id, cfg in parts.idps.items()
                            if isinstance(cfg, OidcIdpConfig)}
         self.token_idps = {idp_id: cfg for idp_id, cfg in parts.idps.items() if isinstance(cfg, TokenIdpConfig)}
-        self.saml = {idp_id: SamlConnector(cfg, parts.settings.public_url, http)
+        # One pool for every SAML IdP: the cap on XML work holds for the process, whichever ACS is posted to.
+        self.xml_workers = XmlWorkers(parts.settings.xml_workers.threads, parts.settings.xml_workers.max_pending)
+        self.saml = {idp_id: SamlConnector(cfg, parts.settings.public_url, http, workers=self.xml_workers)
                      for idp_id, cfg in parts.idps.items() if isinstance(cfg, SamlIdpConfig)}
         aws = parts.settings.aws
         sts = StsClient(aws)
@@ -123,38 +126,50 @@ class BrokerService:
         self.audit.event("login_started", idp=idp, client=client, protocol="saml")
         return url, request_id
 
+    async def limit_acs(self, client: str) -> None:
+        """POST /saml/{idp}/acs per client address, before the form is read (a refused post costs nothing)."""
+        await self.rate_limit("acs", client, self.settings.rate_limits.acs_posts)
+
     async def finish_saml_login(self, idp: str, form: Mapping[str, str], browser_request: str | None
                                 ) -> tuple[Identity, str]:
-        """Verify a POSTed response; returns the identity and the (allow-listed) path to land on."""
+        """Verify a POSTed response; returns the identity and the (allow-listed) path to land on.
+
+        Order: parse and the structure check (worker thread); the InResponseTo must be the request this
+        browser's cookie names (so nobody can use up a request ID they do not hold); that pending request is
+        used up atomically (GETDEL) before anything else is checked, so one AuthnRequest ID allows one
+        attempt whatever its outcome; then the signature shape check and the verification (worker thread),
+        and the assertion replay cache."""
         connector = self.saml_connector(idp)
         saml_response = form.get("SAMLResponse")
         if not isinstance(saml_response, str) or not saml_response:
             raise BadRequest("ACS without SAMLResponse", reason="saml_response_missing")
         relay = form.get("RelayState")
         return_to = relay_path(relay) if isinstance(relay, str) and relay else "/roles"
-        incoming = connector.receive(saml_response)
+        incoming = await connector.read(saml_response)
         request_id = incoming.in_response_to
-        if request_id is not None and (
-                not browser_request or not hmac.compare_digest(request_id.encode(), browser_request.encode())):
-            raise LoginStateInvalid("InResponseTo names a request this browser did not start",
-                                    reason="saml_request_not_bound")
+        if request_id is not None:
+            if not browser_request or not hmac.compare_digest(request_id.encode(), browser_request.encode()):
+                raise LoginStateInvalid("InResponseTo names a request this browser did not start",
+                                        reason="saml_request_not_bound")
+            return_to = await self._use_saml_request(idp, request_id)
         login = await connector.finish(incoming, request_id)
-        # Single use, atomically across replicas: the assertion ID (until NotOnOrAfter + skew), then the request.
+        # Single use, atomically across replicas: the assertion ID, until NotOnOrAfter + skew.
         issuer = hashlib.sha256(login.identity.issuer.encode()).hexdigest()[:16]
         if not await self.store.put_new(f"saml_assertion:{idp}:{issuer}:{login.assertion_id}", "1",
                                         login.replay_ttl):
             raise TokenInvalid("assertion already used", reason="saml_replay")
-        if request_id is not None:
-            stored = await self.store.pop(f"saml_request:{request_id}")
-            if stored is None:
-                raise LoginStateInvalid("no pending AuthnRequest with this ID (used or expired)",
-                                        reason="saml_request_unknown")
-            pending = json.loads(stored)
-            if pending["idp"] != idp:
-                raise LoginStateInvalid(f"request sent to {pending['idp']!r}, answered at {idp!r}",
-                                        reason="idp_mixup")
-            return_to = str(pending["return_to"])
         return login.identity, return_to
+
+    async def _use_saml_request(self, idp: str, request_id: str) -> str:
+        """Consume the pending AuthnRequest (whatever the verification then says); its return path."""
+        stored = await self.store.pop(f"saml_request:{request_id}")
+        if stored is None:
+            raise LoginStateInvalid("no pending AuthnRequest with this ID (used or expired)",
+                                    reason="saml_request_unknown")
+        pending = json.loads(stored)
+        if pending["idp"] != idp:
+            raise LoginStateInvalid(f"request sent to {pending['idp']!r}, answered at {idp!r}", reason="idp_mixup")
+        return str(pending["return_to"])
 
     def redirect_uri(self, idp: str) -> str:
         return f"{self.settings.public_url}/oidc/{idp}/callback"

@@ -7,11 +7,14 @@ configured clock skew, and accepts any InResponseTo when not given one. So every
 
 1. the XML guard (saml_xml: no DTD, bounded size and depth, no comments or PIs);
 2. structure: exactly one Assertion (or one EncryptedAssertion), a direct child of the Response;
-3. python3-saml's `is_valid` (strict, wantAssertionsSigned, rejectDeprecatedAlgorithm), against request
+3. the shape of every signature (saml_signature_shape), before xmlsec sees any (again after decryption);
+   python3-saml's `is_valid` (strict, wantAssertionsSigned, rejectDeprecatedAlgorithm), against request
    data built from the configured public_url, never from Host or X-Forwarded-* headers;
 4. the broker's own exact checks on the assertion the verified signature covers (saml_checks);
 5. claims read only from that assertion.
-Single use (request IDs, assertion IDs) is the service's job, in the shared state store.
+Single use (request IDs, assertion IDs) is the service's job, in the shared state store. The XML work runs
+in bounded worker threads (xml_workers), never on the event loop: `read` and `finish` are the async entry
+points; `receive` and `verify` are the same work, synchronous.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from broker.config import SamlIdpConfig
 from broker.connectors.saml_cache import cached_validation
 from broker.connectors.saml_checks import SAML, check_assertion, read_identity
 from broker.connectors.saml_metadata import IdpDescriptor, MetadataSource
-from broker.connectors.saml_xml import guarded_parse
+from broker.connectors.saml_signature_shape import check_signature_shapes
+from broker.connectors.saml_xml import guard_tree, guarded_parse
+from broker.connectors.xml_workers import XmlWorkers
 from broker.errors import BadRequest, TokenInvalid
 from broker.identity import Evidence, Identity
 
@@ -82,8 +87,9 @@ def in_response_to_of(root: Any) -> str | None:
 
 class SamlConnector:
     def __init__(self, config: SamlIdpConfig, public_url: str, http: httpx.AsyncClient | None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), workers: XmlWorkers | None = None) -> None:
         self.config, self.clock = config, clock
+        self.workers = workers or XmlWorkers()
         base = f"{public_url}/saml/{config.id}"
         self.acs_url, self.metadata_url = f"{base}/acs", f"{base}/metadata"
         self.sp_entity_id = config.sp_entity_id or self.metadata_url
@@ -159,9 +165,14 @@ class SamlConnector:
         _encryption(root)
         return Incoming(saml_response, raw, root, in_response_to_of(root))
 
+    async def read(self, saml_response: str) -> Incoming:
+        """`receive`, in a worker thread."""
+        return await self.workers.run(self.receive, saml_response)
+
     async def finish(self, incoming: Incoming, request_id: str | None) -> SamlLogin:
+        """`verify`, in a worker thread."""
         idp, settings = await self.settings()
-        return self.verify(settings, idp, incoming, request_id)
+        return await self.workers.run(self.verify, settings, idp, incoming, request_id)
 
     def verify(self, settings: OneLogin_Saml2_Settings, idp: IdpDescriptor, incoming: Incoming,
                request_id: str | None) -> SamlLogin:
@@ -183,11 +194,16 @@ class SamlConnector:
 
     def _library_verify(self, settings: OneLogin_Saml2_Settings, incoming: Incoming,
                         request_id: str | None) -> OneLogin_Saml2_Response:
+        check_signature_shapes(incoming.root)  # before xmlsec sees anything, decryption included
         try:
             response = ParsedResponse(settings, incoming.raw, incoming.root)
         except Exception as exc:  # bad encryption, bad XML: the library raises all kinds
             raise TokenInvalid(f"python3-saml could not read the response: {type(exc).__name__}",
                                reason="saml_unreadable") from None
+        if response.encrypted:  # what was inside the encryption passes the same guards before any check
+            guard_tree(response.decrypted_document)
+            _structure(response.decrypted_document)
+            check_signature_shapes(response.decrypted_document)
         with cached_validation():
             try:
                 response.is_valid(request_data(self.acs_url, incoming.text), request_id, raise_exceptions=True)

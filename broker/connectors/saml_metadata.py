@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 
@@ -100,8 +101,8 @@ class MetadataSource:
         try:
             xml = await fetch_metadata(self._http, url, seconds=self.config.timeout.total_seconds(),
                                        max_bytes=self.config.metadata_max_bytes)
-            try:
-                self._current = parse_metadata(xml, self.config)
+            try:  # in a worker thread: up to metadata_max_bytes of XML, parsed twice (guard, then library)
+                self._current = await anyio.to_thread.run_sync(parse_metadata, xml, self.config)
             except ValueError as exc:
                 raise UpstreamUnavailable(f"metadata from {url}: {exc}", reason="saml_metadata_invalid") from None
             self._expires = time.monotonic() + self.config.metadata_refresh.total_seconds()

@@ -4,6 +4,13 @@ Refused before any library sees them, fast and with bounded memory: a DOCTYPE (s
 entity expansion), documents over a size cap, deeper than MAX_DEPTH or with more than MAX_ELEMENTS elements,
 and (in responses) comments and processing instructions, which exclusive canonicalization leaves out of the
 signed digest and which libraries have truncated text at (CVE-2017-11427 style).
+
+The DTD decision is taken on what the parser saw, whatever the encoding: a document in UTF-16 or UTF-32 (or
+any encoding its declaration names) hides `<!DOCTYPE` from a byte pattern, and libxml2 still reads its
+internal subset: entities then expand in what `.get()` returns and ATTLIST defaults appear as attributes
+that are not in the signed form. So after parsing (no network, no external DTD, entities not substituted,
+libxml2's amplification limit on) the document is refused if it has any doctype, internal or external
+subset, or entity reference node. The byte pattern stays as an early refusal of the UTF-8 case only.
 """
 
 from __future__ import annotations
@@ -25,10 +32,21 @@ class XmlRejected(BadRequest):
     reason = "saml_xml_rejected"
 
 
+class _NothingExternal(etree.Resolver):  # type: ignore[misc]
+    """Every external load (DTD, external entity) answered with nothing. load_dtd=False does not stop
+    libxml2 2.14 from reading a DOCTYPE's SYSTEM file (`file:` or a path: its ATTLIST defaults then show in
+    `.get()`); no_network only stops http. The document is refused afterwards for having a DOCTYPE."""
+
+    def resolve(self, system_url: str, public_id: str, context: object) -> object:
+        return self.resolve_string("", context)
+
+
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_blank_text=False, remove_comments=False, remove_pis=False,
-                           collect_ids=False)
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                             huge_tree=False, remove_blank_text=False, remove_comments=False, remove_pis=False,
+                             collect_ids=False)
+    parser.resolvers.add(_NothingExternal())
+    return parser
 
 
 def guarded_parse(xml: bytes, *, max_bytes: int, allow_comments: bool = False) -> etree._Element:
@@ -42,8 +60,24 @@ def guarded_parse(xml: bytes, *, max_bytes: int, allow_comments: bool = False) -
         raise XmlRejected(f"not well-formed XML: {str(exc)[:120]}", reason="saml_xml_malformed") from None
     if root is None or not isinstance(root.tag, str):
         raise XmlRejected("no root element", reason="saml_xml_malformed")
-    _bounded(root, allow_comments)
+    guard_tree(root, allow_comments=allow_comments)
     return root
+
+
+def guard_tree(root: etree._Element, *, allow_comments: bool = False) -> None:
+    """What guarded_parse checks after parsing; also run on a tree the library built (a decrypted assertion)."""
+    _no_dtd(root)
+    _bounded(root, allow_comments)
+
+
+def _no_dtd(root: etree._Element) -> None:
+    """The parser's view: no DOCTYPE of any kind, no entity left in the tree."""
+    info = root.getroottree().docinfo
+    if info.doctype or info.internalDTD is not None or info.externalDTD is not None or info.system_url \
+            or info.public_id:
+        raise XmlRejected("document declares a DTD (seen by the parser)", reason="saml_xml_dtd")
+    if next(root.iter(etree.Entity), None) is not None:
+        raise XmlRejected("entity reference in the document", reason="saml_xml_dtd")
 
 
 _TOO_DEEP = "boolean(/*" + "/*" * MAX_DEPTH + ")"  # an element below MAX_DEPTH levels
@@ -60,7 +94,9 @@ def _xpaths() -> tuple[etree.XPath, etree.XPath]:
 
 def _bounded(root: etree._Element, allow_comments: bool) -> None:
     """Counted in libxml2, not node by node in Python."""
-    if not allow_comments and next(root.iter(etree.Comment, etree.ProcessingInstruction), None) is not None:
+    if not allow_comments and (next(root.iter(etree.Comment, etree.ProcessingInstruction), None) is not None
+                               or any(True for _ in root.itersiblings(preceding=True))
+                               or any(True for _ in root.itersiblings())):
         raise XmlRejected("comment or processing instruction inside the document", reason="saml_xml_comment")
     elements, too_deep = _xpaths()
     if elements(root) > MAX_ELEMENTS:

@@ -37,6 +37,7 @@ async def acs(request: Request) -> Response:
     idp = request.path_params["idp"]
     service = service_of(request)
     service.saml_connector(idp)  # unknown IdP: 404 before reading the body
+    await service.limit_acs(client_address(request))  # 429 before the body is read or any XML parsed
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise BadRequest("ACS expects an HTML form post", reason="saml_not_form")
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)

@@ -112,7 +112,7 @@ def saml_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SamlWorld]:
     dead = f"http://{LOOPBACK}:{free_port()}"
     aws = LocalAws(dead, dead, "123456789012")
     config = write_config(work / "broker", broker_url, dead, aws, DEMO_RULES, {"corp": corp, "corpopen": corpopen},
-                          {"rate_limits": {"login_starts": 100000}})
+                          {"rate_limits": {"login_starts": 100000, "acs_posts": 100000}})
     settings = load_settings(config)
     with run_dev_saml_idp(idp, idp_port), asgi_server(create_app(settings), broker_port):
         stack = DevStack(broker_url, dead, aws, work / "broker", settings, Path(settings.audit.path), idp.url, idp)
