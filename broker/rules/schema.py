@@ -108,6 +108,9 @@ class GrantFields(Model):
         for key in tags or {}:
             if not tag_key_ok(key):
                 raise ValueError(f"tag key {key[:40]!r}: 1-128 letters, digits, spaces or _.:/=+-@, not 'aws:...'")
+        folded = [key.casefold() for key in tags or {}]
+        if len(set(folded)) != len(folded):  # AWS compares tag keys ignoring case: STS would refuse them all
+            raise ValueError("two tag keys differ only in case")
         return tags
 
 
