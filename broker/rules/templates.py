@@ -15,8 +15,9 @@ FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 NAME = re.compile(r"\A(email|subject|idp|issuer|claims\.[A-Za-z0-9_:./-]+)\Z")
 _ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 _ASCII_SPACE = " \t\n\r\x0b\x0c"
-# ASCII only: str.lower/upper map the Kelvin sign to 'k', 'ſ' to 'S', 'ı' to 'I', 'ß' to 'SS', and str.strip
-# removes Unicode spaces, which would give two different people one session name, tag or policy path.
+# ASCII only: str.lower/upper map the Kelvin sign (U+212A) to 'k', long s (U+017F) to 'S', dotless i (U+0131)
+# to 'I', sharp s to 'SS', and str.strip removes Unicode spaces: two different people would get one session
+# name, tag or policy path.
 FILTERS: dict[str, Callable[[str], str]] = {
     "lower": fold,
     "upper": lambda s: s.translate(_ASCII_UPPER),
