@@ -162,3 +162,27 @@ def test_a_kid_with_a_trailing_newline_is_refused(rules_env: ExchangeEnv, sent: 
     assert_refused(rules_env, exchange(rules_env.url, token, resource=NAMED), 400, "invalid_grant", "kid_invalid")
     assert sent == [] and rules_env.idp.jwks_requests == jwks_fetches  # judged on its shape, no key look-up
     httpx.get(f"{rules_env.url}/healthz", timeout=5).raise_for_status()
+
+
+@pytest.mark.parametrize("claims", [
+    {"sub": "\u212a" * 200}, {"sub": "s" * 3000}, {"email": "a\x00@example.com"}, {"email": "=" * 300},
+    {"email": " "}, {"sub": "u", "email": "\u0301\u0301"}, {"email": "\U0001f600@example.com"},
+])
+def test_hostile_claim_values_are_issued_valid_or_refused_never_a_500(rules_env: ExchangeEnv,
+                                                                      claims: dict[str, Any]) -> None:
+    token = rules_env.idp.sign(mobile_claims(rules_env.idp, **claims))
+    response = exchange(rules_env.url, token, resource=NAMED)
+    assert response.status_code in (200, 400), response.text[:300]
+    if response.status_code == 200:
+        assert _caller(rules_env, response.json()).startswith(f"arn:aws:sts::{ACCOUNT}:assumed-role/RulesNamed/")
+
+
+# A lone surrogate ("\ud800" in the token's JSON) is accepted by the token parser and fails later, where the
+# subject or email is encoded (token_exchange._subject_key, joserfc minting the broker's token): a 500. The fix
+# belongs where the JSON is parsed (refuse strings that are not valid Unicode), outside this helper's files;
+# strict, so the marker must go when that lands.
+@pytest.mark.xfail(strict=True, reason="issue 11: lone surrogates in token JSON reach encoders (JSON parsing)")
+@pytest.mark.parametrize("claims", [{"sub": "\ud800x"}, {"email": "\ud800@example.com"}])
+def test_lone_surrogates_in_claims_are_refused_not_a_500(rules_env: ExchangeEnv, claims: dict[str, Any]) -> None:
+    token = rules_env.idp.sign(mobile_claims(rules_env.idp, **claims))
+    assert exchange(rules_env.url, token, resource=NAMED).status_code == 400
