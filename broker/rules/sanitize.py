@@ -35,6 +35,7 @@ TAG_VALUE = re.compile(r"\A[A-Za-z0-9 _.:/=+@-]{0,256}\Z")
 _NAME_ESCAPED = re.compile(r"[^A-Za-z0-9_+,.@-]+")
 _TAG_ESCAPED = re.compile(r"[^A-Za-z0-9 _.:/+@-]+")
 _EDGE_SPACES = re.compile(r"\A +| +\Z")
+_ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")
 MAX_NAME, MAX_TAG_VALUE = 64, 256
 LONG_MARK, DIGEST_CHARS = "==", 26
 TAG_PUNCTUATION = set("_.:/=+-@")
@@ -52,6 +53,10 @@ def _escape_run(match: re.Match[str]) -> str:
     return "".join(f"={byte:02X}" for byte in _utf8(match.group()))
 
 
+def _escape(value: str, outside: re.Pattern[str]) -> str:
+    return value if outside.search(value) is None else outside.sub(_escape_run, value)  # plain: no copy
+
+
 def digest(value: str) -> str:
     """130 bits of SHA-256 in lower-case base32: only [a-z2-7], valid in names and tag values alike."""
     return base64.b32encode(hashlib.sha256(_utf8(value)).digest()).decode("ascii")[:DIGEST_CHARS].lower()
@@ -67,15 +72,15 @@ def _shorten(escaped: str, original: str, limit: int) -> str:
 
 def sts_name(value: str) -> str:
     """RoleSessionName / SourceIdentity for `value`: distinct values give distinct names."""
-    escaped = _NAME_ESCAPED.sub(_escape_run, value)
-    if len(escaped) < 2 or not any(ch.isalnum() for ch in value):
+    escaped = _escape(value, _NAME_ESCAPED)
+    if len(escaped) < 2 or not (_ASCII_ALNUM.search(value) or any(map(str.isalnum, value))):
         raise UnusableName("the value renders to fewer than 2 characters or has no letter or digit")
     return _shorten(escaped, value, MAX_NAME)
 
 
 def tag_value(value: str) -> str:
     """A session tag value for `value`: distinct values give distinct tag values."""
-    escaped = _TAG_ESCAPED.sub(_escape_run, value)
+    escaped = _escape(value, _TAG_ESCAPED)
     escaped = _EDGE_SPACES.sub(lambda m: "=20" * len(m.group()), escaped)
     return _shorten(escaped, value, MAX_TAG_VALUE)
 
