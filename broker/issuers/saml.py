@@ -67,7 +67,7 @@ def upstream_response(identity: Identity, grant: RoleGrant) -> str:
     if identity.evidence is None or identity.evidence.kind != "saml_response":
         raise StsRefused("pass-through grant without the upstream SAML response", reason="passthrough_unavailable",
                          public="This role needs the identity provider's own assertion, which this sign-in lacks.")
-    pairs = {tuple(part.strip() for part in value.split(",")) for value in identity.claims.get(ROLE_ATTRIBUTE, ())}
+    pairs = {tuple(part.strip(" ") for part in value.split(",")) for value in identity.claims.get(ROLE_ATTRIBUTE, ())}
     if not pairs & {(grant.role_arn, grant.provider_arn), (grant.provider_arn, grant.role_arn)}:
         raise StsRefused(f"upstream Role attribute does not name {grant.role_arn}", reason="passthrough_role_absent",
                          public="The identity provider's assertion does not allow this role.")

@@ -8,7 +8,7 @@ import ast
 import importlib
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,10 @@ import broker
 from broker.config import AwsConfig, KeyConfig, OidcIdpConfig, SessionConfig
 from broker.connectors import id_token
 from broker.durations import parse_duration
+from broker.errors import StsRefused
+from broker.grants import RoleGrant
+from broker.identity import Evidence
+from broker.issuers.saml import upstream_response
 from broker.rules.evaluate import evaluate
 from broker.rules.sanitize import POLICY_VALUE, STS_NAME, TAG_VALUE
 from broker.rules.schema import GrantSpec, RolesFrom, Rule, RuleSet, is_role_arn
@@ -166,6 +170,21 @@ def test_deny_patterns_err_wide_across_segments_and_ascii_case() -> None:
         arn = f"arn:aws:iam::{ACCOUNT}:role/{role}"
         assert evaluate(rs, identity(claims={ROLE_CLAIM: (f"{arn},{PROVIDER}",)})).grants == (), role
     assert evaluate(rs, identity(claims={ROLE_CLAIM: (f"arn:aws:iam::{ACCOUNT}:role/Dev,{PROVIDER}",)})).grants
+
+
+@pytest.mark.parametrize("separator", ["\n,", ",\n", "\u00a0,", ",\u2003", "\t,"])
+def test_passthrough_role_attribute_is_compared_as_aws_reads_it(separator: str) -> None:
+    """The upstream assertion goes to AWS unchanged, so its Role value is compared with spaces trimmed only."""
+    grant = RoleGrant(role_arn=f"arn:aws:iam::{ACCOUNT}:role/ADFS-Dev", via="saml", provider_arn=PROVIDER,
+                      session_name="alice", source_identity=None, duration=timedelta(hours=1), passthrough=True)
+    evidence = Evidence("saml_response", "PHg+")
+    good = identity(protocol="saml", evidence=evidence, claims={ROLE_CLAIM: (f"{grant.role_arn} , {PROVIDER}",)})
+    assert upstream_response(good, grant) == "PHg+"
+    bad = identity(protocol="saml", evidence=evidence,
+                   claims={ROLE_CLAIM: (f"{grant.role_arn}{separator}{PROVIDER}",)})
+    with pytest.raises(StsRefused) as info:
+        upstream_response(bad, grant)
+    assert info.value.reason == "passthrough_role_absent"
 
 
 # ---- the next guard written the old way is caught -----------------------------------------------------------
