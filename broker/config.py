@@ -101,13 +101,13 @@ class KeyConfig(Model):
 
 
 class AwsConfig(Model):
-    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
     sts_endpoint_url: HttpsUrl | None = None
     federation_url: HttpsUrl | None = None
     console_url: HttpsUrl | None = None
     web_identity_audience: str = Field(default="sts.amazonaws.com", min_length=1, max_length=255)
     # Minted SAML assertions name https://REGION.signin.aws.amazon.com/saml as Recipient (SAML:aud) when set.
-    signin_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    signin_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
     connect_timeout: Duration = timedelta(seconds=3)
     read_timeout: Duration = timedelta(seconds=10)
 
@@ -522,7 +522,7 @@ def validation_problems(file: Path, exc: ValidationError, lines: Lines | None = 
         message = str(err["msg"]).removeprefix("Value error, ")
         parts = message.split("; ") if not loc else [message]
         for part in parts:
-            match = _PART_PATH.match(part)
+            match = _PART_PATH.fullmatch(part)
             if match and (not loc or match.group(1).split(".")[0] == loc[-1]):
                 where = (*loc[:-1], *match.group(1).split(".")) if loc else tuple(match.group(1).split("."))
                 out.append(_located(file, lines or {}, where, match.group(2)))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
-_PART = re.compile(r"(\d+)([dhms])")
+_PART = re.compile(r"(\d+)([dhms])", re.ASCII)
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -21,7 +21,7 @@ def parse_duration(value: object) -> timedelta:
         return timedelta(seconds=value)
     if isinstance(value, str):
         text = value.strip().lower()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # str.isdigit also takes "١٢" and "²"
             return timedelta(seconds=int(text))
         parts = _PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:

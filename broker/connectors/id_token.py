@@ -50,7 +50,7 @@ def _header(raw: str, expect: Expectations) -> dict[str, Any]:
     if any(h in header for h in _KEY_HEADERS):
         raise _refuse("key_in_header", "ID token header carries its own key reference")
     kid = header.get("kid")
-    if kid is not None and (not isinstance(kid, str) or not _KID.match(kid)):
+    if kid is not None and (not isinstance(kid, str) or not _KID.fullmatch(kid)):
         raise _refuse("kid_invalid", "ID token kid is not a plain identifier")
     return header
 

@@ -135,7 +135,7 @@ def run_local_aws(*, port: int = 0, account_id: str = "123456789012",
     `allow_http_loopback_issuers` is the one dev relaxation: issuers at http://127.0.0.1 or http://localhost,
     with a port, are accepted. Everything else follows AWS: https, no port, no query.
     """
-    if not re.fullmatch(r"\d{12}", account_id):
+    if not re.fullmatch(r"[0-9]{12}", account_id):
         raise ValueError("account_id must be 12 digits")
     with _moto_server() as moto_url:
         front = _build_front(moto_url, account_id, allow_http_loopback_issuers)

@@ -25,7 +25,7 @@ ASSUME = "sts:AssumeRoleWithSAML"
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 AUDIENCES = {"aws": {"urn:amazon:webservices", "https://signin.aws.amazon.com/saml"},
              "aws-us-gov": {"urn:amazon:webservices:govcloud"}, "aws-cn": {"urn:amazon:webservices:cn-north-1"}}
-RECIPIENTS = {"aws": re.compile(r"https://((?:[a-z]{2}(?:-[a-z]+)+-\d)\.)?signin\.aws\.amazon\.com/(static/)?saml"),
+RECIPIENTS = {"aws": re.compile(r"https://((?:[a-z]{2}(?:-[a-z]+)+-[0-9])\.)?signin\.aws\.amazon\.com/(static/)?saml"),
               "aws-us-gov": re.compile(r"https://signin\.amazonaws-us-gov\.com/saml"),
               "aws-cn": re.compile(r"https://signin\.amazonaws\.cn/saml")}
 STS_NAME = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
@@ -80,7 +80,7 @@ def _constraint_errors(params: Mapping[str, str]) -> list[str]:
     if len(arns) > 10:
         errors.append(_violation("policyArns", str(len(arns)), "have length less than or equal to 10"))
     raw = params.get("DurationSeconds")
-    if raw is not None and (not re.fullmatch(r"\d{1,9}", raw) or not 900 <= int(raw) <= 43200):
+    if raw is not None and (not re.fullmatch(r"[0-9]{1,9}", raw) or not 900 <= int(raw) <= 43200):
         errors.append(_violation("durationSeconds", raw, "be an integer from 900 to 43200"))
     return errors
 
@@ -176,7 +176,7 @@ def session_name(values: list[str] | None) -> str:
 def session_duration(values: list[str] | None) -> int | None:
     if values is None:
         return None
-    if len(values) != 1 or not re.fullmatch(r"\d{3,5}", values[0]) or not 900 <= int(values[0]) <= 43200:
+    if len(values) != 1 or not re.fullmatch(r"[0-9]{3,5}", values[0]) or not 900 <= int(values[0]) <= 43200:
         raise invalid("SessionDuration in AuthnResponse must be an integer from 900 to 43200")
     return int(values[0])
 

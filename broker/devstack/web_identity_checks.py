@@ -243,7 +243,7 @@ def _length_errors(name: str, value: str, low: int, high: int) -> list[str]:
 def _duration_errors(raw: str | None) -> list[str]:
     if raw is None:
         return []
-    if not re.fullmatch(r"-?\d{1,9}", raw):
+    if not re.fullmatch(r"-?[0-9]{1,9}", raw):
         return [_violation("durationSeconds", raw, "be an integer")]
     if int(raw) < 900:
         return [_violation("durationSeconds", raw, "have value greater than or equal to 900")]

@@ -4,6 +4,7 @@ IAM from /saml/idp/metadata), or, for pass-through grants, with the upstream IdP
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -17,6 +18,9 @@ from broker.issuers.saml_idp import SamlKey, entity_id
 ROLE_ATTRIBUTE = "https://aws.amazon.com/SAML/Attributes/Role"
 DEFAULT_LIFETIME = timedelta(minutes=5)
 MIN_SESSION, MAX_SESSION = 900, 43200
+# Characters XML 1.0 cannot carry: an OIDC `sub` may hold them (JSON can), the NameID cannot. Refused rather than
+# rewritten, so the NameID (SAML:sub in trust policies) stays the subject itself, one person to one NameID.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class SamlSts(Protocol):
@@ -29,6 +33,8 @@ def assertion_content(identity: Identity, grant: RoleGrant, *, issuer: str,
                       signin_region: str | None) -> AssertionContent:
     if grant.provider_arn is None:
         raise StsRefused(f"grant via saml for {grant.role_arn} without a provider", reason="saml_no_provider")
+    if _NOT_XML.search(identity.subject):
+        raise StsRefused("the subject holds characters a SAML NameID cannot carry", reason="saml_subject_unusable")
     seconds = min(max(int(grant.duration.total_seconds()), MIN_SESSION), MAX_SESSION)
     return AssertionContent(
         issuer=issuer, name_id=f"{identity.idp}:{identity.subject}", partition=grant.partition,
@@ -61,7 +67,7 @@ def upstream_response(identity: Identity, grant: RoleGrant) -> str:
     if identity.evidence is None or identity.evidence.kind != "saml_response":
         raise StsRefused("pass-through grant without the upstream SAML response", reason="passthrough_unavailable",
                          public="This role needs the identity provider's own assertion, which this sign-in lacks.")
-    pairs = {tuple(part.strip() for part in value.split(",")) for value in identity.claims.get(ROLE_ATTRIBUTE, ())}
+    pairs = {tuple(part.strip(" ") for part in value.split(",")) for value in identity.claims.get(ROLE_ATTRIBUTE, ())}
     if not pairs & {(grant.role_arn, grant.provider_arn), (grant.provider_arn, grant.role_arn)}:
         raise StsRefused(f"upstream Role attribute does not name {grant.role_arn}", reason="passthrough_role_absent",
                          public="The identity provider's assertion does not allow this role.")

@@ -56,14 +56,17 @@ def _number(text: str) -> float | None:
         return None
 
 
-def _instant(text: str, now: datetime) -> float | None:
-    """Epoch seconds, an ISO 8601 time, or (in rules) a duration relative to now such as -8h."""
+def _instant(text: str, now: datetime, relative: bool = False) -> float | None:
+    """Epoch seconds, an ISO 8601 time, or (in rules only: `relative`) a duration relative to now such as
+    -8h. A claim value is never relative: "8h" in a claim is not a time, so it matches nothing."""
     number = _number(text)
     if number is not None:
         return number
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
+        if not relative:
+            return None
         try:
             sign = -1 if text.startswith("-") else 1
             return now.timestamp() + sign * parse_duration(text.lstrip("+-")).total_seconds()
@@ -121,11 +124,11 @@ def _compare_op(op: str, arg: Any, path: str) -> ValuesTest:
     }
     check = compare[op]
     if op in {"before", "after"}:
-        if _instant(text, datetime.now(UTC)) is None:
+        if _instant(text, datetime.now(UTC), relative=True) is None:
             raise ConditionError(path, f"{op} needs a time: epoch seconds, ISO 8601, or a duration like -8h")
 
         def timed(vs: tuple[str, ...], now: datetime) -> bool:
-            limit = _instant(text, now)
+            limit = _instant(text, now, relative=True)
             return limit is not None and _any(vs, lambda v: (t := _instant(v, now)) is not None and check(t, limit))
         return timed
     limit = _number(text)

@@ -7,7 +7,6 @@ rule order: grants are sorted by role ARN. Each rule's outcome is traced for exp
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.rules.conditions import Failure, Node, guard
 from broker.rules.grants_build import GrantError, GrantPlan, build
-from broker.rules.schema import RoleDecl, Rule, RuleSet
+from broker.rules.schema import RoleDecl, Rule, RuleSet, arn_deny_match
 
 Claims = Mapping[str, tuple[str, ...]]
 
@@ -181,7 +180,7 @@ def evaluate(rules: RuleSet | CompiledRules, identity: Identity, now: datetime |
         traces[rule.rule_id] = trace
     for rule in denies:
         removed = [arn for arn in chosen if rule.deny_patterns is None
-                   or any(fnmatch.fnmatchcase(arn, p) for p in rule.deny_patterns)]
+                   or any(arn_deny_match(arn, p) for p in rule.deny_patterns)]
         for arn in removed:
             del chosen[arn]
         traces[rule.rule_id] = RuleTrace(rule.rule_id, "deny", "matched", removed=tuple(sorted(removed)))

@@ -3,7 +3,6 @@ sanitized, roles taken from claims only through the allow-list). Pure: no I/O.""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from broker.rules.schema import (
     RoleDecl,
     RolesFrom,
     arn_account,
+    arn_glob_match,
     merged,
 )
 from broker.rules.templates import MissingClaim, Template, parse_template
@@ -59,7 +59,7 @@ class GrantPlan:
 
 def _pair(value: str) -> tuple[str, str | None]:
     """A claim value naming a role: 'role-arn' or the SAML Role attribute's 'role-arn,provider-arn'."""
-    parts = [p.strip() for p in value.split(",")]
+    parts = [p.strip(" ") for p in value.split(",")]  # spaces only: a newline or Unicode space is refused
     roles = [p for p in parts if re.fullmatch(ROLE_ARN, p)]
     providers = [p for p in parts if re.fullmatch(SAML_PROVIDER_ARN, p)]
     if len(roles) != 1 or len(parts) != len(roles) + len(providers) or len(providers) > 1:
@@ -75,7 +75,7 @@ def roles_for(plan: GrantPlan, claims: Claims) -> list[tuple[str, str | None]]:
     for value in claims.get(source.claim, ()):
         role, provider = _pair(value)
         account = arn_account(role)
-        allowed = any(fnmatch.fnmatchcase(role, pattern) for pattern in source.allow)
+        allowed = any(arn_glob_match(role, pattern) for pattern in source.allow)
         if account not in source.accounts or not allowed:
             raise GrantError(f"role {role} from claim {source.claim} is not allowed by this rule")
         if provider is not None and arn_account(provider) != account:

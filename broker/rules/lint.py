@@ -3,11 +3,10 @@ claims each configured IdP provides."""
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from broker.rules.schema import GrantSpec, Rule, RuleSet, merged
+from broker.rules.schema import GrantSpec, Rule, RuleSet, arn_deny_match, merged
 from broker.rules.templates import parse_template
 
 # Always present on an Identity, whatever the IdP.
@@ -34,7 +33,7 @@ def _removes_all(deny: Rule, allow: Rule) -> bool:
     if deny.roles is None:
         return True
     roles = [g.role for g in allow.grant]
-    return all(r is not None and any(fnmatch.fnmatchcase(r, p) for p in deny.roles) for r in roles)
+    return all(r is not None and any(arn_deny_match(r, p) for p in deny.roles) for r in roles)
 
 
 def shadowed(ruleset: RuleSet) -> list[Finding]:
@@ -88,7 +87,7 @@ def idle_denies(ruleset: RuleSet) -> list[Finding]:
     found = []
     for i, rule in enumerate(ruleset.rules):
         if rule.effect == "deny" and rule.roles is not None and not dynamic and not any(
-                fnmatch.fnmatchcase(role, p) for p in rule.roles for role in explicit):
+                arn_deny_match(role, p) for p in rule.roles for role in explicit):
             found.append(Finding(("rules", str(i), "roles"), f"deny rule {rule.id} names no role any rule grants"))
     return found
 

@@ -6,6 +6,8 @@ template field is a load error with its path, never a surprise at evaluation tim
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -15,15 +17,19 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from broker.durations import Duration
-from broker.rules.conditions import ConditionError, Node, parse
+from broker.rules.conditions import ConditionError, Node, fold, parse
 from broker.rules.sanitize import tag_key_ok
 from broker.rules.templates import Template, TemplateError, parse_template
 
+# These patterns serve pydantic (Rust regex: '$' is the end of the text, but \w and \d are Unicode) and
+# Python's re (always fullmatch: '$' alone would accept a trailing newline), so classes are spelled in ASCII.
 PARTITION = r"aws|aws-cn|aws-us-gov"
-ROLE_ARN = rf"^arn:({PARTITION}):iam::(\d{{12}}):role/([\w+=,.@-]+/)*[\w+=,.@-]{{1,64}}$"
-SAML_PROVIDER_ARN = rf"^arn:({PARTITION}):iam::(\d{{12}}):saml-provider/[\w.-]{{1,128}}$"
-POLICY_ARN = rf"^arn:({PARTITION}):iam::(\d{{12}}|aws):policy/([\w+=,.@-]+/)*[\w+=,.@-]{{1,128}}$"
-ARN_GLOB = r"^arn:[A-Za-z0-9*?-]+:iam::[0-9*?]{1,12}:role/[\w+=,.@/*?-]+$"
+IAM_NAME = r"[A-Za-z0-9_+=,.@-]"  # IAM's [\w+=,.@-], ASCII as IAM's own validators are
+ROLE_ARN = rf"^arn:({PARTITION}):iam::([0-9]{{12}}):role/({IAM_NAME}+/)*{IAM_NAME}{{1,64}}$"
+SAML_PROVIDER_ARN = rf"^arn:({PARTITION}):iam::([0-9]{{12}}):saml-provider/[A-Za-z0-9_.-]{{1,128}}$"
+POLICY_ARN = rf"^arn:({PARTITION}):iam::([0-9]{{12}}|aws):policy/({IAM_NAME}+/)*{IAM_NAME}{{1,128}}$"
+ARN_GLOB = r"^arn:[A-Za-z0-9*?-]+:iam::[0-9*?]{1,12}:role/[A-Za-z0-9_+=,.@/*?-]+$"
+ACCOUNT_ID = r"^[0-9]{12}$"
 MIN_DURATION, MAX_DURATION = timedelta(minutes=15), timedelta(hours=12)
 MAX_TAGS, MAX_POLICY_ARNS = 50, 10
 Via = Literal["saml", "web_identity", "assume_role"]
@@ -102,6 +108,9 @@ class GrantFields(Model):
         for key in tags or {}:
             if not tag_key_ok(key):
                 raise ValueError(f"tag key {key[:40]!r}: 1-128 letters, digits, spaces or _.:/=+-@, not 'aws:...'")
+        folded = [key.casefold() for key in tags or {}]
+        if len(set(folded)) != len(folded):  # AWS compares tag keys ignoring case: STS would refuse them all
+            raise ValueError("two tag keys differ only in case")
         return tags
 
 
@@ -111,7 +120,7 @@ class RolesFrom(Model):
 
     claim: str = Field(min_length=1)
     allow: list[Annotated[str, Field(pattern=ARN_GLOB)]] = Field(min_length=1)
-    accounts: list[Annotated[str, Field(pattern=r"^\d{12}$")]] = Field(min_length=1)
+    accounts: list[Annotated[str, Field(pattern=ACCOUNT_ID)]] = Field(min_length=1)
 
 
 class GrantSpec(GrantFields):
@@ -203,7 +212,7 @@ class TestCase(Model):
 
 class RuleSet(Model):
     version: Literal[1]
-    accounts: dict[Annotated[str, Field(pattern=r"^\d{12}$")], str] = {}
+    accounts: dict[Annotated[str, Field(pattern=ACCOUNT_ID)], str] = {}
     defaults: GrantFields = GrantFields()
     roles: dict[Annotated[str, Field(pattern=ROLE_ARN)], RoleDecl] = {}
     rules: list[Rule]
@@ -265,4 +274,23 @@ def arn_partition(arn: str) -> str:
 
 
 def is_role_arn(value: str) -> bool:
-    return re.match(ROLE_ARN, value) is not None
+    return re.fullmatch(ROLE_ARN, value) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _arn_glob(pattern: str) -> re.Pattern[str]:
+    """`*` and `?` stay inside one ':'-field and one '/'-segment; `**` crosses '/' (never ':')."""
+    parts = re.split(r"(\*\*|\*|\?)", pattern)
+    wild = {"**": "[^:]*", "*": "[^:/]*", "?": "[^:/]"}
+    return re.compile("".join(wild.get(p) or re.escape(p) for p in parts))
+
+
+def arn_glob_match(arn: str, pattern: str) -> bool:
+    """An allow pattern (roles_from): anchored at both ends, case-sensitive, segment-bound wildcards."""
+    return _arn_glob(pattern).fullmatch(arn) is not None
+
+
+def arn_deny_match(arn: str, pattern: str) -> bool:
+    """A deny pattern errs wide: `*` matches anything, '/' and ':' included, and ASCII case is ignored
+    (IAM role names are unique regardless of case, so role/ADMIN names the same role as role/Admin)."""
+    return fnmatch.fnmatchcase(fold(arn), fold(pattern))

@@ -5,17 +5,25 @@ that uses it, never an empty string. `{{` and `}}` are literal braces."""
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from broker.rules.conditions import fold
+
 FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
-NAME = re.compile(r"^(email|subject|idp|issuer|claims\.[A-Za-z0-9_:./-]+)$")
+NAME = re.compile(r"\A(email|subject|idp|issuer|claims\.[A-Za-z0-9_:./-]+)\Z")
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
+# ASCII only: str.lower/upper map the Kelvin sign (U+212A) to 'k', long s (U+017F) to 'S', dotless i (U+0131)
+# to 'I', sharp s to 'SS', and str.strip removes Unicode spaces: two different people would get one session
+# name, tag or policy path.
 FILTERS: dict[str, Callable[[str], str]] = {
-    "lower": lambda s: s.lower(),
-    "upper": lambda s: s.upper(),
+    "lower": fold,
+    "upper": lambda s: s.translate(_ASCII_UPPER),
     "local_part": lambda s: s.rsplit("@", 1)[0],
     "domain": lambda s: s.rsplit("@", 1)[1] if "@" in s else "",
-    "strip": lambda s: s.strip(),
+    "strip": lambda s: s.strip(_ASCII_SPACE),
 }
 
 
@@ -74,7 +82,7 @@ def parse_template(source: str) -> Template:
             parts.append(match.group(0)[0])
             continue
         name, *filters = (s.strip() for s in match.group(1).split("|"))
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise TemplateError(f"unknown template field {{{name}}}: use email, subject, idp, issuer or claims.NAME")
         unknown = [f for f in filters if f not in FILTERS]
         if unknown:

@@ -5,12 +5,14 @@ import pytest
 from broker.rules.sanitize import STS_NAME, UnusableName, sts_name
 
 
+# Characters STS does not take are escaped ('=' + hex of each UTF-8 byte), no longer replaced by '-' (which
+# gave "Alice Smith" and "Alice-Smith" one session name, and refused every name written in another script).
 @pytest.mark.parametrize(("raw", "expected"), [
     ("alice@example.com", "alice@example.com"),
-    ("Alice Smith", "Alice-Smith"),
-    ("o'brien/ops", "o-brien-ops"),
-    ("日本", "--"),
-    ("aws:admin", "aws-admin"),
+    ("Alice Smith", "Alice=20Smith"),
+    ("o'brien/ops", "o=27brien=2Fops"),
+    ("日本", "=E6=97=A5=E6=9C=AC"),
+    ("aws:admin", "aws=3Aadmin"),
 ])
 def test_replaces_invalid_characters(raw: str, expected: str) -> None:
     if expected.strip("-") == "":
