@@ -11,9 +11,7 @@ time claims are what bound the entry; a key withdrawn from the JWKS stops being 
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -26,7 +24,7 @@ import httpx
 from broker.config import TokenIdpConfig
 from broker.connectors.claims import identity_from_claims
 from broker.connectors.fetch import discover
-from broker.connectors.id_token import Expectations, verify_id_token
+from broker.connectors.id_token import Expectations, json_segment, verify_id_token
 from broker.connectors.jwks import JwksCache
 from broker.errors import TokenInvalid, UpstreamUnavailable
 from broker.identity import Evidence, Identity
@@ -61,15 +59,7 @@ def digest_of(raw: str) -> str:
 def peek(raw: str, digest: str | None = None) -> Unverified:
     if len(raw) > MAX_TOKEN_BYTES:
         raise _refuse("token_too_large", f"subject token of {len(raw)} bytes exceeds {MAX_TOKEN_BYTES}")
-    parts = raw.split(".")
-    try:
-        if len(parts) != 3:
-            raise ValueError("not three segments")
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        raise _refuse("token_malformed", "subject token is not a compact JWS with a JSON payload") from None
-    if not isinstance(payload, dict):
-        raise _refuse("token_malformed", "subject token payload is not a JSON object")
+    payload = json_segment(raw, 1, "payload")
     iss, sub, aud = payload.get("iss"), payload.get("sub"), payload.get("aud")
     audiences = (aud,) if isinstance(aud, str) else tuple(a for a in aud if isinstance(a, str)) \
         if isinstance(aud, list) else ()
