@@ -25,7 +25,7 @@ from broker.config import OidcIdpConfig
 from broker.connectors.claims import identity_from_claims
 from broker.connectors.fetch import discover, parse_document, read_capped
 from broker.connectors.id_token import Expectations, verify_id_token
-from broker.connectors.jwks import JwksCache
+from broker.connectors.jwks import JwksCache, jwks_for
 from broker.errors import BadRequest, LoginRefused, LoginStateInvalid, TokenInvalid, UpstreamUnavailable
 from broker.identity import Evidence, Identity
 
@@ -86,7 +86,7 @@ class OidcConnector:
         except KeyError as exc:
             raise UpstreamUnavailable(f"discovery lacks {exc}", reason="idp_bad_answer") from None
         if self._jwks is None or self._jwks.uri != metadata.jwks_uri:
-            self._jwks = JwksCache(self._http, metadata.jwks_uri, timeout=self._timeout)
+            self._jwks = jwks_for(self._http, metadata.jwks_uri, self.config)
         return metadata
 
     async def start(self, redirect_uri: str, return_to: str) -> tuple[str, PendingLogin]:
