@@ -141,7 +141,9 @@ class SecEnv:
 def _idps(issuer: str, rotating: str) -> dict[str, dict[str, Any]]:
     token = {"type": "token", "issuer": issuer, "jwks_uri": f"{issuer}/jwks"}
     return {
-        "sec": {**token, "id": "sec", "client_ids": [SEC_AUD], "require_email_verified": True, "max_token_bytes": 20000},
+        # Tokens up to STS's 20,000 bytes, so a 5,000-deep header reaches the JSON reading.
+        "sec": {**token, "id": "sec", "client_ids": [SEC_AUD], "require_email_verified": True,
+                "max_token_bytes": 20000},
         # More than RS256 allowed: an ES256 or PS256 header then meets the RSA key itself.
         "secmulti": {**token, "id": "secmulti", "client_ids": [MULTI_AUD], "algorithms": ["RS256", "ES256", "PS256"]},
         "rotate": {"type": "token", "id": "rotate", "issuer": rotating, "jwks_uri": f"{rotating}/jwks",

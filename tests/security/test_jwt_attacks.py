@@ -18,7 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.security._jwt_support import (  # noqa: F401 - fixtures are used by name
+from tests.security import _jwt_support
+from tests.security._jwt_support import (
     HEADER,
     MULTI_AUD,
     OIDC_CLIENT,
@@ -28,16 +29,17 @@ from tests.security._jwt_support import (  # noqa: F401 - fixtures are used by n
     assert_login_refused,
     b64,
     callback,
-    client,
     exchange,
     nested,
     sec_claims,
-    sec_env,
     sign_raw,
     start_login,
-    untouched,
 )
 from tests.support.token_issuer import TokenIssuer, new_key
+
+# The shared fixtures, found by pytest under these names (tests/security has no conftest of its own).
+client, sec_env, untouched = _jwt_support.client, _jwt_support.sec_env, _jwt_support.untouched
+
 
 # An attack: (idp, nonce) -> the token. `nonce` is the login's nonce at the callback, None at /oauth2/token.
 Make = Callable[[TokenIssuer, str | None], str]
@@ -57,7 +59,8 @@ def unsigned(header: dict[str, Any], idp: TokenIssuer, nonce: str | None, signat
 def hs256_with_public_key(idp: TokenIssuer, nonce: str | None) -> str:
     """The classic confusion: HMAC keyed with the RSA public key (PEM), as a naive verifier would check it."""
     pem = idp.key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    head = f"{b64(json.dumps({'alg': 'HS256', 'kid': idp.kid, 'typ': 'JWT'}))}.{b64(json.dumps(claims_for(idp, nonce)))}"
+    header = {"alg": "HS256", "kid": idp.kid, "typ": "JWT"}
+    head = f"{b64(json.dumps(header))}.{b64(json.dumps(claims_for(idp, nonce)))}"
     return f"{head}.{b64(hmac.new(pem, head.encode(), hashlib.sha256).digest())}"
 
 

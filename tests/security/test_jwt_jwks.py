@@ -17,7 +17,8 @@ import pytest
 from broker.connectors.id_token import Expectations, verify_id_token
 from broker.connectors.jwks import JwksCache
 from broker.errors import TokenInvalid, UpstreamUnavailable
-from tests.security._jwt_support import (  # noqa: F401 - fixtures are used by name
+from tests.security import _jwt_support
+from tests.security._jwt_support import (
     MAX_AGE,
     ROTATE_AUD,
     UNKNOWN_KID_INTERVAL,
@@ -25,9 +26,12 @@ from tests.security._jwt_support import (  # noqa: F401 - fixtures are used by n
     SecEnv,
     assert_exchange_refused,
     exchange,
-    sec_env,
 )
 from tests.support.token_issuer import new_key, running_issuer
+
+# The shared fixture, found by pytest under this name (tests/security has no conftest of its own).
+sec_env = _jwt_support.sec_env
+
 
 AGE, INTERVAL = 300.0, 5.0  # the defaults: jwks_max_age 5m, jwks_unknown_kid_interval 5s
 
@@ -240,7 +244,8 @@ def test_withdrawn_key_refused_within_max_age_end_to_end(sec_env: SecEnv) -> Non
     withdrawn_at = time.monotonic()
     sec_env.rotating.published = {"r2": new_key()}
     while time.monotonic() - withdrawn_at < MAX_AGE + 1:
-        for began, answer in (timed_exchange(sec_env, remembered), timed_exchange(sec_env, rotate_token(sec_env, "r1", key))):
+        fresh = rotate_token(sec_env, "r1", key)
+        for began, answer in (timed_exchange(sec_env, remembered), timed_exchange(sec_env, fresh)):
             if answer.status_code == 200:
                 assert began < withdrawn_at + MAX_AGE, "a withdrawn key was trusted past jwks_max_age"
             else:

@@ -19,7 +19,8 @@ from broker.connectors.jwks import JwksCache
 from broker.devstack.servers import http_server
 from broker.errors import UpstreamUnavailable
 from broker.safe_json import MAX_DEPTH, JsonRefused, loads, loads_object
-from tests.security._jwt_support import (  # noqa: F401 - fixtures are used by name
+from tests.security import _jwt_support
+from tests.security._jwt_support import (
     HEADER,
     OIDC_CLIENT,
     SecEnv,
@@ -27,14 +28,14 @@ from tests.security._jwt_support import (  # noqa: F401 - fixtures are used by n
     assert_login_refused,
     b64,
     callback,
-    client,
     exchange,
     nested,
     sec_claims,
-    sec_env,
     start_login,
-    untouched,
 )
+
+# The shared fixtures, found by pytest under these names (tests/security has no conftest of its own).
+client, sec_env, untouched = _jwt_support.client, _jwt_support.sec_env, _jwt_support.untouched
 
 
 def deep_token(header: str, payload: str) -> str:
