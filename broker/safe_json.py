@@ -18,7 +18,13 @@ import re
 from typing import Any
 
 MAX_DEPTH = 32  # a token's claims nest 2-3 deep, a JWKS 3: ample, and far below the recursion limit
-_SPECIAL = re.compile(r'\\.|["\[\]{}]', re.DOTALL)  # escape pairs, quotes and brackets, one at a time
+_ESCAPE = re.compile(r"\\.", re.DOTALL)  # a backslash and what it escapes (an escaped quote ends no string)
+_STRING = re.compile(r'"[^"]*"')  # once escapes are gone, a string is plain: nothing inside it counts
+# Outside strings, valid JSON holds only brackets and these; deleting them (str.translate, in C) leaves the
+# brackets, plus whatever makes the text invalid JSON anyway. Objects count as arrays for depth: the
+# parser recurses into either, and a mismatched pair is its own error once the depth is known to be small.
+_SCALARS = str.maketrans("{}", "[]", " \t\n\r,:0123456789.-+eEtruefalsn")
+_ONLY_OTHERS = str.maketrans("", "", "[]")
 
 
 class JsonRefused(ValueError):
@@ -26,24 +32,19 @@ class JsonRefused(ValueError):
 
 
 def _depth_within(text: str, max_depth: int) -> bool:
-    """Whether no bracket outside a string nests deeper than max_depth. Linear: one pass over the special
-    characters only (an escape pair is skipped whole, so an escaped quote never toggles the string)."""
+    """Whether the brackets outside strings nest at most max_depth deep (and balance). Every step is one
+    linear pass in C: escapes out, strings out, all but brackets out; then each `replace` removes the
+    innermost empty pairs (not the pairs it exposes), so max_depth passes empty a document that deep."""
     if text.count("[") + text.count("{") <= max_depth:
         return True  # the common case: too few brackets to nest that deep, whatever their order
-    depth, in_string = 0, False
-    for match in _SPECIAL.finditer(text):
-        char = match.group()
-        if char == '"':
-            in_string = not in_string
-        elif in_string or char[0] == "\\":
-            continue
-        elif char in "[{":
-            depth += 1
-            if depth > max_depth:
-                return False
-        else:
-            depth -= 1
-    return True
+    brackets = _STRING.sub("", _ESCAPE.sub("", text)).translate(_SCALARS)
+    if brackets.translate(_ONLY_OTHERS):
+        raise JsonRefused("not valid JSON")
+    for _ in range(max_depth):
+        if not brackets:
+            return True
+        brackets = brackets.replace("[]", "")
+    return not brackets
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -57,15 +58,18 @@ def _no_constant(name: str) -> Any:
     raise JsonRefused(f"{name} is not a JSON number")
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)  # built once
+
+
 def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError:
         raise JsonRefused("not UTF-8") from None
     if not _depth_within(text, max_depth):
-        raise JsonRefused(f"nested deeper than {max_depth} levels")
+        raise JsonRefused(f"nested deeper than {max_depth} levels (or brackets not balanced)")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        return _DECODER.decode(text)
     except RecursionError:  # belt and braces: the depth check above should make this unreachable
         raise JsonRefused("nested too deep for the parser") from None
     except JsonRefused:

@@ -183,12 +183,12 @@ def _running_env(workdir: Path) -> Iterator[SecEnv]:
     os.environ.setdefault("DEV_IDP_CLIENT_SECRET", secrets.token_urlsafe(24))
     rules = workdir / "jwt-rules.yaml"
     rules.write_text(yaml.safe_dump(_RULES))
-    port = free_port()
-    url = f"http://{LOOPBACK}:{port}"
     listener = Listener()
     with running_issuer() as idp, running_issuer(RotatingIssuer()) as rotating, \
             run_local_aws(account_id=ACCOUNT) as aws:
         assert isinstance(rotating, RotatingIssuer)
+        port = free_port()  # picked last, just before the broker binds it (other suites pick ports too)
+        url = f"http://{LOOPBACK}:{port}"
         _register_iam(aws, url)
         overrides = {"rate_limits": {"token_exchange_per_client": 100000, "token_exchange_per_subject": 100000,
                                      "login_starts": 100000}}
