@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from broker.config import OidcIdpConfig, TokenIdpConfig
 from broker.connectors.id_token import Expectations, verify_id_token
 from broker.connectors.jwks import JwksCache
 from broker.errors import TokenInvalid, UpstreamUnavailable
@@ -284,3 +287,21 @@ def test_kid_flood_end_to_end(sec_env: SecEnv) -> None:
     elapsed = time.monotonic() - began
     assert all(a.status_code == 400 and a.json()["error"] == "invalid_grant" for a in answers)
     assert sec_env.rotating.jwks_requests - before <= 1 + elapsed / UNKNOWN_KID_INTERVAL
+
+
+# ---- the configuration keys -------------------------------------------------------------------------------
+
+
+def test_jwks_timing_keys_defaults_and_bounds() -> None:
+    token = {"id": "t", "type": "token", "issuer": "https://idp.example", "client_ids": ["c"]}
+    oidc = {"id": "o", "type": "oidc", "name": "O", "issuer": "https://idp.example", "client_id": "c"}
+    for model, base in ((TokenIdpConfig, token), (OidcIdpConfig, oidc)):
+        config = model.model_validate(base)
+        assert config.jwks_max_age == timedelta(minutes=5)
+        assert config.jwks_unknown_kid_interval == timedelta(seconds=5)
+        assert model.model_validate({**base, "jwks_max_age": "30s", "jwks_unknown_kid_interval": "2s"})
+        for bad in ({"jwks_max_age": "0s"}, {"jwks_max_age": "25h"}, {"jwks_unknown_kid_interval": "0s"},
+                    {"jwks_unknown_kid_interval": "10m"},
+                    {"jwks_max_age": "10s", "jwks_unknown_kid_interval": "20s"}):
+            with pytest.raises(ValidationError, match="jwks_"):
+                model.model_validate({**base, **bad})
