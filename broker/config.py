@@ -229,7 +229,25 @@ STANDARD_OIDC_CLAIMS = {
 Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 
 
-class OidcIdpConfig(Model):
+class JwksTiming(Model):
+    """How long an IdP's signing keys are trusted (see broker/connectors/jwks.py for the guarantees)."""
+
+    # A fetched key set is trusted this long at most (a withdrawn key: refused after this), refreshed in
+    # the background from half of it on. Shorter when the IdP's Cache-Control max-age is (not under 60 s).
+    jwks_max_age: Duration = timedelta(minutes=5)
+    # A token whose kid the held set lacks (a new key) may start a fetch at most this often.
+    jwks_unknown_kid_interval: Duration = timedelta(seconds=5)
+
+    @model_validator(mode="after")
+    def _jwks_bounds(self) -> JwksTiming:
+        if not timedelta(seconds=1) <= self.jwks_max_age <= timedelta(hours=24):
+            raise ValueError("jwks_max_age must be between 1s and 24h")
+        if not timedelta(seconds=1) <= self.jwks_unknown_kid_interval <= min(self.jwks_max_age, timedelta(minutes=5)):
+            raise ValueError("jwks_unknown_kid_interval must be between 1s and the smaller of jwks_max_age and 5m")
+        return self
+
+
+class OidcIdpConfig(JwksTiming):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     type: Literal["oidc"]
     name: str
@@ -267,7 +285,7 @@ TOKEN_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class TokenIdpConfig(Model):
+class TokenIdpConfig(JwksTiming):
     """Bearer ID tokens an app already holds, exchanged at POST /oauth2/token (never a browser login)."""
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")

@@ -9,10 +9,12 @@ The order of checks is the order of cost, so a refused request spends nothing it
   3. the token's own claims, unverified, pick the token IdP (issuer + audience); its size is capped;
   4. a subject already over its rate limit is refused here: no JWKS fetch, no signature check;
   5. verification (signature against the IdP's JWKS, iss/aud/azp/exp/iat/nbf, hd, email_verified);
-  6. replay policy (`replay: once` consumes the token atomically in the shared store);
-  7. the verified subject is counted against its rate limit;
-  8. the rules choose the role (`resource`, or the single granted one);
-  9. credentials from the cache, or one STS call per (identity, role, scope) (single flight).
+  6. the verified subject is counted against its rate limit;
+  7. the rules choose the role (`resource`, or the single granted one);
+  8. replay policy (`replay: once` consumes the token atomically in the shared store): after every check
+     that can refuse without STS, so a refused request leaves the token unused, and before STS;
+  9. credentials from the cache, or one STS call per (identity, role, scope) (single flight); for a
+     pass-through grant the scope includes the token itself (what STS judges), see issuers/cache.py.
 """
 
 from __future__ import annotations
@@ -187,9 +189,12 @@ class TokenExchange:
 
     async def exchange(self, request: ExchangeRequest, trace: ExchangeTrace) -> Exchanged:
         digest = digest_of(request.subject_token)
-        identity = await self._identify(request, digest, trace)
+        identity, connector = await self._identify(request, digest, trace)
         grant = self._choose(identity, digest, request.resource)
         trace.role = grant.role_arn
+        # Last before STS: a request refused for any other reason (no `resource` among several roles, a
+        # role not granted, a rate limit) leaves a single-use token unused.
+        await self._consume_if_single_use(connector, digest, identity)
         key = self._cache_key(identity, digest, grant) if self.cache.enabled else ""
         creds, cached = await self.cache.get_or_issue(key, lambda: self.issuer.issue(identity, grant))
         self._service.audit.event(
@@ -200,15 +205,16 @@ class TokenExchange:
         )
         return Exchanged(identity, grant, creds, cached)
 
-    async def _identify(self, request: ExchangeRequest, digest: str, trace: ExchangeTrace) -> Identity:
-        """The verified identity, with the client and its subject counted against their limits."""
+    async def _identify(self, request: ExchangeRequest, digest: str,
+                        trace: ExchangeTrace) -> tuple[Identity, TokenConnector]:
+        """The verified identity and its IdP, with the client and its subject counted against their limits."""
         identity = self.connectors.verified.get(digest)  # seen and verified before: no parsing at all
         if identity is not None:
             connector = self.connectors.by_id[identity.idp]
             if connector.config.replay != "once":
                 trace.idp, trace.subject = identity.idp, identity.subject
                 await self._count_client_and_subject(request.client, connector, identity)
-                return identity
+                return identity, connector
         await self.limit_client(request.client)  # before any signature check, JWKS fetch or single-use mark
         if identity is None:
             token = peek(request.subject_token, digest)
@@ -217,9 +223,8 @@ class TokenExchange:
             identity = await self._verify(connector, token)
         connector = self.connectors.by_id[identity.idp]
         trace.idp, trace.subject = identity.idp, identity.subject
-        await self._consume_if_single_use(connector, digest, identity)
         await self._count_subject(connector, identity.issuer, identity.subject)
-        return identity
+        return identity, connector
 
     async def _count_client_and_subject(self, client: str, connector: TokenConnector, identity: Identity) -> None:
         keys = [self._service.rate_key("token", client),

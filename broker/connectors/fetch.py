@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import httpx
 
 from broker.config import _https_or_loopback
 from broker.errors import UpstreamUnavailable
+from broker.safe_json import JsonRefused, loads_object
 
 
 async def fetch_bytes(http: httpx.AsyncClient, url: str, *, seconds: float, max_bytes: int,
@@ -22,30 +22,36 @@ async def fetch_bytes(http: httpx.AsyncClient, url: str, *, seconds: float, max_
                                                          follow_redirects=False) as response:
             if response.status_code != 200:
                 raise UpstreamUnavailable(f"GET {url} answered {response.status_code}", reason=f"{reasons}_http_error")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise UpstreamUnavailable(f"GET {url}: larger than {max_bytes} bytes",
-                                              reason=f"{reasons}_too_large")
-            return bytes(body), response.headers
+            return await read_capped(response, url, max_bytes=max_bytes, reasons=reasons), response.headers
     except (TimeoutError, httpx.TimeoutException):
         raise UpstreamUnavailable(f"GET {url} timed out", reason=f"{reasons}_timeout") from None
     except httpx.HTTPError as exc:
         raise UpstreamUnavailable(f"GET {url}: {type(exc).__name__}", reason=f"{reasons}_unreachable") from None
 
 
+async def read_capped(response: httpx.Response, url: str, *, max_bytes: int, reasons: str = "idp") -> bytes:
+    """A streamed response's body, refused (`<reasons>_too_large`) as soon as it passes max_bytes."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise UpstreamUnavailable(f"{url}: larger than {max_bytes} bytes", reason=f"{reasons}_too_large")
+    return bytes(body)
+
+
+def parse_document(body: bytes, url: str) -> dict[str, Any]:
+    """A JSON object from an IdP, parsed with `safe_json`'s limits (depth, duplicate names, NaN)."""
+    try:
+        return loads_object(body)
+    except JsonRefused as exc:
+        raise UpstreamUnavailable(f"{url}: {exc}", reason="idp_bad_answer") from None
+
+
 async def fetch_json(http: httpx.AsyncClient, url: str, *, seconds: float, max_bytes: int) -> tuple[
         dict[str, Any], httpx.Headers]:
     """A JSON object and the response headers (JWKS caching reads Cache-Control)."""
     body, headers = await fetch_bytes(http, url, seconds=seconds, max_bytes=max_bytes)
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise UpstreamUnavailable(f"GET {url}: not JSON", reason="idp_bad_answer") from None
-    if not isinstance(document, dict):
-        raise UpstreamUnavailable(f"GET {url}: not a JSON object", reason="idp_bad_answer")
-    return document, headers
+    return parse_document(body, f"GET {url}"), headers
 
 
 async def discover(http: httpx.AsyncClient, issuer: str, *, seconds: float) -> dict[str, Any]:

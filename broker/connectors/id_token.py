@@ -3,9 +3,7 @@ every claim pinned from configuration. Nothing is left to a library default we d
 
 from __future__ import annotations
 
-import base64
 import hmac
-import json
 import re
 import time
 from collections.abc import Collection
@@ -14,13 +12,18 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
+from joserfc.util import urlsafe_b64decode
 
 from broker.connectors.jwks import JwksCache
 from broker.errors import TokenInvalid
+from broker.safe_json import JsonRefused, loads_object
 
 _KID = re.compile(r"^[A-Za-z0-9_.:=+/-]{1,128}$")
 # Header members that would let the token choose its own verification key.
 _KEY_HEADERS = ("jku", "jwk", "x5u", "x5c")
+# Header members that change how the token is read (RFC 7515 4.1.11 `crit`, RFC 7797 `b64`): the broker
+# understands no extension, so a token that names one is refused rather than read the plain way.
+_UNSUPPORTED_HEADERS = ("crit", "b64")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,34 +46,40 @@ def _refuse(reason: str, detail: str) -> TokenInvalid:
 def _header(raw: str, expect: Expectations) -> dict[str, Any]:
     if len(raw) > expect.max_bytes:
         raise _refuse("token_too_large", f"ID token of {len(raw)} bytes exceeds {expect.max_bytes}")
-    header = _decode_header(raw)
+    header = json_segment(raw, 0, "header")
     alg = header.get("alg")
-    if alg not in expect.algorithms:
+    if not isinstance(alg, str) or alg not in expect.algorithms:
         raise _refuse("alg_not_allowed", f"ID token alg {str(alg)[:20]!r} is not allowed")
     if any(h in header for h in _KEY_HEADERS):
         raise _refuse("key_in_header", "ID token header carries its own key reference")
+    if any(h in header for h in _UNSUPPORTED_HEADERS):
+        raise _refuse("header_unsupported", "ID token header names an extension (crit, b64) the broker does not "
+                                            "implement")
     kid = header.get("kid")
     if kid is not None and (not isinstance(kid, str) or not _KID.fullmatch(kid)):
         raise _refuse("kid_invalid", "ID token kid is not a plain identifier")
     return header
 
 
-def _decode_header(raw: str) -> dict[str, Any]:
-    # Read the header ourselves so the refusal names the real reason (joserfc rejects some headers early).
+def json_segment(raw: str, index: int, what: str) -> dict[str, Any]:
+    """One JSON segment (0 header, 1 payload) of a compact JWS, read as the signature check will read it:
+    the same strict base64url decoder as joserfc's, then JSON with bounded depth, no duplicate member
+    names, no NaN (`safe_json`). Read here, before joserfc, so the refusal names the real reason and a
+    hostile segment never reaches a parser without limits."""
     parts = raw.split(".")
     try:
         if len(parts) != 3:
             raise ValueError("not three segments")
-        header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        raise _refuse("token_malformed", "ID token is not a compact JWS") from None
-    if not isinstance(header, dict):
-        raise _refuse("token_malformed", "ID token header is not a JSON object")
-    return header
+        return loads_object(urlsafe_b64decode(parts[index].encode("ascii")))
+    except JsonRefused as exc:
+        raise _refuse("token_malformed", f"ID token {what}: {exc}") from None
+    except (ValueError, UnicodeError):
+        raise _refuse("token_malformed", f"ID token is not a compact JWS with a JSON {what}") from None
 
 
 async def verify_id_token(raw: str, jwks: JwksCache, expect: Expectations) -> dict[str, Any]:
     header = _header(raw, expect)
+    json_segment(raw, 1, "payload")  # refused here, before any JWKS fetch, if it is not a plain JSON object
     keys = await jwks.key_set(header.get("kid"))
     try:
         token = jwt.decode(raw, keys, algorithms=list(expect.algorithms))

@@ -6,6 +6,7 @@ own httpx client (bounded time) and the ID token through `id_token.verify_id_tok
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -22,13 +23,15 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from broker.config import OidcIdpConfig
 from broker.connectors.claims import identity_from_claims
-from broker.connectors.fetch import discover
+from broker.connectors.fetch import discover, parse_document, read_capped
 from broker.connectors.id_token import Expectations, verify_id_token
-from broker.connectors.jwks import JwksCache
+from broker.connectors.jwks import JwksCache, jwks_for
 from broker.errors import BadRequest, LoginRefused, LoginStateInvalid, TokenInvalid, UpstreamUnavailable
 from broker.identity import Evidence, Identity
 
 DISCOVERY_TTL = 3600.0
+# The token endpoint's whole answer (ID, access and refresh tokens): read no further than this.
+TOKEN_RESPONSE_MAX = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,7 @@ class OidcConnector:
         except KeyError as exc:
             raise UpstreamUnavailable(f"discovery lacks {exc}", reason="idp_bad_answer") from None
         if self._jwks is None or self._jwks.uri != metadata.jwks_uri:
-            self._jwks = JwksCache(self._http, metadata.jwks_uri, timeout=self._timeout)
+            self._jwks = jwks_for(self._http, metadata.jwks_uri, self.config)
         return metadata
 
     async def start(self, redirect_uri: str, return_to: str) -> tuple[str, PendingLogin]:
@@ -141,24 +144,25 @@ class OidcConnector:
             # RFC 6749 2.3.1: form-encode id and secret before HTTP Basic.
             auth = httpx.BasicAuth(quote(self.config.client_id, safe=""),
                                    quote(self.config.client_secret.get_secret_value(), safe=""))
+        url = meta.token_endpoint
         try:
-            response = await self._http.post(meta.token_endpoint, data=form, auth=auth, timeout=self._timeout)
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self._timeout), self._http.stream(
+                    "POST", url, data=form, auth=auth, timeout=self._timeout) as response:
+                body = await read_capped(response, url, max_bytes=TOKEN_RESPONSE_MAX)
+                return _token_response(response.status_code, body, url)
+        except (TimeoutError, httpx.TimeoutException):
             raise UpstreamUnavailable("token endpoint timed out", reason="idp_timeout") from None
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"token endpoint: {type(exc).__name__}", reason="idp_unreachable") from None
-        return _token_response(response)
 
 
-def _token_response(response: httpx.Response) -> dict[str, Any]:
+def _token_response(status: int, body: bytes, url: str) -> dict[str, Any]:
+    """The token endpoint's JSON answer, parsed with `safe_json`'s limits: the IdP is outside too."""
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise UpstreamUnavailable(f"token endpoint answered {response.status_code} without JSON",
-                                  reason="idp_bad_answer")
-    if response.status_code != 200:
-        error = str(body.get("error", "unknown"))[:64]
+        document = parse_document(body, url)
+    except UpstreamUnavailable as exc:
+        raise UpstreamUnavailable(f"token endpoint answered {status}: {exc.detail}", reason="idp_bad_answer") from None
+    if status != 200:
+        error = str(document.get("error", "unknown"))[:64]
         raise TokenInvalid(f"token endpoint refused the code: {error}", reason="code_rejected")
-    return body
+    return document

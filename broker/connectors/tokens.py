@@ -5,15 +5,14 @@ lifetime, bounded unknown-kid refresh), with what a token connector adds: severa
 an `azp` allow-list, Google Workspace `hd` and `email_verified` requirements.
 
 A token verified once is remembered (by its SHA-256, in this process, until it expires or for at most
-VERIFIED_TTL seconds), so an app presenting the same token again costs no second signature check. The
-time claims are what bound the entry; a key withdrawn from the JWKS stops being honoured within VERIFIED_TTL.
+VERIFIED_TTL seconds, and never past the trust of the key set that verified it), so an app presenting the
+same token again costs no second signature check; a key withdrawn from the JWKS stops being honoured within
+the IdP's `jwks_max_age`, for remembered tokens too.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -26,8 +25,8 @@ import httpx
 from broker.config import TokenIdpConfig
 from broker.connectors.claims import identity_from_claims
 from broker.connectors.fetch import discover
-from broker.connectors.id_token import Expectations, verify_id_token
-from broker.connectors.jwks import JwksCache
+from broker.connectors.id_token import Expectations, json_segment, verify_id_token
+from broker.connectors.jwks import JwksCache, jwks_for
 from broker.errors import TokenInvalid, UpstreamUnavailable
 from broker.identity import Evidence, Identity
 
@@ -61,15 +60,7 @@ def digest_of(raw: str) -> str:
 def peek(raw: str, digest: str | None = None) -> Unverified:
     if len(raw) > MAX_TOKEN_BYTES:
         raise _refuse("token_too_large", f"subject token of {len(raw)} bytes exceeds {MAX_TOKEN_BYTES}")
-    parts = raw.split(".")
-    try:
-        if len(parts) != 3:
-            raise ValueError("not three segments")
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        raise _refuse("token_malformed", "subject token is not a compact JWS with a JSON payload") from None
-    if not isinstance(payload, dict):
-        raise _refuse("token_malformed", "subject token payload is not a JSON object")
+    payload = json_segment(raw, 1, "payload")
     iss, sub, aud = payload.get("iss"), payload.get("sub"), payload.get("aud")
     audiences = (aud,) if isinstance(aud, str) else tuple(a for a in aud if isinstance(a, str)) \
         if isinstance(aud, list) else ()
@@ -111,7 +102,7 @@ class TokenConnector:
                  clock: Callable[[], float] = time.time) -> None:
         self.config, self._http, self._clock = config, http, clock
         self._timeout = config.timeout.total_seconds()
-        self._jwks = JwksCache(http, config.jwks_uri, timeout=self._timeout) if config.jwks_uri else None
+        self._jwks = jwks_for(http, config.jwks_uri, config) if config.jwks_uri else None
         self._discovered_until = 0.0
         self._discovery_failed_at = -1e18
         self.verified = verified if verified is not None else VerifiedTokens(clock=clock)
@@ -132,12 +123,15 @@ class TokenConnector:
         known = self.verified.get(token.digest)
         if known is not None:
             return known
-        claims = await verify_id_token(token.raw, await self._key_source(), self.expectations)
+        jwks = await self._key_source()
+        claims = await verify_id_token(token.raw, jwks, self.expectations)
         self._check_policy(claims)
         identity = identity_from_claims(self.config, claims, protocol="token",
                                         evidence=Evidence("id_token", token.raw), now=datetime.now(UTC))
-        leeway = self.expectations.leeway
-        self.verified.put(token.digest, identity, until=float(claims["exp"]) + leeway)
+        # Remembered no longer than the key set that verified it is trusted (no await since the check, so
+        # it is the same set): a withdrawn key's tokens are refused within jwks_max_age, remembered or not.
+        until = min(float(claims["exp"]) + self.expectations.leeway, self._clock() + jwks.trusted_for())
+        self.verified.put(token.digest, identity, until=until)
         return identity
 
     def _check_policy(self, claims: Mapping[str, Any]) -> None:
@@ -161,7 +155,7 @@ class TokenConnector:
             self._discovery_failed_at = now
             raise
         if self._jwks is None or self._jwks.uri != uri:
-            self._jwks = JwksCache(self._http, uri, timeout=self._timeout)
+            self._jwks = jwks_for(self._http, uri, self.config)
         self._discovered_until = now + DISCOVERY_TTL
         return self._jwks
 

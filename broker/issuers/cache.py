@@ -2,7 +2,10 @@
 
 - Key: SHA-256 over the identity ((idp, issuer, subject) plus the attributes rules read) and every field
   of the RoleGrant but the rule id (role, via, token kind, session name, source identity, duration, tags,
-  transitive tags, session policy, policy ARNs). Any difference in scope is a different key.
+  transitive tags, session policy, policy ARNs). Any difference in scope is a different key. For a
+  pass-through grant, also a digest of the upstream token's claims (all but the time and instance ones)
+  or of the SAML response, which STS is shown: another app's token of the same person (another
+  `aud`/`azp`) is another key.
 - Where: the state store (so replicas share it), AES-GCM encrypted with a key derived from the session
   secret and bound to the cache key; plus a small in-process copy in front of it.
 - Life: an entry is handed out while at least `min_remaining` of its credentials' life is left (capped
@@ -29,16 +32,21 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from joserfc.util import urlsafe_b64decode
 
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
+from broker.safe_json import loads_object
 from broker.store import StateStore
 
 LOCAL_MAX = 10000
 _INFO = b"sts-broker credential cache v1"
 
 
+# Claims of a pass-through token that differ between two tokens of one sign-in scope and that no trust
+# policy condition reads.
+_INSTANCE_CLAIMS = frozenset({"iat", "exp", "nbf", "auth_time", "jti", "nonce", "at_hash", "c_hash"})
 _SCOPE_FIELDS = tuple(f.name for f in dataclasses.fields(RoleGrant) if f.name != "rule_id")
 
 
@@ -57,9 +65,31 @@ def cache_key(identity: Identity, grant: RoleGrant) -> str:
     """SHA-256 over the repr of plain values (str, int, float, bool, None and tuples of them: canonical and
     unambiguous). Every RoleGrant field but rule_id is in the scope, including any added later."""
     who = (identity.idp, identity.issuer, identity.subject, identity.email, identity.email_verified,
-           identity.groups, identity.mfa)
+           identity.groups, identity.mfa, _passed_through(identity, grant))
     scope = tuple(_plain(getattr(grant, name)) for name in _SCOPE_FIELDS)
     return "creds:" + hashlib.sha256(repr((who, scope)).encode()).hexdigest()
+
+
+def _passed_through(identity: Identity, grant: RoleGrant) -> str | None:
+    """For a pass-through grant, a digest of what STS is shown, since STS judges that, not the identity: a
+    role's trust policy reads the token's aud, azp, amr, sub, tags claim... so credentials one token
+    obtained are never handed out for a token with any other claim (another app's aud or azp, other amr),
+    even of the same person. Left out: only the claims that say when and which instance (iat, exp, nbf,
+    auth_time, jti, nonce, at_hash, c_hash), so an app's fresh ID token for the same scope reuses them.
+    A SAML response: its digest whole. Minted grants: None (the broker's token is built from the identity
+    and the grant, both in the key already)."""
+    if not grant.passthrough or identity.evidence is None:
+        return None
+    value = identity.evidence.value
+    if identity.evidence.kind == "id_token":
+        try:
+            claims = loads_object(urlsafe_b64decode(value.split(".")[1].encode("ascii")))
+        except (ValueError, IndexError):
+            claims = None  # not reached for a verified token; the whole token then, still never shared
+        if claims is not None:
+            kept = {name: v for name, v in claims.items() if name not in _INSTANCE_CLAIMS}
+            value = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _to_json(creds: Credentials, until: float) -> bytes:

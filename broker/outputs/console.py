@@ -14,6 +14,7 @@ import httpx
 from broker.errors import StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import Credentials
+from broker.safe_json import loads_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,7 @@ class ConsoleSignIn:
                              reason="federation_refused",
                              public="AWS refused to create a console session for this role.")
         try:
-            token = response.json()["SigninToken"]
+            token = loads_object(response.content)["SigninToken"]  # bounded depth: AWS is outside too
         except (ValueError, KeyError, TypeError):
             raise StsUnavailable("federation endpoint answered without a SigninToken",
                                  reason="federation_bad_answer") from None

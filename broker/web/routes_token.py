@@ -10,7 +10,8 @@ Every answer is JSON with `Cache-Control: no-store`. Refusals follow RFC 6749 5.
 | body over the size cap                                                    | invalid_request         | 413    |
 | grant_type other than token exchange                                      | unsupported_grant_type  | 400    |
 | subject token not acceptable: signature, alg, kid, key in header, iss,     | invalid_grant           | 400    |
-|   aud, azp, exp/iat/nbf, hd, email_verified, size, replayed (`once`)       |                         |        |
+|   aud, azp, exp/iat/nbf, hd, email_verified, size, replayed (`once`),      |                         |        |
+|   crit/b64 header, JSON malformed (too deep, duplicate names, NaN)         |                         |        |
 | web origin not allowed (CORS)                                             | unauthorized_client     | 400    |
 | no role granted, `resource` not granted or not a role ARN, AWS refuses     | invalid_target          | 400    |
 | rate limit per client address or per subject                          | temporarily_unavailable | 429 (Retry-After) |

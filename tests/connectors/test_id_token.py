@@ -115,7 +115,7 @@ def test_oversized_token(issuer: TokenIssuer) -> None:
 def test_unknown_kid_flood_costs_one_jwks_fetch(issuer: TokenIssuer) -> None:
     async def run() -> int:
         async with httpx.AsyncClient() as http:
-            cache = JwksCache(http, f"{issuer.url}/jwks", timeout=3, min_refresh=30)
+            cache = JwksCache(http, f"{issuer.url}/jwks", timeout=3, unknown_kid_interval=30)
             for i in range(20):
                 token = issuer.sign(issuer.claims(), key=new_key() if i == 0 else issuer.key, kid=f"made-up-{i}")
                 with pytest.raises(TokenInvalid):

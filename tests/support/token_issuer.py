@@ -38,6 +38,7 @@ class TokenIssuer:
     next_id_token: str = ""  # what the token endpoint hands out next
     token_requests: list[dict[str, str]] = field(default_factory=list)
     jwks_status: int = 200  # anything else: the JWKS endpoint answers that status (an IdP outage)
+    token_body: bytes | None = None  # when set, the token endpoint answers these bytes as its JSON (a hostile IdP)
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(self.key, self.kid)]}
@@ -81,6 +82,13 @@ def _handler(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", "0"))
             form = dict(parse_qsl(self.rfile.read(length).decode()))
             issuer.token_requests.append({**form, "authorization": self.headers.get("Authorization", "")})
+            if issuer.token_body is not None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(issuer.token_body)))
+                self.end_headers()
+                self.wfile.write(issuer.token_body)
+                return
             send_json(self, {"access_token": "at", "token_type": "Bearer", "expires_in": 300,
                              "id_token": issuer.next_id_token})
 
@@ -91,8 +99,8 @@ def _handler(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def running_issuer() -> Iterator[TokenIssuer]:
-    issuer = TokenIssuer()
+def running_issuer(issuer: TokenIssuer | None = None) -> Iterator[TokenIssuer]:
+    issuer = issuer or TokenIssuer()
     with http_server(_handler(issuer)) as url:
         issuer.url = url
         yield issuer
