@@ -9,6 +9,7 @@ from broker.errors import CsrfFailed, NotAuthenticated
 from broker.identity import Identity
 from broker.rules.explain import for_audit
 from broker.service import LOGIN_TTL, BrokerService
+from broker.web.proxy import client_host
 from broker.web.render import page
 from broker.web.sessions import SessionManager
 
@@ -26,7 +27,7 @@ def sessions_of(request: Request) -> SessionManager:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_host(request.scope)
 
 
 def _secure(request: Request) -> bool:
