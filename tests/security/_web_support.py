@@ -8,13 +8,15 @@ process-wide state. `make_stack` also runs the broker as a real `sts-broker serv
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import secrets
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -91,12 +93,13 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
     return _SHARED["web"]
 
 
-def logged_in(stack: Stack, user: str = "bob") -> tuple[httpx.Client, str]:
+@contextmanager
+def logged_in(stack: Stack, user: str = "bob") -> Iterator[tuple[httpx.Client, str]]:
     """A browser signed in at the dev IdP, and its CSRF token."""
-    client = browser.browser()
-    landed = browser.login(client, stack.url, "dev", user)
-    assert landed.status_code == 303, landed.text[:200]
-    return client, browser.roles(client, stack.url)["csrf_token"]
+    with browser.browser() as client:
+        landed = browser.login(client, stack.url, "dev", user)
+        assert landed.status_code == 303, landed.text[:200]
+        yield client, browser.roles(client, stack.url)["csrf_token"]
 
 
 def handmade_login(stack: Stack, client: httpx.Client, sub: str = "hm-user") -> tuple[httpx.Response, dict[str, str]]:
@@ -137,3 +140,28 @@ def page_and_headers(response: httpx.Response) -> str:
 
 def iter_hosts() -> Iterator[str]:
     yield from ("evil.example", "evil.example:8443", "broker.example.com.evil.example")
+
+
+def saml_answer(stack: Stack, client: httpx.Client, user: str = "alice") -> tuple[str, dict[str, str]]:
+    """A genuine SAML login up to the ACS post: GET /login/devsaml, sign in at the pysaml2 IdP; returns the
+    ACS URL and the fields the IdP's auto-submitting form would post (not posted yet)."""
+    start = client.get(f"{stack.url}/login/devsaml")
+    assert start.status_code == 303, start.text[:200]
+    form_page = client.get(start.headers["location"])
+    fields = dict(re.findall(r'name="(SAMLRequest|RelayState)" value="([^"]*)"', form_page.text))
+    answer = client.post(urljoin(start.headers["location"], "/sso/login"),
+                         data={"username": user, **{k: html.unescape(v) for k, v in fields.items()}})
+    match = re.search(r'action="([^"]+)"', answer.text)
+    assert match is not None, answer.text[:200]
+    posted = dict(re.findall(r'name="(SAMLResponse|RelayState)" value="([^"]*)"', answer.text))
+    return html.unescape(match.group(1)), {k: html.unescape(v) for k, v in posted.items()}
+
+
+def assert_refused(stack: Stack, response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
+    """The broker's refusal: status, JSON body with the reason, and the audit event of that error id."""
+    assert response.status_code == status, response.text[:300]
+    body: dict[str, Any] = response.json()
+    assert body["error"] == reason and body["message"] and body["error_id"], body
+    [event] = [e for e in stack.events() if e.get("error_id") == body["error_id"]]
+    assert event["event"] == "request_failed" and event["reason"] == reason and event["status"] == status
+    return event
