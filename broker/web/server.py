@@ -86,8 +86,83 @@ class _JoinedWrites:
         return self._transport.can_write_eof()
 
 
+# A request head (request line and headers) is bounded: httptools itself takes any size (a 10 MB header
+# was read whole) and any number of fields, and every field is kept in the ASGI scope. Past either limit:
+# 431 and the connection closed. Cookies and a bearer token fit well within these.
+MAX_HEAD_BYTES = 32 * 1024
+MAX_HEADER_FIELDS = 100
+# A head must arrive whole within this long after the connection opens or the request begins; a client
+# trickling bytes (slowloris) is cut off instead of holding a connection for ever.
+HEAD_TIMEOUT = 10.0
+HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                  b"content-length: 32\r\nconnection: close\r\n\r\nRequest header fields too large.")
+
+
+class HeadTooLarge(Exception):
+    """Raised in a parser callback: httptools stops parsing (uvicorn's own 400 then finds the connection
+    closing and is dropped); the 431 is already written."""
+
+
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over `_JoinedWrites`: `uvicorn.run(..., http=HttpProtocol)`."""
+    """uvicorn's httptools protocol over `_JoinedWrites`: `uvicorn.run(..., http=HttpProtocol)`; bounded
+    request heads (size, field count, time)."""
+
+    _head_bytes = 0
+    _head_fields = 0
+    _head_timer: asyncio.TimerHandle | None = None
+    # Bytes received while a head is incomplete. httptools holds a header's value until it ends, so one
+    # endless header is counted here, not in on_header; a read is at most 256 KiB (asyncio and uvloop).
+    _unparsed = 0
+    _in_head = True
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_head:
+            self._unparsed += len(data)
+            if self._unparsed > MAX_HEAD_BYTES:
+                self._refuse_head()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = self._head_fields = self._unparsed = 0
+        self._in_head = True
+        if self._head_timer is None:  # a keep-alive connection's next request
+            self._arm_head_timer()
+
+    def _refuse_head(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(HEAD_TOO_LARGE)
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        """A head that arrived within one read is measured here, once (cheaper than a check per field)."""
+        self._disarm_head_timer()
+        self._in_head = False
+        headers = self.headers
+        if len(headers) > MAX_HEADER_FIELDS or \
+                len(self.url) + sum(len(name) + len(value) for name, value in headers) > MAX_HEAD_BYTES:
+            self._refuse_head()
+            raise HeadTooLarge  # httptools stops here: no request is started
+        super().on_headers_complete()
