@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from starlette.routing import Route
 from broker.audit import AuditLog
 from broker.config import Settings
 from broker.errors import BrokerError
+from broker.logs import quiet_chatty_loggers
 from broker.metrics import Metrics
 from broker.service import BrokerService
 from broker.token_exchange import TokenExchange
@@ -25,15 +25,6 @@ from broker.web.middleware import BodyLimit, SecurityHeaders
 from broker.web.proxy import ForwardedFor, IpNetwork
 from broker.web.render import templates
 from broker.web.sessions import SessionManager
-
-# These libraries log request bodies and credentials at DEBUG; the broker's logs must never hold them.
-QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore", "authlib")
-
-
-def quiet_chatty_loggers() -> None:
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
 
 ROUTES = [
     # Routes are tried in order: the machine-facing endpoint that takes the load comes first.

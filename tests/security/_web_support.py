@@ -22,7 +22,15 @@ import httpx
 import pytest
 
 from broker.devstack import browser
-from broker.devstack.stack import DevStack, aws_client, run_stack, serve_in_thread, trust_policy
+from broker.devstack.stack import (
+    SAML_PROVIDER_NAME,
+    DevStack,
+    aws_client,
+    run_stack,
+    saml_trust_policy,
+    serve_in_thread,
+    trust_policy,
+)
 from tests.support.token_issuer import TokenIssuer, running_issuer
 
 FLOW_RULES = Path(__file__).resolve().parents[1] / "flows" / "rules.yaml"
@@ -77,6 +85,8 @@ def make_stack(exits: ExitStack, workdir: Path, account: str, serve_broker: Any 
     provider = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"][0]["Arn"]
     host = provider.split(":oidc-provider/", 1)[1]
     iam.create_role(RoleName="TokenApp", AssumeRolePolicyDocument=trust_policy(provider, host, "tokapp:*"))
+    iam.create_role(RoleName="SamlOnly", AssumeRolePolicyDocument=saml_trust_policy(
+        f"arn:aws:iam::{account}:saml-provider/{SAML_PROVIDER_NAME}"))
     return Stack(dev, handmade, account)
 
 
