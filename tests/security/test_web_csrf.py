@@ -84,3 +84,19 @@ def test_the_other_posts_need_no_cookie_and_take_none(web_stack: Stack) -> None:
         assert "access-control-allow-origin" not in token.headers
         acs = client.post(f"{web_stack.url}/saml/devsaml/acs", headers=JSON, data={"SAMLResponse": "PHg+"})
         assert acs.status_code in (400, 401) and acs.json()["error"] != "internal_error"
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=",
+                                          "multipart/form-data; boundary=x"])
+def test_a_malformed_multipart_form_is_the_brokers_refusal(web_stack: Stack, content_type: str) -> None:
+    """A form the parser cannot read (Starlette raises its own HTTP error): the broker's JSON refusal,
+    audited, never Starlette's plain text, never a 500; nothing issued."""
+    with logged_in(web_stack, "bob") as (client, mine):
+        before = web_stack.issued()
+        part = b'--x\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n' + mine.encode()
+        response = client.post(f"{web_stack.url}/roles/credentials", content=part,
+                               headers={**JSON, "Content-Type": content_type})
+        assert response.status_code in (400, 403), response.text[:200]
+        assert response.headers["content-type"] == "application/json"
+        assert_refused(web_stack, response, response.status_code, response.json()["error"])
+        assert web_stack.issued() == before
