@@ -6,8 +6,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from broker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 
 def _check(config: Path) -> int:
@@ -26,26 +30,57 @@ def _check(config: Path) -> int:
 
 
 def _serve(config: Path, host: str, port: int, forwarded_allow_ips: str | None = None) -> int:
-    import uvicorn
-
     from broker.config import load_settings
     from broker.web.app import create_app, settle_heap
-    from broker.web.server import HttpProtocol
+    from broker.web.proxy import parse_trusted
 
     try:
-        app = create_app(load_settings(config))
+        trusted = parse_trusted(forwarded_allow_ips) if forwarded_allow_ips is not None else ()
+    except ValueError as exc:
+        print(f"refusing to start, --forwarded-allow-ips: {exc}", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(config)
+        app = create_app(settings, trusted_proxies=trusted)
     except ConfigError as exc:
         print("refusing to start, the configuration is invalid:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
     settle_heap()
+    return _run(app, host, port, settings.metrics.listen)
+
+
+def _run(app: Starlette, host: str, port: int, metrics_listen: str | None) -> int:
+    import asyncio
+
+    import uvicorn
+
+    from broker.config import split_listen
+    from broker.web.app import metrics_app
+    from broker.web.server import HttpProtocol
+
     # uvicorn's access log prints query strings, which carry authorization codes: the app logs its own.
-    # X-Forwarded-For is believed only from the load balancers named: the client address keys the rate
-    # limits and the audit log, and any client can send the header.
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", http=HttpProtocol, ws="none",
-                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
-    return 0
+    # X-Forwarded-For is believed only from the load balancers named, and only as an IP address (the app's
+    # ForwardedFor middleware, not uvicorn's proxy headers): the client address keys the rate limits and
+    # the audit log, and any client can send the header.
+    common: dict[str, Any] = {"access_log": False, "log_level": "info", "ws": "none", "proxy_headers": False}
+    main = uvicorn.Config(app, host=host, port=port, http=HttpProtocol, **common)
+    servers = [uvicorn.Server(main)]
+    if metrics_listen is not None:
+        metrics_host, metrics_port = split_listen(metrics_listen)
+        servers.insert(0, uvicorn.Server(uvicorn.Config(metrics_app(app), host=metrics_host, port=metrics_port,
+                                                        lifespan="off", **common)))
+
+    async def serve_all() -> None:
+        # Each server takes SIGINT/SIGTERM over from the one started before it and, once shut down, hands
+        # the signal back: the main server (started last) stops first, then the metrics listener.
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    asyncio_run = asyncio.Runner(loop_factory=main.get_loop_factory())
+    with asyncio_run:
+        asyncio_run.run(serve_all())
+    return 0 if all(server.started for server in servers) else 3
 
 
 def _keys_generate(out: Path, bits: int) -> int:

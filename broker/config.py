@@ -146,6 +146,34 @@ class AdminConfig(Model):
     token: Annotated[SecretStr, AfterValidator(_strong_secret)] | None = None
 
 
+def split_listen(address: str) -> tuple[str, int]:
+    """`host:port` (`[v6]:port`) -> (host, port); the host is an IP address or `localhost`."""
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port, such as 127.0.0.1:9100")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError("the host must be an IP address (or localhost), such as 127.0.0.1:9100") from None
+    return host, int(port)
+
+
+def _listen_address(address: str) -> str:
+    split_listen(address)
+    return address
+
+
+class MetricsConfig(Model):
+    """GET /metrics (Prometheus): counts of audit events by reason and request latencies, nothing about a
+    person. Open on the main port unless `token` (scrapers send `Authorization: Bearer <token>`) or
+    `listen` (a separate listener of `sts-broker serve`, the main port's /metrics then 404) is set."""
+
+    token: Annotated[SecretStr, AfterValidator(_strong_secret)] | None = None
+    listen: Annotated[str, AfterValidator(_listen_address)] | None = None
+
+
 class AuditConfig(Model):
     path: str = "-"
 
@@ -192,6 +220,7 @@ class Settings(Model):
     rate_limits: RateLimitConfig = RateLimitConfig()
     xml_workers: XmlWorkersConfig = XmlWorkersConfig()
     admin: AdminConfig = AdminConfig()
+    metrics: MetricsConfig = MetricsConfig()
     token_exchange: TokenExchangeConfig = TokenExchangeConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     # The access log (logger broker.access, INFO): every request, only refused or failed ones (status >= 400),
@@ -207,6 +236,23 @@ class Settings(Model):
         if len({k.kid for k in self.keys}) != len(self.keys):
             raise ValueError("key ids (kid) must be unique")
         return self
+
+
+# IdP ids are path segments (/login/{idp}, /oidc/{idp}/callback, /saml/{idp}/acs, /saml/{idp}/metadata).
+# An id that equals a fixed segment at the same place would be shadowed by the broker's own route:
+# `idp` by /saml/idp/metadata (the broker's SAML IdP metadata). tests/security/test_web_routes.py derives
+# the collisions from the routes and checks that each is listed here.
+RESERVED_IDP_IDS = frozenset({"idp"})
+
+
+def _not_reserved(idp_id: str) -> str:
+    if idp_id in RESERVED_IDP_IDS:
+        raise ValueError(f"{idp_id!r} is reserved: it is a fixed path segment of the broker's own URLs "
+                         f"(reserved ids: {', '.join(sorted(RESERVED_IDP_IDS))}); choose another id")
+    return idp_id
+
+
+IdpId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$"), AfterValidator(_not_reserved)]
 
 
 class ClaimMap(Model):
@@ -248,7 +294,7 @@ class JwksTiming(Model):
 
 
 class OidcIdpConfig(JwksTiming):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    id: IdpId
     type: Literal["oidc"]
     name: str
     issuer: HttpsUrl
@@ -288,7 +334,7 @@ TOKEN_PRESETS: dict[str, dict[str, Any]] = {
 class TokenIdpConfig(JwksTiming):
     """Bearer ID tokens an app already holds, exchanged at POST /oauth2/token (never a browser login)."""
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    id: IdpId
     type: Literal["token"]
     preset: Literal["google"] | None = None
     name: str = ""
@@ -397,7 +443,7 @@ class SamlSpKeys(Model):
 class SamlIdpConfig(Model):
     """An upstream SAML 2.0 IdP; the broker is its SP (python3-saml, strict)."""
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    id: IdpId
     type: Literal["saml"]
     name: str
     # Either metadata (a file, or an https URL refreshed on a schedule) ...

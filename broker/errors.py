@@ -53,6 +53,12 @@ class NotFound(BrokerError):
     reason = "not_found"
 
 
+class MethodNotAllowed(BrokerError):
+    status = 405
+    public_message = "This method is not allowed here."
+    reason = "method_not_allowed"
+
+
 class UnknownIdp(NotFound):
     status = 404
     public_message = "Unknown identity provider."

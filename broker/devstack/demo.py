@@ -11,7 +11,7 @@ from pathlib import Path
 
 from broker.devstack.selftest import self_test
 from broker.devstack.stack import DevStack, run_stack
-from broker.web.app import quiet_chatty_loggers
+from broker.logs import quiet_chatty_loggers
 
 
 def _banner(stack: DevStack, started: float) -> str:

@@ -10,8 +10,8 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,17 +133,28 @@ def write_config(workdir: Path, broker_url: str, issuer: str, aws: LocalAws, rul
     return config
 
 
+BrokerServer = Callable[[Path, Settings, int], AbstractContextManager[object]]
+
+
+def serve_in_thread(config: Path, settings: Settings, port: int) -> AbstractContextManager[object]:
+    """The default way run_stack runs the broker: this process, uvicorn in a thread."""
+    return asgi_server(create_app(settings), port)
+
+
 @contextmanager
 def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_port: int = 0, saml_port: int = 0,
               rules: Path = DEMO_RULES, extra_idps: Mapping[str, dict[str, Any]] | None = None,
-              overrides: Mapping[str, Any] | None = None) -> Iterator[DevStack]:
-    """`extra_idps` adds IdP files and `overrides` top-level broker.yaml keys (tests use both)."""
+              overrides: Mapping[str, Any] | None = None, account_id: str = "123456789012",
+              serve_broker: BrokerServer = serve_in_thread) -> Iterator[DevStack]:
+    """`extra_idps` adds IdP files and `overrides` top-level broker.yaml keys (tests use both); `account_id`
+    keeps a second stack's IAM apart from the first's in moto's process-wide state; `serve_broker` runs the
+    broker (tests run `sts-broker serve` in a process of its own with it)."""
     os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(48))
     os.environ.setdefault("DEV_IDP_CLIENT_SECRET", secrets.token_urlsafe(24))
     broker_port = broker_port or free_port()
     broker_url = f"http://{LOOPBACK}:{broker_port}"
     with ExitStack() as stack:
-        aws = stack.enter_context(run_local_aws(port=aws_port))
+        aws = stack.enter_context(run_local_aws(port=aws_port, account_id=account_id))
         issuer = stack.enter_context(run_dev_idp(idp_port))
         saml_idp, saml_config = dev_saml_idp(workdir, broker_url, saml_port or free_port())
         saml_url = stack.enter_context(run_dev_saml_idp(saml_idp, int(saml_idp.url.rsplit(":", 1)[1])))
@@ -152,7 +163,7 @@ def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_por
                               {SAML_IDP_ID: saml_config, **(extra_idps or {})}, overrides or {})
         settings = load_settings(config)
         register_broker_saml_in_iam(aws, settings)
-        stack.enter_context(asgi_server(create_app(settings), broker_port))
+        stack.enter_context(serve_broker(config, settings, broker_port))
         yield DevStack(broker_url, issuer, aws, workdir, settings, Path(settings.audit.path), saml_url, saml_idp)
 
 

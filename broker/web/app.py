@@ -3,35 +3,28 @@
 from __future__ import annotations
 
 import gc
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from broker.audit import AuditLog
 from broker.config import Settings
 from broker.errors import BrokerError
+from broker.logs import quiet_chatty_loggers
 from broker.metrics import Metrics
 from broker.service import BrokerService
 from broker.token_exchange import TokenExchange
 from broker.web import openapi, routes_admin, routes_login, routes_meta, routes_roles, routes_saml, routes_token
-from broker.web.errors import broker_error, unexpected_error
+from broker.web.errors import broker_error, http_error, unexpected_error
 from broker.web.middleware import BodyLimit, SecurityHeaders
+from broker.web.proxy import ForwardedFor, IpNetwork
 from broker.web.render import templates
 from broker.web.sessions import SessionManager
-
-# These libraries log request bodies and credentials at DEBUG; the broker's logs must never hold them.
-QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "httpx", "httpcore", "authlib")
-
-
-def quiet_chatty_loggers() -> None:
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
 
 ROUTES = [
     # Routes are tried in order: the machine-facing endpoint that takes the load comes first.
@@ -56,7 +49,10 @@ ROUTES = [
 ]
 
 
-def create_app(settings: Settings, *, audit: AuditLog | None = None) -> Starlette:
+def create_app(settings: Settings, *, audit: AuditLog | None = None,
+               trusted_proxies: Sequence[IpNetwork] = ()) -> Starlette:
+    """`trusted_proxies`: the load balancers whose X-Forwarded-For names the client (`serve
+    --forwarded-allow-ips`); empty, the TCP peer is the client."""
     quiet_chatty_loggers()
     audit = audit or AuditLog(settings.audit.path)
     service = BrokerService.build(settings, audit)
@@ -70,13 +66,20 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None) -> Starlett
         await token_exchange.close()
         await service.close()
 
+    # With a listener of its own, /metrics is served there only (metrics_app) and is a 404 here.
+    routes = [r for r in ROUTES if settings.metrics.listen is None or getattr(r, "path", "") != "/metrics"]
     app = Starlette(
-        routes=ROUTES,
-        middleware=[Middleware(SecurityHeaders, metrics=metrics, access=settings.access_log),
+        routes=routes,
+        middleware=[*([Middleware(ForwardedFor, trusted=trusted_proxies)] if trusted_proxies else []),
+                    Middleware(SecurityHeaders, metrics=metrics, access=settings.access_log),
                     Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
-        exception_handlers={BrokerError: broker_error, Exception: unexpected_error},
+        exception_handlers={BrokerError: broker_error, HTTPException: http_error, Exception: unexpected_error},
         lifespan=lifespan,
     )
+    # Starlette answers `/roles/` with a redirect to an absolute URL built from the Host header (a client
+    # chooses it: `Host: evil.example` -> `http://evil.example/roles`). Absolute URLs come only from
+    # public_url, so a path with a stray slash is a 404 like any other unknown path.
+    app.router.redirect_slashes = False
     app.state.service = service
     app.state.token_exchange = token_exchange
     app.state.audit = audit
@@ -88,6 +91,20 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None) -> Starlett
     app.state.cookie_name = settings.session.cookie_name
     app.state.secure_cookies = urlsplit(settings.public_url).scheme == "https"
     return app
+
+
+def metrics_app(app: Starlette) -> Starlette:
+    """The app of `metrics.listen`: GET /metrics over the main app's state (the same counters, the same
+    token check), everything else the broker's 404."""
+    settings: Settings = app.state.service.settings
+    side = Starlette(
+        routes=[Route("/metrics", routes_meta.metrics)],
+        middleware=[Middleware(SecurityHeaders, access=settings.access_log)],
+        exception_handlers={BrokerError: broker_error, HTTPException: http_error, Exception: unexpected_error},
+    )
+    side.router.redirect_slashes = False
+    side.state = app.state
+    return side
 
 
 YOUNG_GENERATION = 10_000  # CPython's default is 700

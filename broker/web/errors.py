@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import secrets
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker.errors import BrokerError, RateLimited
+from broker.errors import BadRequest, BrokerError, MethodNotAllowed, NotFound, RateLimited
+from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, page, wants_json
 
 log = logging.getLogger("broker.errors")
@@ -17,8 +19,8 @@ log = logging.getLogger("broker.errors")
 
 def _audit(request: Request, **fields: str | int | None) -> None:
     idp = request.path_params.get("idp")
-    client = request.client.host if request.client else None
-    request.app.state.audit.event("request_failed", method=request.method, path=request.url.path,
+    client = client_host(request.scope)
+    request.app.state.audit.event("request_failed", method=request.method, path=request.url.path[:300],
                                   idp=idp, client=client, **fields)
 
 
@@ -36,6 +38,26 @@ async def broker_error(request: Request, exc: Exception) -> Response:
     response = error_response(request, exc.status, exc.reason, exc.public_message, exc.error_id)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _as_broker_error(exc: HTTPException) -> BrokerError:
+    if exc.status_code == 404:
+        return NotFound("no route for this path", reason="route_not_found")
+    if exc.status_code == 405:
+        return MethodNotAllowed("no route for this method")
+    error = BadRequest(f"HTTP {exc.status_code} from the framework", reason=f"http_{exc.status_code}")
+    error.status = exc.status_code
+    return error
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no route, wrong method, a malformed form): the broker's page or JSON,
+    audited, never Starlette's plain text."""
+    assert isinstance(exc, HTTPException)
+    response = await broker_error(request, _as_broker_error(exc))
+    for name, value in (exc.headers or {}).items():  # Allow, on a 405
+        response.headers[name] = value
     return response
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -17,13 +17,18 @@ from broker.service import BrokerService
 from broker.web.render import NO_STORE
 
 
+def bearer_ok(request: Request, token: SecretStr) -> bool:
+    """`Authorization: Bearer <token>`, compared in constant time."""
+    sent = request.headers.get("authorization", "")
+    expected = f"Bearer {token.get_secret_value()}"
+    return hmac.compare_digest(sent.encode(), expected.encode())
+
+
 def _authorize(request: Request, service: BrokerService) -> None:
     token = service.settings.admin.token
     if token is None:
         raise NotFound("admin API is not enabled", reason="admin_disabled")
-    sent = request.headers.get("authorization", "")
-    expected = f"Bearer {token.get_secret_value()}"
-    if not hmac.compare_digest(sent.encode(), expected.encode()):
+    if not bearer_ok(request, token):
         raise NotAuthenticated("admin API without the admin token", reason="admin_token_invalid")
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from broker.errors import CsrfFailed, NotAuthenticated
+from broker.errors import NotAuthenticated
 from broker.identity import Identity
 from broker.rules.explain import for_audit
 from broker.service import LOGIN_TTL, BrokerService
+from broker.web.proxy import client_host
 from broker.web.render import page
+from broker.web.routes_roles import checked_form
 from broker.web.sessions import SessionManager
 
 LOGIN_COOKIE = "sts_broker_login"
@@ -26,7 +28,7 @@ def sessions_of(request: Request) -> SessionManager:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_host(request.scope)
 
 
 def _secure(request: Request) -> bool:
@@ -86,9 +88,7 @@ async def logout(request: Request) -> Response:
     session = await sessions_of(request).load(request.cookies.get(cookie_name))
     if session is None:
         raise NotAuthenticated("logout without a session")
-    form = await request.form()
-    if not session.csrf_ok(str(form.get("csrf_token", ""))):
-        raise CsrfFailed("logout with a bad CSRF token")
+    await checked_form(request, session)
     await sessions_of(request).destroy(session)
     service_of(request).audit.event("logout", idp=session.identity.idp, subject=session.identity.subject)
     response = RedirectResponse("/", status_code=303)

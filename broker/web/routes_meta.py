@@ -6,11 +6,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker.errors import BrokerError
+from broker.errors import BrokerError, NotAuthenticated
 from broker.issuers.saml_idp import idp_metadata
 from broker.issuers.signing import ALGORITHM
 from broker.metrics import Metrics
 from broker.service import BrokerService
+from broker.web.errors import broker_error
+from broker.web.routes_admin import bearer_ok
 
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
 
@@ -56,6 +58,17 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
+METRICS_CHALLENGE = 'Bearer realm="sts-broker metrics"'
+
+
 async def metrics(request: Request) -> Response:
+    """Prometheus; with `metrics.token` set, only for a scraper that sends it (401 and an audit event)."""
+    service: BrokerService = request.app.state.service
+    token = service.settings.metrics.token
+    if token is not None and not bearer_ok(request, token):
+        response = await broker_error(request, NotAuthenticated("/metrics without the metrics token",
+                                                                reason="metrics_token_invalid"))
+        response.headers["WWW-Authenticate"] = METRICS_CHALLENGE
+        return response
     registry: Metrics = request.app.state.metrics
-    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

@@ -23,16 +23,24 @@ async def _session(request: Request) -> Session:
     return session
 
 
-async def _checked_form(request: Request, session: Session) -> FormData:
+def single(form: FormData, name: str) -> str:
+    """A field that must appear once, as text: "" when missing, repeated or a file. With two values, which
+    one a proxy or a WAF in front believed is unknown."""
+    values = form.getlist(name)
+    return values[0] if len(values) == 1 and isinstance(values[0], str) else ""
+
+
+async def checked_form(request: Request, session: Session) -> FormData:
+    """The POSTed form, when it carries this session's CSRF token (once, in the body)."""
     form = await request.form()
-    if not session.csrf_ok(str(form.get("csrf_token", ""))):
+    if not session.csrf_ok(single(form, "csrf_token")):
         raise CsrfFailed("POST without the session's CSRF token")
     return form
 
 
 def _role(form: FormData) -> str:
-    role = form.get("role")
-    if not isinstance(role, str) or not role:
+    role = single(form, "role")
+    if not role:
         raise BadRequest("form field role missing", reason="role_missing")
     return role
 
@@ -66,7 +74,7 @@ async def roles(request: Request) -> Response:
 async def console(request: Request) -> Response:
     service: BrokerService = request.app.state.service
     session = await _session(request)
-    form = await _checked_form(request, session)
+    form = await checked_form(request, session)
     url = await service.console_url(session.identity, _role(form))
     return RedirectResponse(url, status_code=303, headers=NO_STORE)
 
@@ -74,7 +82,7 @@ async def console(request: Request) -> Response:
 async def credentials(request: Request) -> Response:
     service: BrokerService = request.app.state.service
     session = await _session(request)
-    form = await _checked_form(request, session)
+    form = await checked_form(request, session)
     fmt = form.get("format", "json")
     if fmt not in FORMATS:
         raise BadRequest(f"unknown format {str(fmt)[:32]!r}", reason="format_unknown",

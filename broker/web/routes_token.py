@@ -50,6 +50,7 @@ from broker.errors import (
 )
 from broker.outputs.formats import _expiration
 from broker.token_exchange import CREDENTIALS_TYPE, Exchanged, ExchangeTrace, TokenExchange, parse_form
+from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse
 
 log = logging.getLogger("broker.errors")
@@ -91,8 +92,7 @@ def _exchange(request: Request) -> TokenExchange:
 
 
 def _client(request: Request) -> str:
-    client = request.scope.get("client")  # what request.client reads, without building its Address
-    return str(client[0]) if client else "unknown"
+    return client_host(request.scope)  # what request.client reads, without building its Address
 
 
 @functools.lru_cache(maxsize=64)

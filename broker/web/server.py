@@ -13,6 +13,7 @@ CPU per exchange 395 -> 318 us with STS calls, 200 -> 153 us from the credential
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -86,8 +87,99 @@ class _JoinedWrites:
         return self._transport.can_write_eof()
 
 
+# A request head (request line and headers) is bounded: httptools itself takes any size (a 10 MB header
+# was read whole) and any number of fields, and every field is kept in the ASGI scope. Past either limit:
+# 431 and the connection closed. Cookies and a bearer token fit well within these.
+MAX_HEAD_BYTES = 32 * 1024
+MAX_HEADER_FIELDS = 100
+# A head must arrive whole within this long after the connection opens or the request begins; a client
+# trickling bytes (slowloris) is cut off instead of holding a connection for ever. Checked by one sweep
+# per server every SWEEP_INTERVAL (not a timer per request: arming and cancelling one cost more than the
+# rest of the head's handling).
+HEAD_TIMEOUT = 10.0
+SWEEP_INTERVAL = 1.0
+HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                  b"content-length: 32\r\nconnection: close\r\n\r\nRequest header fields too large.")
+
+
+class HeadTooLarge(Exception):
+    """Raised in a parser callback: httptools stops parsing (uvicorn's own 400 then finds the connection
+    closing and is dropped); the 431 is already written."""
+
+
+class _HeadSweep:
+    """Closes the connections of one server whose head has been arriving for longer than HEAD_TIMEOUT.
+    Runs while the server has connections; the next connection starts it again."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        self.loop, self.connections = loop, connections
+        self.handle: asyncio.TimerHandle | None = None
+
+    def ensure(self) -> None:
+        if self.handle is None:
+            self.handle = self.loop.call_later(SWEEP_INTERVAL, self.sweep)
+
+    def sweep(self) -> None:
+        self.handle = None
+        deadline = self.loop.time() - HEAD_TIMEOUT
+        for protocol in list(self.connections):
+            if isinstance(protocol, HttpProtocol) and protocol.head_started < deadline:
+                protocol.head_timed_out()
+        if self.connections:
+            self.ensure()
+
+
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over `_JoinedWrites`: `uvicorn.run(..., http=HttpProtocol)`."""
+    """uvicorn's httptools protocol over `_JoinedWrites`: `uvicorn.run(..., http=HttpProtocol)`; bounded
+    request heads (size, field count, time)."""
+
+    # When the head being received began (loop time); infinity while none is (a request being handled,
+    # an idle keep-alive connection: uvicorn's keep-alive timeout covers that).
+    head_started = math.inf
+    _unparsed = 0  # bytes received while a head was incomplete (httptools holds a header until it ends)
+    _read = 0  # the size of the read being parsed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
+        self.head_started = self.loop.time()
+        sweeper: _HeadSweep | None = getattr(self.server_state, "head_sweep", None)
+        if sweeper is None:
+            sweeper = _HeadSweep(self.loop, self.connections)
+            self.server_state.head_sweep = sweeper  # type: ignore[attr-defined]
+        sweeper.ensure()
+
+    def head_timed_out(self) -> None:
+        self.head_started = math.inf
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._read = len(data)
+        super().data_received(data)
+        if self.head_started != math.inf:  # still in a head: one endless header is caught here
+            self._unparsed += self._read
+            if self._unparsed > MAX_HEAD_BYTES:
+                self._refuse_head()
+
+    def _refuse_head(self) -> None:
+        self.head_started = math.inf
+        if not self.transport.is_closing():
+            self.transport.write(HEAD_TOO_LARGE)
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._unparsed = 0
+        if self.head_started == math.inf:  # a keep-alive connection's next request
+            self.head_started = self.loop.time()
+
+    def on_headers_complete(self) -> None:
+        self.head_started = math.inf
+        headers = self.headers
+        # The head is at most what was received since it began; only when that could exceed the limit is
+        # it measured (a read may carry the body too).
+        if len(headers) > MAX_HEADER_FIELDS or (self._unparsed + self._read > MAX_HEAD_BYTES and len(self.url)
+                                                 + sum(len(n) + len(v) for n, v in headers) > MAX_HEAD_BYTES):
+            self._refuse_head()
+            raise HeadTooLarge  # httptools stops here: no request is started
+        super().on_headers_complete()

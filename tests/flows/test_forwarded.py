@@ -40,10 +40,14 @@ def config_tree(tmp: Path) -> Path:
 
 
 @contextmanager
-def serving(config: Path, *extra: str) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "broker", "serve", "--config", str(config), "--host", LOOPBACK,
-                             "--port", str(port), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+def serving(config: Path, *extra: str, port: int = 0, output: Path | None = None,
+            command: tuple[str, ...] = ("-m", "broker")) -> Iterator[str]:
+    """`sts-broker serve` (or `command` with the same arguments) in its own process; its stdout and stderr
+    go to `output` when given."""
+    port = port or free_port()
+    sink = output.open("ab") if output is not None else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, *command, "serve", "--config", str(config), "--host", LOOPBACK,
+                             "--port", str(port), *extra], stdout=sink, stderr=sink,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     url = f"http://{LOOPBACK}:{port}"
     try:
@@ -60,6 +64,8 @@ def serving(config: Path, *extra: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+        if output is not None:
+            sink.close()  # type: ignore[union-attr]
 
 
 def refused_clients(config: Path) -> list[str]:
@@ -88,3 +94,33 @@ def test_forwarded_for_is_ignored_by_default(tmp_path: Path) -> None:
         # A client cannot pick the address it counts as: every request is the peer's, whatever it claims.
         assert [malformed(url, f"203.0.113.{n}") for n in range(3)] == [400, 400, 429]
     assert refused_clients(config) == [LOOPBACK] * 3
+
+
+def test_forwarded_for_that_is_not_an_address_is_the_load_balancer(tmp_path: Path) -> None:
+    """Whatever a client writes into X-Forwarded-For, the client address is an IP address in one spelling:
+    a string that is not one counts as the load balancer's (the TCP peer), and many spellings of one
+    address share its limit."""
+    config = config_tree(tmp_path)
+    with serving(config, "--forwarded-allow-ips", f"{LOOPBACK}/32") as url:
+        assert [malformed(url, junk) for junk in ("unknown", "x" * 5000, "_hidden")] == [400, 400, 429]
+        spellings = ("203.0.113.7", "::ffff:203.0.113.7", "203.0.113.7:4711", "::FFFF:cb00:7107")
+        assert [malformed(url, s) for s in spellings] == [400, 400, 429, 429]
+        zones = ("fe80::1%1", "[fe80::1%2]:443", "FE80:0:0::1")
+        assert [malformed(url, z) for z in zones] == [400, 400, 429]
+        # Walked right to left: the first address not trusted is the client, past the trusted ones.
+        assert malformed(url, f"198.51.100.9, {LOOPBACK}") == 400
+        assert malformed(url, "198.51.100.9, unknown") == 429  # stops at `unknown`: the balancer again
+    assert refused_clients(config) == [LOOPBACK] * 3 + ["203.0.113.7"] * 4 + ["fe80::1"] * 3 + [
+        "198.51.100.9", LOOPBACK]
+
+
+@pytest.mark.parametrize("allow", ["10.0.0.300", "*", "lb.example.com", "10.0.0.1,", "10.0.0.0/33"])
+def test_a_bad_forwarded_allow_ips_refuses_to_start(tmp_path: Path, allow: str) -> None:
+    config = config_tree(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "broker", "serve", "--config", str(config), "--host", LOOPBACK,
+                           "--port", str(free_port()), "--forwarded-allow-ips", allow],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 2
+    assert "refusing to start, --forwarded-allow-ips:" in done.stderr
+    assert "Traceback" not in done.stderr
