@@ -8,6 +8,7 @@ What is refused, as `JsonRefused` (a ValueError, so "not JSON" handling catches 
 - a member name twice in one object (RFC 8259 leaves that to the parser: Python keeps the last, other
   parsers the first; a signed token must mean one thing to everyone who reads it);
 - NaN, Infinity and -Infinity (not JSON; Python accepts them by default);
+- a string holding a lone surrogate (`"\\ud800"`: not Unicode text; every encoder after the parser fails on it);
 - anything that is not a JSON object at the top, for `loads_object`.
 """
 
@@ -69,13 +70,23 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     if not _depth_within(text, max_depth):
         raise JsonRefused(f"nested deeper than {max_depth} levels (or brackets not balanced)")
     try:
-        return _DECODER.decode(text)
+        document = _DECODER.decode(text)
     except RecursionError:  # belt and braces: the depth check above should make this unreachable
         raise JsonRefused("nested too deep for the parser") from None
     except JsonRefused:
         raise
     except ValueError:
         raise JsonRefused("not valid JSON") from None
+    if "\\u" in text:  # a surrogate can only come from an escape (the text itself is valid UTF-8 or str)
+        _unicode_only(document)
+    return document
+
+
+def _unicode_only(document: Any) -> None:
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise JsonRefused("a string holds a lone surrogate (not Unicode text)") from None
 
 
 def loads_object(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:

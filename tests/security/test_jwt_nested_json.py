@@ -182,3 +182,14 @@ def test_recursion_error_is_caught_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("broker.safe_json._depth_within", lambda text, max_depth: True)
     with pytest.raises(JsonRefused, match="too deep"):
         loads(nested(100_000))
+
+
+@pytest.mark.parametrize("text", ['{"sub": "\\ud800x"}', '{"a": ["ok", "\\udfff"]}', '{"\\ud83d": 1}'])
+def test_lone_surrogates_are_refused(text: str) -> None:
+    with pytest.raises(JsonRefused, match="surrogate"):
+        loads(text)
+
+
+def test_escaped_pairs_and_plain_text_still_parse() -> None:
+    text = json.dumps({"name": "\U0001f600 Zo\u00eb", "escaped": "\\ud800 is six characters"})
+    assert loads_object(text) == json.loads(text)

@@ -177,12 +177,13 @@ def test_hostile_claim_values_are_issued_valid_or_refused_never_a_500(rules_env:
         assert _caller(rules_env, response.json()).startswith(f"arn:aws:sts::{ACCOUNT}:assumed-role/RulesNamed/")
 
 
-# A lone surrogate ("\ud800" in the token's JSON) is accepted by the token parser and fails later, where the
-# subject or email is encoded (token_exchange._subject_key, joserfc minting the broker's token): a 500. The fix
-# belongs where the JSON is parsed (refuse strings that are not valid Unicode), outside this helper's files;
-# strict, so the marker must go when that lands.
-@pytest.mark.xfail(strict=True, reason="issue 11: lone surrogates in token JSON reach encoders (JSON parsing)")
-@pytest.mark.parametrize("claims", [{"sub": "\ud800x"}, {"email": "\ud800@example.com"}])
-def test_lone_surrogates_in_claims_are_refused_not_a_500(rules_env: ExchangeEnv, claims: dict[str, Any]) -> None:
+# A lone surrogate ("\ud800" in the token's JSON) is not Unicode text: every encoder after the parser (the
+# subject's rate-limit key, the broker's minted token) would fail on it, so the token is refused where its JSON
+# is parsed (broker/safe_json.py), before any key look-up.
+@pytest.mark.parametrize("claims", [{"sub": "\ud800x"}, {"email": "\ud800@example.com"}, {"name": "x\udfff"}])
+def test_lone_surrogates_in_claims_are_refused_not_a_500(rules_env: ExchangeEnv, sent: list[dict[str, str]],
+                                                         claims: dict[str, Any]) -> None:
     token = rules_env.idp.sign(mobile_claims(rules_env.idp, **claims))
-    assert exchange(rules_env.url, token, resource=NAMED).status_code == 400
+    assert_refused(rules_env, exchange(rules_env.url, token, resource=NAMED), 400, "invalid_grant",
+                   "token_malformed")
+    assert sent == []
