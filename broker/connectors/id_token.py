@@ -49,6 +49,8 @@ def _header(raw: str, expect: Expectations) -> dict[str, Any]:
         raise _refuse("alg_not_allowed", f"ID token alg {str(alg)[:20]!r} is not allowed")
     if any(h in header for h in _KEY_HEADERS):
         raise _refuse("key_in_header", "ID token header carries its own key reference")
+    if "crit" in header:  # RFC 7515 4.1.11: no extension is understood here (joserfc raises TypeError on some)
+        raise _refuse("crit_not_supported", "ID token header names critical extensions")
     kid = header.get("kid")
     if kid is not None and (not isinstance(kid, str) or not _KID.match(kid)):
         raise _refuse("kid_invalid", "ID token kid is not a plain identifier")
@@ -74,7 +76,7 @@ async def verify_id_token(raw: str, jwks: JwksCache, expect: Expectations) -> di
     keys = await jwks.key_set(header.get("kid"))
     try:
         token = jwt.decode(raw, keys, algorithms=list(expect.algorithms))
-    except JoseError as exc:
+    except (JoseError, TypeError, ValueError) as exc:  # joserfc raises TypeError on some malformed headers
         raise _refuse("signature_invalid", f"ID token signature: {type(exc).__name__}") from None
     claims = dict(token.claims)
     check_claims(claims, expect, now=int(time.time()))
