@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.settings import validate_url
 
 from broker.config import SamlIdpConfig
 from broker.connectors.fetch import fetch_bytes
@@ -46,6 +47,8 @@ def parse_metadata(xml: bytes, config: SamlIdpConfig) -> IdpDescriptor:
     certs = (idp.get("x509certMulti") or {}).get("signing") or ([idp["x509cert"]] if idp.get("x509cert") else [])
     if not idp.get("entityId") or not sso or not certs:
         raise ValueError("metadata lacks an IdP entityID, an HTTP-Redirect SSO URL or a signing certificate")
+    if not validate_url(str(sso)):  # else python3-saml refuses the settings at every login (a 500 each)
+        raise ValueError(f"metadata SSO URL {str(sso)[:100]!r} is not a valid URL")
     if config.entity_id is not None and idp["entityId"] != config.entity_id:
         raise ValueError(f"metadata entityID {idp['entityId']!r} is not the configured entity_id")
     wants = bool((data.get("security") or {}).get("authnRequestsSigned", False))

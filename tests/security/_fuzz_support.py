@@ -210,17 +210,23 @@ TAGS = [f"{{{NS['saml']}}}{t}" for t in ("Assertion", "Attribute", "AttributeVal
                                           "Conditions", "Audience", "Advice", "EncryptedAssertion", "Issuer")]
 TAGS += [f"{{{NS['samlp']}}}{t}" for t in ("Response", "Extensions", "Status", "StatusCode")]
 TAGS += [f"{{{NS['ds']}}}{t}" for t in ("Signature", "Reference", "Transform", "Object", "KeyInfo", "XPath")]
+TAGS += [f"{{{NS['md']}}}{t}" for t in ("EntityDescriptor", "IDPSSODescriptor", "SingleSignOnService",
+                                        "KeyDescriptor", "EntitiesDescriptor")]
+TAGS += [f"{{{NS['ds']}}}X509Certificate", f"{{{NS['ds']}}}X509Data"]
 TAGS += [f"{{{NS['xsl']}}}stylesheet", f"{{{NS['xenc']}}}EncryptedData", "plain", "{urn:x}other"]
 ATTRS = ["ID", "InResponseTo", "Destination", "Recipient", "NotOnOrAfter", "NotBefore", "IssueInstant",
          "Algorithm", "URI", "Format", "Name", "NameFormat", "Version", "Method", "Value",
-         f"{{{NS['xsi']}}}type", f"{{{NS['xsi']}}}nil", "{http://www.w3.org/XML/1998/namespace}space", "Id"]
+         f"{{{NS['xsi']}}}type", f"{{{NS['xsi']}}}nil", "{http://www.w3.org/XML/1998/namespace}space", "Id",
+         "Location", "Binding", "entityID", "use", "WantAuthnRequestsSigned", "protocolSupportEnumeration"]
 XML_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40).map(
     lambda s: "".join(c for c in s if c in "\t\n\r" or (ord(c) >= 0x20 and c not in "\ufffe\uffff")))
 VALUES = st.one_of(XML_TEXT, st.sampled_from(["", "#", "#id-evil", "2.0", "2099-01-01T00:00:00Z",
                                               "1970-01-01T00:00:00Z", "not-a-date", "xs:string", "true",
                                               "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
                                               "http://www.w3.org/TR/1999/REC-xslt-19991116",
-                                              "http://www.w3.org/TR/1999/REC-xpath-19991116"]))
+                                              "http://www.w3.org/TR/1999/REC-xpath-19991116",
+                                              "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect", "signing",
+                                              "javascript:alert(1)", "file:///etc/passwd", "https://", "MIIB"]))
 
 
 # ---- mutations: each takes the document bytes and returns new bytes ----------------------------------
@@ -251,7 +257,7 @@ def _truncate(keep: float) -> Mutation:
 def _reencode(encoding: str, declare: str | None) -> Mutation:
     def apply(xml: bytes) -> bytes:
         text = xml.decode("utf-8", "replace")
-        if text.startswith("<?xml"):
+        if text.startswith("<?xml") and "?>" in text:
             text = text[text.index("?>") + 2:]
         if declare is not None:
             text = f'<?xml version="1.0" encoding="{declare}"?>' + text
