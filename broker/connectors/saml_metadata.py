@@ -54,6 +54,8 @@ def parse_metadata(xml: bytes, config: SamlIdpConfig) -> IdpDescriptor:
     wants = bool((data.get("security") or {}).get("authnRequestsSigned", False))
     if config.want_authn_requests_signed is not None:
         wants = config.want_authn_requests_signed
+    if wants and config.sp_keys is None:  # python3-saml would refuse the settings at every login (a 500 each)
+        raise ValueError("metadata asks for signed AuthnRequests and this IdP has no sp_keys to sign them")
     return IdpDescriptor(str(idp["entityId"]), str(sso), tuple(str(c) for c in certs), wants)
 
 

@@ -86,17 +86,25 @@ def test_metadata_field_values(seeds: list[bytes], edits: list[Callable[[bytes],
     _judge(xml)
 
 
-@pytest.mark.parametrize("location", ["not a url", "javascript:alert(1)", "https://", "file:///etc/passwd"])
-def test_metadata_with_an_invalid_sso_url_is_refused(seeds: list[bytes], location: str, tmp_path: Path) -> None:
-    """Found by the fuzz: metadata whose SSO URL python3-saml does not take as a URL was accepted, and every
-    later login then failed building the library's settings (a 500 at /login/{idp} and at the ACS). Now
-    the metadata is refused: a file at start-up (ConfigError), a URL by keeping the last good metadata."""
-    xml = _set_field("SingleSignOnService@Location", location)(seeds[0])
-    with pytest.raises(ValueError, match="SSO URL"):
+@pytest.mark.parametrize(("field", "value", "problem"), [
+    ("SingleSignOnService@Location", "not a url", "SSO URL"),
+    ("SingleSignOnService@Location", "javascript:alert(1)", "SSO URL"),
+    ("SingleSignOnService@Location", "https://", "SSO URL"),
+    ("SingleSignOnService@Location", "file:///etc/passwd", "SSO URL"),
+    ("IDPSSODescriptor@WantAuthnRequestsSigned", "true", "sp_keys"),
+])
+def test_metadata_python3_saml_would_refuse_is_refused(seeds: list[bytes], field: str, value: str, problem: str,
+                                                       tmp_path: Path) -> None:
+    """Found by the fuzz: metadata with an SSO URL python3-saml does not take as a URL, or asking for signed
+    AuthnRequests from an IdP config without sp_keys, was accepted, and every later login then failed
+    building the library's settings (a 500 at /login/{idp} and at the ACS). Now the metadata is refused: a
+    file at start-up (ConfigError), a URL by keeping the last good metadata."""
+    xml = _set_field(field, value)(seeds[0])
+    with pytest.raises(ValueError, match=problem):
         parse_metadata(xml, _config())
     file = tmp_path / "md.xml"
     file.write_bytes(xml)
-    with pytest.raises(ConfigError, match="SSO URL"):
+    with pytest.raises(ConfigError, match=problem):
         _from_file(file, _config())
     answers = [seeds[0], xml]
     source = MetadataSource(_config(metadata_refresh="1s"), httpx.AsyncClient(transport=httpx.MockTransport(
