@@ -495,6 +495,8 @@ def read_yaml(file: Path, *, need_env: bool = True) -> tuple[Any, list[str], Lin
         return None, [f"{file}: cannot read: {exc.strerror}"], {}
     except UnicodeDecodeError as exc:
         return None, [f"{file}: not UTF-8 (byte {exc.start}); save it as UTF-8"], {}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # PyYAML's constructors, on `!!int x` & co.
+        return None, [f"{file}: not valid YAML: a value does not fit its explicit tag ({type(exc).__name__})"], {}
     except yaml.YAMLError as exc:
         return None, [f"{file}: not valid YAML: {exc}"], {}
     problems: list[tuple[str, ...]] = []

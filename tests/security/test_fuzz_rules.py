@@ -129,10 +129,16 @@ def test_rules_text_noise(workdir: Path, example: Path, edits: list[tuple[float,
     b"a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
     b"d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
     b"version: 1\nrules: []\n",
-], ids=["latin-1", "self-alias", "deep", "alias-cycle", "alias-bomb"])
+    b"version: !!int one\nrules: []\n",
+    b"version: 1\nrules: [{id: !!bool maybe}]\n",
+    b"version: 1\nrules: [{id: !!timestamp 2026-13-45}]\n",
+    b"version: 1\nrules: [{id: !!timestamp soon}]\n",
+], ids=["latin-1", "self-alias", "deep", "alias-cycle", "alias-bomb", "int-tag", "bool-tag", "timestamp-tag",
+        "timestamp-tag-text"])
 def test_rules_loader_refuses_hostile_yaml(workdir: Path, text: bytes) -> None:
-    """What the fuzz found (bytes that are not UTF-8, an alias that contains itself, deep nesting) and the
-    alias bomb beside them: each a ConfigError naming the file, fast."""
+    """What the fuzz found (bytes that are not UTF-8, an alias that contains itself, deep nesting, explicit
+    tags whose value does not fit: PyYAML raises ValueError, KeyError or AttributeError for those, not a
+    YAMLError) and the alias bomb beside them: each a ConfigError naming the file, fast."""
     file = workdir / "hostile.yaml"
     file.write_bytes(text)
     started = datetime.now()
