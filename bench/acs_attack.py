@@ -4,11 +4,13 @@
 
 The attack (issue 11, finding 1): a genuine pysaml2-signed response whose assertion's signature Reference
 gains a transform xmlsec runs while verifying, before anything is known to be signed: an XSLT transform
-(a named template calling itself twice, XSLT_DEPTH levels) or an XPath transform (`count(//. | //@* |
-//namespace::*)` over XPATH_ELEMENTS empty elements in saml:Advice). Each is posted with a fresh AuthnRequest
+(a named template calling itself twice, 2^depth calls) or an XPath transform (`count(//. | //@* |
+//namespace::*)` over a few dozen empty elements in saml:Advice). Each is posted with a fresh AuthnRequest
 ID from GET /login/{idp} (and its cookie), which is all the broker asks of an unauthenticated caller. The
-payloads are kept small (about a second of verification each on this project's machine kind) so one post
-cannot freeze the run for minutes; every request is bounded by a timeout and the run by its phases.
+payloads are kept small: sized at start (calibrate) so that one post costs the idle broker about COST_WANTED
+seconds, within fixed maxima, so one post cannot freeze the run for minutes; a broker that no longer runs
+the transforms answers fast whatever the size, and calibration stops growing them at once. Every request is bounded
+by a timeout and the run by its phases.
 
 Load, open loop (each request is timed from when it was due, so a stalled server cannot hide the requests
 it kept waiting): GET /healthz at HEALTH_RATE per second and genuine SAML logins (a response pysaml2 signed
@@ -47,11 +49,14 @@ from broker.devstack.servers import LOOPBACK, free_port
 from broker.devstack.stack import DEMO_RULES, SECRET_ENV, write_config
 
 IDP = "corp"
-PHASE_SECONDS = 12.0
-ROUNDS = 2  # quiet, attack, quiet, attack
+PHASE_SECONDS = 8.0
+ROUNDS = 3  # quiet, attack, quiet, attack, quiet, attack
 HEALTH_RATE, LOGIN_RATE, HOSTILE_RATE = 10.0, 2.0, 1.0
-XSLT_DEPTH = 16  # 2^16 template calls
-XPATH_ELEMENTS = 30
+# Sizes to start from; calibrate() grows them (bounded) until one post costs the idle broker COST_WANTED.
+XSLT_DEPTH, XSLT_DEPTH_MAX = 15, 18  # 2^depth template calls
+XPATH_ELEMENTS, XPATH_ELEMENTS_MAX = 24, 80
+COST_WANTED = 0.5  # seconds
+CHEAP = 0.05  # seconds: a post refused before xmlsec runs anything
 TIMEOUT = 30.0
 DRAIN_SECONDS = 30.0  # after an attack phase, wait (at most this long) for hostile posts still in flight
 TARGET_RATIO = 2.0
@@ -203,10 +208,11 @@ def _client(local_address: str | None = None) -> httpx.Client:
     return client
 
 
-def _timed(series: Series, due: float, call: Callable[[], httpx.Response], expect: int) -> None:
+def _timed(series: Series, due: float, call: Callable[[], httpx.Response], expect: int | None) -> None:
+    """expect: the status that counts as "ok"; None: any refusal (4xx) does."""
     try:
         status = call().status_code
-        label = "ok" if status == expect else str(status)
+        label = "ok" if status == expect or (expect is None and 400 <= status < 500) else str(status)
     except httpx.TimeoutException:
         label = "timeout"
     except httpx.HTTPError as exc:
@@ -270,7 +276,7 @@ def phase(target: Target, logins: Iterator[Login], condition: Condition, attack:
         attack.sent += 1
         data = {"SAMLResponse": base64.b64encode(xml.encode()).decode()}
         _timed(attack.posts, due, lambda: client.post(target.acs, data=data,
-                                                      cookies={"sts_broker_saml": cookie}), 401)
+                                                      cookies={"sts_broker_saml": cookie}), None)
 
     with ThreadPoolExecutor(max_workers=64) as pool:
         jobs = [threading.Thread(target=_schedule, args=(pool, HEALTH_RATE, until, health)),
@@ -298,15 +304,36 @@ def _drain(target: Target) -> None:
         time.sleep(0.2)
 
 
-def hostile_cost(target: Target, template: str) -> float:
-    """Seconds the idle broker takes to refuse one hostile post (what each one costs it)."""
-    client = _client(ATTACKER)
-    request_id, cookie = start_login(client, target)
-    xml = template.replace(REQUEST_PLACEHOLDER, request_id)
-    started = time.monotonic()
-    client.post(target.acs, data={"SAMLResponse": base64.b64encode(xml.encode()).decode()},
-                cookies={"sts_broker_saml": cookie})
-    return time.monotonic() - started
+def calibrate(target: Target, shape: Callable[[etree._Element, int], None], size: int, limit: int,
+              grow: Callable[[int], int]) -> tuple[str, int, float]:
+    """The hostile template, its size and its cost: grown until a post costs COST_WANTED, the size hits its
+    limit, or a post is cheap whatever its size (the broker does not run the transform)."""
+    def build(n: int) -> str:
+        return hostile_template(target.idp, target.acs, target.entity, lambda root: shape(root, n))
+
+    template = build(size)
+    cost = hostile_cost(target, template)
+    while cost < COST_WANTED and grow(size) <= limit:
+        bigger = build(grow(size))
+        bigger_cost = hostile_cost(target, bigger)
+        if bigger_cost < CHEAP:  # refused before the transform runs (a fixed broker): no point growing it
+            break
+        template, size, cost = bigger, grow(size), bigger_cost
+    return template, size, cost
+
+
+def hostile_cost(target: Target, template: str, tries: int = 2) -> float:
+    """Seconds the idle broker takes to refuse one hostile post (what each one costs it): the best of a few,
+    as a busy machine only ever adds to it."""
+    client, best = _client(ATTACKER), float("inf")
+    for _ in range(tries):
+        request_id, cookie = start_login(client, target)
+        xml = template.replace(REQUEST_PLACEHOLDER, request_id)
+        started = time.monotonic()
+        client.post(target.acs, data={"SAMLResponse": base64.b64encode(xml.encode()).decode()},
+                    cookies={"sts_broker_saml": cookie})
+        best = min(best, time.monotonic() - started)
+    return best
 
 
 # ---- report --------------------------------------------------------------------------------------------
@@ -328,7 +355,7 @@ def report(quiet: Condition, attacked: Condition, attack: Attack, costs: dict[st
     print(_row("genuine login, quiet", quiet.login))
     print(_row("genuine login, under attack", attacked.login))
     answers = dict(sorted(attack.posts.statuses.items()))
-    print(_row("hostile posts (answer 401)", attack.posts) + f"   answers: {answers}")
+    print(_row("hostile posts (refused: 4xx)", attack.posts) + f"   answers: {answers}")
     ratios = {"/healthz": attacked.health.pct(99) / quiet.health.pct(99),
               "login": attacked.login.pct(99) / quiet.login.pct(99)}
     ok = all(r <= TARGET_RATIO for r in ratios.values())
@@ -341,9 +368,11 @@ def report(quiet: Condition, attacked: Condition, attack: Attack, costs: dict[st
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-acs-attack-") as tmp, ExitStack() as stack:
         target = stack.enter_context(broker(Path(tmp)))
-        templates = {"xslt": hostile_template(target.idp, target.acs, target.entity, xslt_recursion),
-                     "xpath": hostile_template(target.idp, target.acs, target.entity, xpath_count)}
-        costs = {name: hostile_cost(target, t) for name, t in templates.items()}
+        sized = {"xslt": calibrate(target, xslt_recursion, XSLT_DEPTH, XSLT_DEPTH_MAX, lambda n: n + 1),
+                 "xpath": calibrate(target, xpath_count, XPATH_ELEMENTS, XPATH_ELEMENTS_MAX, lambda n: n * 5 // 4)}
+        templates = {name: t for name, (t, _, _) in sized.items()}
+        costs = {f"{name} ({'depth' if name == 'xslt' else 'elements'} {n}, {len(t)} bytes)": c
+                 for name, (t, n, c) in sized.items()}
         per_phase = int(PHASE_SECONDS * LOGIN_RATE) + 2
         logins = iter(genuine_logins(target, per_phase * ROUNDS * 2 + WARM_UP))
         phase(target, logins, Condition(), None, seconds=WARM_UP / LOGIN_RATE)  # first-use costs, not measured
