@@ -134,6 +134,29 @@ def test_acs_mutated_responses(target: SamlTarget, web: Any, xml: st.DataObject)
     _post(web, target.acs("corpopen"), [("SAMLResponse", base64.b64encode(raw).decode())])
 
 
+PLACEHOLDER = "ONELOGIN_" + "0" * 40
+
+
+@pytest.fixture(scope="module")
+def solicited(target: SamlTarget) -> bytes:
+    """A genuine response to `corp` (SP-initiated only) for a placeholder AuthnRequest ID, replaced per post."""
+    return target.signed("corp", PLACEHOLDER).encode()
+
+
+@fuzz_settings(30)
+@given(xml=st.data())
+def test_acs_mutated_solicited_responses(target: SamlTarget, web: Any, solicited: bytes, xml: st.DataObject) -> None:
+    """Each post answers an AuthnRequest the broker really sent (GET /login/corp, its cookie), so the
+    mutations meet the request binding and what follows it. (The signed SubjectConfirmationData carries the
+    placeholder ID, so none of these can log in: the path up to and through verification is what runs.)"""
+    client, audit = web
+    client.cookies.clear()
+    request_id = target.start(client, "corp")
+    raw = xml.draw(mutated(solicited)).replace(PLACEHOLDER.encode(), request_id.encode())
+    response = client.post(target.acs("corp"), data={"SAMLResponse": base64.b64encode(raw).decode()})
+    assert_handled(response, audit)
+
+
 @fuzz_settings(40)
 @given(raw=GENERATED, idp=st.sampled_from(["corp", "corpopen"]))
 def test_acs_generated_documents(target: SamlTarget, web: Any, raw: bytes, idp: str) -> None:
