@@ -8,6 +8,7 @@ import base64
 import copy
 import json
 import os
+import re
 import secrets
 import zlib
 from collections.abc import Callable, Iterator
@@ -80,18 +81,31 @@ def assert_handled(response: httpx.Response, audit: AuditTail, *, oauth: bool = 
     if response.status_code < 400:
         _event(f"{response.status_code}")
         return
-    body = response.json()
+    body = _refusal_body(response, oauth)
     error = body["error"]
     assert error not in ("internal_error", "server_error"), body
-    assert body["error_id"] and (body["error_description"] if oauth else body["message"]), body
     matching = [e for e in events if e.get("error_id") == body["error_id"]]
     assert len(matching) == 1, (body, events[-3:])
     audited = matching[0]
     assert audited["event"] == "request_failed" and audited["status"] == response.status_code, audited
     assert audited["reason"] and audited["reason"] != "internal_error", audited
-    if not oauth:
+    if not oauth and error is not None:
         assert audited["reason"] == error, (audited, body)
     _event(f"{response.status_code} {audited['reason']}")
+
+
+_HTML_ERROR_ID = re.compile(r"error id <code>([0-9a-f]+)</code>")
+
+
+def _refusal_body(response: httpx.Response, oauth: bool) -> dict[str, Any]:
+    """The refusal's JSON body, or for a browser (HTML error page) its error id (the page names no reason)."""
+    if response.headers.get("content-type", "").startswith("text/html"):
+        match = _HTML_ERROR_ID.search(response.text)
+        assert match and f"Status {response.status_code}" in response.text, response.text[:500]
+        return {"error": None, "error_id": match.group(1)}
+    body: dict[str, Any] = response.json()
+    assert body["error_id"] and (body["error_description"] if oauth else body["message"]), body
+    return body
 
 
 def _event(label: str) -> None:

@@ -105,12 +105,16 @@ def web(target: SamlTarget) -> Iterator[tuple[httpx.Client, AuditTail]]:
         yield client, AuditTail(target.audit_path)
 
 
+# What a browser sends (the ACS is a browser's form post: refusals are HTML pages), and what scripts send.
+ACCEPT = st.sampled_from(["application/json", "text/html,application/xhtml+xml,*/*;q=0.8", "*/*"])
+
+
 def _post(web: tuple[httpx.Client, AuditTail], url: str, fields: list[tuple[str, str]],
-          content_type: str = FORM) -> None:
+          content_type: str = FORM, accept: str = "application/json") -> None:
     client, audit = web
     client.cookies.clear()
     body = str(httpx.QueryParams(fields)) if content_type.startswith(FORM) else "&".join(v for _, v in fields)
-    response = client.post(url, content=body.encode(), headers={"Content-Type": content_type})
+    response = client.post(url, content=body.encode(), headers={"Content-Type": content_type, "Accept": accept})
     assert_handled(response, audit)
 
 
@@ -128,10 +132,10 @@ def test_acs_fuzz_target_accepts_the_genuine_response(target: SamlTarget, web: A
 
 
 @fuzz_settings(80)
-@given(xml=st.data())
-def test_acs_mutated_responses(target: SamlTarget, web: Any, xml: st.DataObject) -> None:
+@given(xml=st.data(), accept=ACCEPT)
+def test_acs_mutated_responses(target: SamlTarget, web: Any, xml: st.DataObject, accept: str) -> None:
     raw = xml.draw(mutated(target.genuine_open.encode()))
-    _post(web, target.acs("corpopen"), [("SAMLResponse", base64.b64encode(raw).decode())])
+    _post(web, target.acs("corpopen"), [("SAMLResponse", base64.b64encode(raw).decode())], accept=accept)
 
 
 PLACEHOLDER = "ONELOGIN_" + "0" * 40
@@ -158,9 +162,9 @@ def test_acs_mutated_solicited_responses(target: SamlTarget, web: Any, solicited
 
 
 @fuzz_settings(40)
-@given(raw=GENERATED, idp=st.sampled_from(["corp", "corpopen"]))
-def test_acs_generated_documents(target: SamlTarget, web: Any, raw: bytes, idp: str) -> None:
-    _post(web, target.acs(idp), [("SAMLResponse", base64.b64encode(raw).decode())])
+@given(raw=GENERATED, idp=st.sampled_from(["corp", "corpopen"]), accept=ACCEPT)
+def test_acs_generated_documents(target: SamlTarget, web: Any, raw: bytes, idp: str, accept: str) -> None:
+    _post(web, target.acs(idp), [("SAMLResponse", base64.b64encode(raw).decode())], accept=accept)
 
 
 @fuzz_settings(40)
