@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench sys wrk clean
+.PHONY: demo test test-security fuzz lint bench sys wrk clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,15 @@ demo: $(STAMP) sys
 test: $(STAMP) sys
 	$(BIN)/python -m pytest -q
 
+# The security suite alone (it is also part of `make test`, its fuzz tests bounded to a few seconds each).
+test-security: $(STAMP) sys
+	$(BIN)/python -m pytest -q tests/security
+
+# The same suite with the hypothesis "fuzz" profile (tests/security/conftest.py): many more examples per
+# fuzz test (FUZZ_EXAMPLES, default 1500) and a longer deadline per example; prints what each test saw.
+fuzz: $(STAMP) sys
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q --timeout 3600 --hypothesis-show-statistics tests/security
+
 lint: $(STAMP)
 	$(BIN)/ruff check broker tests bench
 	$(BIN)/mypy
@@ -47,6 +56,7 @@ bench: $(STAMP) wrk sys
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.token_exchange
 	$(BIN)/python -m bench.store_redis
+	$(BIN)/python -m bench.acs_attack
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

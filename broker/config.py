@@ -30,6 +30,7 @@ from pydantic import (
 from broker.durations import Duration
 from broker.errors import ConfigError
 from broker.rules.schema import RuleSet
+from broker.yaml_limits import yaml_shape_problem
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _WEAK_SECRETS = {"changeme", "change-me", "secret", "password", "development", "insecure"}
@@ -561,10 +562,17 @@ def read_yaml(file: Path, *, need_env: bool = True) -> tuple[Any, list[str], Lin
     """Parse a YAML file and expand ${ENV} references. Problems name the file and line."""
     try:
         text = file.read_text(encoding="utf-8")
+        shape = yaml_shape_problem(text)
+        if shape is not None:
+            return None, [f"{file}: {shape}"], {}
         raw = yaml.safe_load(text)
         lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader))
     except OSError as exc:
         return None, [f"{file}: cannot read: {exc.strerror}"], {}
+    except UnicodeDecodeError as exc:
+        return None, [f"{file}: not UTF-8 (byte {exc.start}); save it as UTF-8"], {}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # PyYAML's constructors, on `!!int x` & co.
+        return None, [f"{file}: not valid YAML: a value does not fit its explicit tag ({type(exc).__name__})"], {}
     except yaml.YAMLError as exc:
         return None, [f"{file}: not valid YAML: {exc}"], {}
     problems: list[tuple[str, ...]] = []

@@ -83,7 +83,7 @@ async def verify_id_token(raw: str, jwks: JwksCache, expect: Expectations) -> di
     keys = await jwks.key_set(header.get("kid"))
     try:
         token = jwt.decode(raw, keys, algorithms=list(expect.algorithms))
-    except JoseError as exc:
+    except (JoseError, TypeError, ValueError) as exc:  # joserfc raises TypeError on some malformed headers
         raise _refuse("signature_invalid", f"ID token signature: {type(exc).__name__}") from None
     claims = dict(token.claims)
     check_claims(claims, expect, now=int(time.time()))

@@ -16,6 +16,7 @@ from typing import Any
 import anyio.to_thread
 import httpx
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.settings import validate_url
 
 from broker.config import SamlIdpConfig
 from broker.connectors.fetch import fetch_bytes
@@ -47,11 +48,15 @@ def parse_metadata(xml: bytes, config: SamlIdpConfig) -> IdpDescriptor:
     certs = (idp.get("x509certMulti") or {}).get("signing") or ([idp["x509cert"]] if idp.get("x509cert") else [])
     if not idp.get("entityId") or not sso or not certs:
         raise ValueError("metadata lacks an IdP entityID, an HTTP-Redirect SSO URL or a signing certificate")
+    if not validate_url(str(sso)):  # else python3-saml refuses the settings at every login (a 500 each)
+        raise ValueError(f"metadata SSO URL {str(sso)[:100]!r} is not a valid URL")
     if config.entity_id is not None and idp["entityId"] != config.entity_id:
         raise ValueError(f"metadata entityID {idp['entityId']!r} is not the configured entity_id")
     wants = bool((data.get("security") or {}).get("authnRequestsSigned", False))
     if config.want_authn_requests_signed is not None:
         wants = config.want_authn_requests_signed
+    if wants and config.sp_keys is None:  # python3-saml would refuse the settings at every login (a 500 each)
+        raise ValueError("metadata asks for signed AuthnRequests and this IdP has no sp_keys to sign them")
     return IdpDescriptor(str(idp["entityId"]), str(sso), tuple(str(c) for c in certs), wants)
 
 
