@@ -10,16 +10,13 @@ import base64
 import json
 import os
 import secrets
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from lxml import etree
 
 from broker.config import SamlIdpConfig, load_settings
 from broker.connectors.saml import SamlConnector
@@ -29,6 +26,7 @@ from broker.devstack.local_aws import LocalAws
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.devstack.stack import DEMO_RULES, SECRET_ENV, DevStack, write_config
 from broker.web.app import create_app
+from tests.support.saml_login import authn_request_id
 
 NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol", "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
       "ds": "http://www.w3.org/2000/09/xmldsig#"}
@@ -49,11 +47,7 @@ class SamlWorld:
 
     def start(self, client: httpx.Client, idp: str = "corp") -> str:
         """GET /login/{idp}: returns the AuthnRequest ID the broker sent (read as the IdP reads it)."""
-        response = client.get(f"{self.stack.broker_url}/login/{idp}")
-        assert response.status_code == 303, response.text[:300]
-        query = parse_qs(urlsplit(response.headers["location"]).query)
-        xml = zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15)
-        return str(etree.fromstring(xml).get("ID"))
+        return authn_request_id(client, self.stack.broker_url, idp)
 
     def signed(self, user: str = "alice", request_id: str | None = None, idp: str = "corp", **kw: Any) -> str:
         kw.setdefault("destination", self.acs(idp))

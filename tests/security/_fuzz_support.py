@@ -4,20 +4,17 @@ with token IdPs and a stub STS), each served over real loopback HTTP as the othe
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import os
 import re
 import secrets
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import hypothesis
@@ -34,6 +31,7 @@ from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.devstack.stack import DEMO_RULES, SECRET_ENV, write_config
 from broker.devstack.stub_sts import running_stub_sts
 from broker.web.app import create_app
+from tests.support.saml_login import authn_request_id
 from tests.support.token_issuer import TokenIssuer, running_issuer
 
 FUZZ_PROFILE = "fuzz"
@@ -133,11 +131,7 @@ class SamlTarget:
 
     def start(self, client: httpx.Client, idp: str = "corp") -> str:
         """GET /login/{idp}: the AuthnRequest ID the broker sent (read as the IdP reads it)."""
-        response = client.get(f"{self.url}/login/{idp}")
-        assert response.status_code == 303, response.text[:300]
-        query = parse_qs(urlsplit(response.headers["location"]).query)
-        xml = zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15)
-        return str(etree.fromstring(xml).get("ID"))
+        return authn_request_id(client, self.url, idp)
 
 
 @contextmanager

@@ -13,13 +13,11 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import xmlsec
@@ -31,6 +29,7 @@ from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.devstack.stack import DEMO_RULES, write_config
 from broker.web.app import create_app
 from tests.saml_sp.conftest import NS, SamlWorld, assertion_of
+from tests.support.saml_login import authn_request_id
 
 SAML, SAMLP, DS = NS["saml"], NS["samlp"], NS["ds"]
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
@@ -455,10 +454,7 @@ class Broker:
         return f"{self.url}/saml/{idp}/acs"
 
     def start(self, client: httpx.Client, idp: str = "corp") -> str:
-        response = client.get(f"{self.url}/login/{idp}")
-        assert response.status_code == 303, response.text[:300]
-        query = parse_qs(urlsplit(response.headers["location"]).query)
-        return str(etree.fromstring(zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15)).get("ID"))
+        return authn_request_id(client, self.url, idp)
 
     def signed(self, world: SamlWorld, request_id: str, user: str = "bob", idp: str = "corp", **kw: Any) -> str:
         return world.idp.response_xml(user, in_response_to=request_id, destination=self.acs(idp),
