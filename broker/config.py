@@ -558,6 +558,17 @@ def _located(file: Path, lines: Lines, loc: tuple[str, ...], message: str) -> st
     return f"{where}: {'.'.join(loc) or '<root>'}: {message}"
 
 
+def _load(text: str) -> tuple[Any, yaml.Node | None]:
+    """The data and the node tree it was built from, from one parse: `safe_load` and `compose` each parse
+    the text, and the line map needs the nodes."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
+
+
 def read_yaml(file: Path, *, need_env: bool = True) -> tuple[Any, list[str], Lines]:
     """Parse a YAML file and expand ${ENV} references. Problems name the file and line."""
     try:
@@ -565,8 +576,8 @@ def read_yaml(file: Path, *, need_env: bool = True) -> tuple[Any, list[str], Lin
         shape = yaml_shape_problem(text)
         if shape is not None:
             return None, [f"{file}: {shape}"], {}
-        raw = yaml.safe_load(text)
-        lines = _line_map(yaml.compose(text, Loader=yaml.SafeLoader))
+        raw, node = _load(text)
+        lines = _line_map(node)
     except OSError as exc:
         return None, [f"{file}: cannot read: {exc.strerror}"], {}
     except UnicodeDecodeError as exc:
