@@ -14,7 +14,6 @@ from broker.rules.conditions import fold
 FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 NAME = re.compile(r"\A(email|subject|idp|issuer|claims\.[A-Za-z0-9_:./-]+)\Z")
 _ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
-_ASCII_SPACE = " \t\n\r\x0b\x0c"
 # ASCII only: str.lower/upper map the Kelvin sign (U+212A) to 'k', long s (U+017F) to 'S', dotless i (U+0131)
 # to 'I', sharp s to 'SS', and str.strip removes Unicode spaces: two different people would get one session
 # name, tag or policy path.
@@ -23,7 +22,7 @@ FILTERS: dict[str, Callable[[str], str]] = {
     "upper": lambda s: s.translate(_ASCII_UPPER),
     "local_part": lambda s: s.rsplit("@", 1)[0],
     "domain": lambda s: s.rsplit("@", 1)[1] if "@" in s else "",
-    "strip": lambda s: s.strip(_ASCII_SPACE),
+    "strip": lambda s: s.strip(string.whitespace),
 }
 
 

@@ -91,10 +91,6 @@ def _exchange(request: Request) -> TokenExchange:
     return exchange
 
 
-def _client(request: Request) -> str:
-    return client_host(request.scope)  # what request.client reads, without building its Address
-
-
 @functools.lru_cache(maxsize=64)
 def _is_utf8_form(content_type: str) -> bool:
     """Judged once per distinct header value: apps send the same one with every request."""
@@ -157,7 +153,7 @@ def success_body(result: Exchanged) -> dict[str, Any]:
 async def token(request: Request) -> Response:
     if request.method == "OPTIONS":
         return preflight(request)
-    trace, cors, client = ExchangeTrace(), {}, _client(request)
+    trace, cors, client = ExchangeTrace(), {}, client_host(request.scope)
     content_type, origin = _first_headers(request)
     try:
         cors = _cors(request, origin)
@@ -185,8 +181,8 @@ def _refusal(request: Request, exc: BrokerError, trace: ExchangeTrace, cors: dic
     error, status = oauth_error(exc)
     error_id = error_id or exc.error_id
     request.app.state.audit.event(
-        "request_failed", method=request.method, path=request.url.path, client=_client(request), status=status,
-        reason=exc.reason, oauth_error=error, error_id=error_id, detail=exc.detail[:500], idp=trace.idp,
+        "request_failed", method=request.method, path=request.url.path, client=client_host(request.scope),
+        status=status, reason=exc.reason, oauth_error=error, error_id=error_id, detail=exc.detail[:500], idp=trace.idp,
         subject=trace.subject, role=trace.role,
     )
     body: dict[str, Any] = {"error": error, "error_description": DESCRIPTIONS.get(exc.reason, exc.public_message),
@@ -206,7 +202,7 @@ def preflight(request: Request) -> Response:
              if h.strip()}
     if origin not in _exchange(request).cors_origins or method != "POST" or not asked <= PREFLIGHT_HEADERS:
         request.app.state.audit.event("request_failed", method="OPTIONS", path=request.url.path,
-                                      client=_client(request), status=403, reason="origin_not_allowed",
+                                      client=client_host(request.scope), status=403, reason="origin_not_allowed",
                                       detail=f"preflight from {origin[:100]!r} for {method[:16]!r}")
         return Response(status_code=403, headers={"Vary": "Origin", **NO_STORE})
     return Response(status_code=204, headers={
