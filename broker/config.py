@@ -459,6 +459,9 @@ class SamlIdpConfig(Model):
     sso_url: IdpUrl | None = None
     certificates: list[PemCertificate] = []
     want_authn_requests_signed: bool | None = None  # default: what the metadata says (false when inline)
+    # How the AuthnRequest travels: by default HTTP-Redirect when the IdP offers it, else HTTP-POST.
+    # Inline configs (sso_url) default to redirect.
+    sso_binding: Literal["redirect", "post"] | None = None
     # This SP: default entity id {public_url}/saml/{id}/metadata.
     sp_entity_id: str | None = Field(default=None, min_length=1, max_length=1024)
     sp_keys: SamlSpKeys | None = None

@@ -120,7 +120,7 @@ class SamlConnector:
         data: dict[str, Any] = {"strict": True, "debug": False, "sp": sp, "security": security}
         if idp is not None:
             data["idp"] = {"entityId": idp.entity_id, "x509cert": idp.certificates[0],
-                           "singleSignOnService": {"url": idp.sso_url, "binding": C.BINDING_HTTP_REDIRECT}}
+                           "singleSignOnService": {"url": idp.sso_url, "binding": idp.sso_binding_urn}}
             if len(idp.certificates) > 1:
                 data["idp"]["x509certMulti"] = {"signing": list(idp.certificates)}
         return data

@@ -1,7 +1,8 @@
 """Upstream SAML IdP metadata: from a file, an https URL (bounded, refreshed on a schedule), or inline config.
 
-The result is an IdpDescriptor: entity id, SSO URL (HTTP-Redirect binding), every signing certificate
-(several at once during a rollover) and whether the IdP wants signed AuthnRequests. A metadata URL comes
+The result is an IdpDescriptor: entity id, SSO URL and its binding (HTTP-Redirect when the IdP offers it,
+else HTTP-POST; `sso_binding` in the IdP file overrides), every signing certificate (several at once during
+a rollover) and whether the IdP wants signed AuthnRequests. A metadata URL comes
 only from configuration, https only, never `file:`; a refresh that fails keeps the last good metadata.
 """
 
@@ -11,10 +12,11 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio.to_thread
 import httpx
+from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.settings import validate_url
 
@@ -26,19 +28,28 @@ from broker.errors import ConfigError, UpstreamUnavailable
 RETRY_AFTER_FAILURE = 60.0
 
 
+SsoBinding = Literal["redirect", "post"]
+BINDINGS: dict[SsoBinding, str] = {"redirect": C.BINDING_HTTP_REDIRECT, "post": C.BINDING_HTTP_POST}
+
+
 @dataclass(frozen=True, slots=True)
 class IdpDescriptor:
     entity_id: str
     sso_url: str
     certificates: tuple[str, ...]
     want_authn_requests_signed: bool
+    sso_binding: SsoBinding = "redirect"
+
+    @property
+    def sso_binding_urn(self) -> str:
+        return BINDINGS[self.sso_binding]
 
 
 def parse_metadata(xml: bytes, config: SamlIdpConfig) -> IdpDescriptor:
     """Parse IdP metadata (after the same XML guard as responses: no DTD, bounded size and depth)."""
     try:
         guarded_parse(xml, max_bytes=config.metadata_max_bytes, allow_comments=True)
-        data: dict[str, Any] = OneLogin_Saml2_IdPMetadataParser.parse(xml, entity_id=config.entity_id)
+        data, binding = _parse_for_binding(xml, config)
     except XmlRejected as exc:
         raise ValueError(f"metadata refused: {exc.detail}") from None
     except Exception as exc:  # the parser raises bare Exceptions on bad XML
@@ -47,7 +58,8 @@ def parse_metadata(xml: bytes, config: SamlIdpConfig) -> IdpDescriptor:
     sso = (idp.get("singleSignOnService") or {}).get("url")
     certs = (idp.get("x509certMulti") or {}).get("signing") or ([idp["x509cert"]] if idp.get("x509cert") else [])
     if not idp.get("entityId") or not sso or not certs:
-        raise ValueError("metadata lacks an IdP entityID, an HTTP-Redirect SSO URL or a signing certificate")
+        wanted = {"redirect": "an HTTP-Redirect", "post": "an HTTP-POST"}.get(config.sso_binding or "", "an")
+        raise ValueError(f"metadata lacks an IdP entityID, {wanted} SSO URL or a signing certificate")
     if not validate_url(str(sso)):  # else python3-saml refuses the settings at every login (a 500 each)
         raise ValueError(f"metadata SSO URL {str(sso)[:100]!r} is not a valid URL")
     if config.entity_id is not None and idp["entityId"] != config.entity_id:
@@ -57,13 +69,25 @@ def parse_metadata(xml: bytes, config: SamlIdpConfig) -> IdpDescriptor:
         wants = config.want_authn_requests_signed
     if wants and config.sp_keys is None:  # python3-saml would refuse the settings at every login (a 500 each)
         raise ValueError("metadata asks for signed AuthnRequests and this IdP has no sp_keys to sign them")
-    return IdpDescriptor(str(idp["entityId"]), str(sso), tuple(str(c) for c in certs), wants)
+    return IdpDescriptor(str(idp["entityId"]), str(sso), tuple(str(c) for c in certs), wants, binding)
+
+
+def _parse_for_binding(xml: bytes, config: SamlIdpConfig) -> tuple[dict[str, Any], SsoBinding]:
+    """The IdP's settings for the configured binding, or else Redirect when offered, then POST."""
+    order: tuple[SsoBinding, ...] = (config.sso_binding,) if config.sso_binding else ("redirect", "post")
+    data: dict[str, Any] = {}
+    for binding in order:
+        data = OneLogin_Saml2_IdPMetadataParser.parse(xml, required_sso_binding=BINDINGS[binding],
+                                                      entity_id=config.entity_id)
+        if ((data.get("idp") or {}).get("singleSignOnService") or {}).get("url"):
+            return data, binding
+    return data, order[-1]
 
 
 def inline_descriptor(config: SamlIdpConfig) -> IdpDescriptor:
     assert config.entity_id is not None and config.sso_url is not None
     return IdpDescriptor(config.entity_id, config.sso_url, tuple(config.certificates),
-                         bool(config.want_authn_requests_signed))
+                         bool(config.want_authn_requests_signed), config.sso_binding or "redirect")
 
 
 async def fetch_metadata(http: httpx.AsyncClient, url: str, *, seconds: float, max_bytes: int) -> bytes:
