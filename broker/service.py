@@ -13,7 +13,7 @@ import httpx
 from broker.audit import AuditLog
 from broker.config import IdpConfig, OidcIdpConfig, SamlIdpConfig, Settings, TokenIdpConfig, load_idps, load_rules
 from broker.connectors.oidc import OidcConnector, PendingLogin
-from broker.connectors.saml import SamlConnector, relay_path
+from broker.connectors.saml import SamlConnector, SamlStart, relay_path
 from broker.connectors.saml_metadata import check_metadata_file
 from broker.connectors.xml_workers import XmlWorkers
 from broker.errors import (
@@ -115,16 +115,16 @@ class BrokerService:
         except KeyError:
             raise UnknownIdp(f"no SAML IdP {idp[:64]!r}") from None
 
-    async def start_saml_login(self, idp: str, client: str, return_to: str = "/roles") -> tuple[str, str]:
-        """The IdP URL (an AuthnRequest) and its ID, remembered server-side (single use) and bound to the
-        browser by a cookie."""
+    async def start_saml_login(self, idp: str, client: str, return_to: str = "/roles") -> SamlStart:
+        """The AuthnRequest (a Redirect URL, or the fields of a form posted to the IdP's SSO URL) and its ID,
+        remembered server-side (single use) and bound to the browser by a cookie."""
         connector = self.saml_connector(idp)
         await self.rate_limit("login", client, self.settings.rate_limits.login_starts)
-        url, request_id = await connector.start(relay_path(return_to))
-        await self.store.put(f"saml_request:{request_id}", json.dumps({"idp": idp, "return_to": return_to}),
+        start = await connector.start(relay_path(return_to))
+        await self.store.put(f"saml_request:{start.request_id}", json.dumps({"idp": idp, "return_to": return_to}),
                              LOGIN_TTL)
-        self.audit.event("login_started", idp=idp, client=client, protocol="saml")
-        return url, request_id
+        self.audit.event("login_started", idp=idp, client=client, protocol="saml", binding=start.binding)
+        return start
 
     async def limit_acs(self, client: str) -> None:
         """POST /saml/{idp}/acs per client address, before the form is read (a refused post costs nothing)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,15 +30,17 @@ from urllib.parse import urlsplit
 
 import httpx
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from broker.config import SamlIdpConfig
 from broker.connectors.saml_cache import cached_validation
 from broker.connectors.saml_checks import SAML, check_assertion, read_identity
-from broker.connectors.saml_metadata import IdpDescriptor, MetadataSource
+from broker.connectors.saml_metadata import IdpDescriptor, MetadataSource, SsoBinding
 from broker.connectors.saml_signature_shape import check_signature_shapes
 from broker.connectors.saml_xml import guard_tree, guarded_parse
 from broker.connectors.xml_workers import XmlWorkers
@@ -58,6 +60,33 @@ class SamlLogin:
     assertion_id: str
     in_response_to: str | None
     replay_ttl: float  # seconds the assertion ID must stay remembered (until NotOnOrAfter + skew)
+
+
+@dataclass(frozen=True, slots=True)
+class SamlStart:
+    """Where an SP-initiated login goes. HTTP-Redirect: `url` is the whole IdP URL to send the browser to.
+    HTTP-POST: `url` is the form's action, always the descriptor's SSO URL (never anything from the request),
+    and `fields` are the form's SAMLRequest (base64 of the XML, not deflated) and RelayState."""
+
+    request_id: str
+    binding: SsoBinding
+    url: str
+    fields: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+def post_start(settings: OneLogin_Saml2_Settings, idp: IdpDescriptor, relay_state: str) -> SamlStart:
+    """The HTTP-POST binding: python3-saml's AuthnRequest (Destination = the SSO URL, ProtocolBinding of the
+    ACS = HTTP-POST) and, when the IdP wants signed requests, python3-saml's enveloped XML signature
+    (RSA-SHA256, SHA-256 digest, exclusive c14n). The library has no POST login helper, only `login()`,
+    which builds a Redirect URL, so this is its AuthnRequest and `add_sign`, as its `login()` would use."""
+    request = OneLogin_Saml2_Authn_Request(settings)
+    xml = request.get_xml()
+    if settings.get_security_data().get("authnRequestsSigned"):
+        xml = OneLogin_Saml2_Utils.add_sign(xml, settings.get_sp_key(), settings.get_sp_cert(),
+                                            sign_algorithm=C.RSA_SHA256, digest_algorithm=C.SHA256)
+    raw = xml if isinstance(xml, bytes) else str(xml).encode()
+    fields = {"SAMLRequest": base64.b64encode(raw).decode("ascii"), "RelayState": relay_state}
+    return SamlStart(str(request.get_id()), "post", idp.sso_url, fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +168,14 @@ class SamlConnector:
 
     # ---- SP-initiated login -------------------------------------------------------------------------
 
-    async def start(self, relay_state: str) -> tuple[str, str]:
-        """The IdP URL (HTTP-Redirect binding, signed when the IdP wants it) and the AuthnRequest ID."""
-        _, settings = await self.settings()
+    async def start(self, relay_state: str) -> SamlStart:
+        """The AuthnRequest in the IdP's SSO binding (signed when the IdP wants it), and its ID."""
+        idp, settings = await self.settings()
+        if idp.sso_binding == "post":
+            return await self.workers.run(post_start, settings, idp, relay_state)  # XML signing: off the loop
         auth = OneLogin_Saml2_Auth(request_data(self.acs_url), settings)
         url = auth.login(return_to=relay_state)
-        return str(url), str(auth.get_last_request_id())
+        return SamlStart(str(auth.get_last_request_id()), "redirect", str(url))
 
     # ---- the ACS --------------------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ import httpx
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.settings import validate_url
+from pydantic import TypeAdapter, ValidationError
 
-from broker.config import SamlIdpConfig
+from broker.config import IdpUrl, SamlIdpConfig
 from broker.connectors.fetch import fetch_bytes
 from broker.connectors.saml_xml import XmlRejected, guarded_parse
 from broker.errors import ConfigError, UpstreamUnavailable
@@ -62,6 +63,7 @@ def parse_metadata(xml: bytes, config: SamlIdpConfig) -> IdpDescriptor:
         raise ValueError(f"metadata lacks an IdP entityID, {wanted} SSO URL or a signing certificate")
     if not validate_url(str(sso)):  # else python3-saml refuses the settings at every login (a 500 each)
         raise ValueError(f"metadata SSO URL {str(sso)[:100]!r} is not a valid URL")
+    _check_sso_url(str(sso), binding)
     if config.entity_id is not None and idp["entityId"] != config.entity_id:
         raise ValueError(f"metadata entityID {idp['entityId']!r} is not the configured entity_id")
     wants = bool((data.get("security") or {}).get("authnRequestsSigned", False))
@@ -70,6 +72,21 @@ def parse_metadata(xml: bytes, config: SamlIdpConfig) -> IdpDescriptor:
     if wants and config.sp_keys is None:  # python3-saml would refuse the settings at every login (a 500 each)
         raise ValueError("metadata asks for signed AuthnRequests and this IdP has no sp_keys to sign them")
     return IdpDescriptor(str(idp["entityId"]), str(sso), tuple(str(c) for c in certs), wants, binding)
+
+
+_IDP_URL = TypeAdapter(IdpUrl)
+
+
+def _check_sso_url(url: str, binding: SsoBinding) -> None:
+    """The same rule as an IdP URL in configuration (https; plain http only on loopback; no userinfo or
+    fragment; never javascript:, data: or file:): the browser is sent there, and with the HTTP-POST binding
+    the broker's own page posts the AuthnRequest to it."""
+    try:
+        _IDP_URL.validate_python(url)
+    except ValidationError as exc:
+        problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ValueError(f"metadata {BINDINGS[binding].rsplit(':', 1)[1]} SSO URL {url[:100]!r} is refused: "
+                         f"{problem}") from None
 
 
 def _parse_for_binding(xml: bytes, config: SamlIdpConfig) -> tuple[dict[str, Any], SsoBinding]:

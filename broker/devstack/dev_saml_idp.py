@@ -7,15 +7,16 @@ import base64
 import functools
 import html
 import logging
-import re
 import shutil
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urljoin
 
 import httpx
@@ -37,7 +38,7 @@ logging.getLogger("xmlschema").addFilter(_warnings_only)
 with warnings.catch_warnings():
     # pysaml2 still names CFB by its old module path; that is its business, not the demo's output.
     warnings.filterwarnings("ignore", message=r"CFB has been moved")
-    from saml2 import BINDING_HTTP_REDIRECT
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
     from saml2.config import IdPConfig
     from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
     from saml2.server import Server
@@ -95,13 +96,24 @@ def _encrypting_with(sec: Any, content: str, key_transport: str) -> Iterator[Non
             del sec.encrypt_assertion
 
 
+Binding = Literal["redirect", "post"]
+BINDINGS: dict[Binding, str] = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
+
+
 class DevSamlIdp:
-    """A pysaml2 IdP. `sp_metadata` is the broker's SP metadata (pysaml2 takes it inline)."""
+    """A pysaml2 IdP. `sp_metadata` is the broker's SP metadata (pysaml2 takes it inline). `bindings`: the
+    SSO bindings it accepts and publishes in its metadata (HTTP-Redirect at /sso/redirect, HTTP-POST at
+    /sso/post). With `want_authn_requests_signed`, its metadata says so and pysaml2 refuses an AuthnRequest
+    whose signature it cannot verify against the SP's metadata."""
 
     def __init__(self, url: str, workdir: Path, sp_metadata: list[str] | None = None,
-                 users: Mapping[str, dict[str, Any]] = DEMO_SAML_USERS) -> None:
+                 users: Mapping[str, dict[str, Any]] = DEMO_SAML_USERS,
+                 bindings: tuple[Binding, ...] = ("redirect", "post"), want_authn_requests_signed: bool = False
+                 ) -> None:
         self.url, self.entity_id, self.users = url, f"{url}/metadata", users
-        self.sso_url = f"{url}/sso/redirect"
+        self.bindings, self.want_authn_requests_signed = bindings, want_authn_requests_signed
+        self.sso_urls: dict[Binding, str] = {"redirect": f"{url}/sso/redirect", "post": f"{url}/sso/post"}
+        self.sso_url = self.sso_urls[bindings[0]]  # the preferred one (HTTP-Redirect when offered)
         self.key_file, self.cert_file = write_key_and_cert(workdir, "saml-idp", "dev-saml-idp")
         self._maps = workdir / "attributemaps"
         self._maps.mkdir(exist_ok=True)
@@ -123,10 +135,11 @@ class DevSamlIdp:
             "xmlsec_binary": xmlsec, "attribute_map_dir": str(maps), "metadata": {"inline": sp_metadata},
             "service": {"idp": {
                 "name": "Development SAML IdP (pysaml2)",
-                "endpoints": {"single_sign_on_service": [(self.sso_url, BINDING_HTTP_REDIRECT)]},
+                "endpoints": {"single_sign_on_service": [(self.sso_urls[b], BINDINGS[b]) for b in self.bindings]},
                 # Inside service.idp: at the top level pysaml2 ignores them and signs with SHA-1.
                 "signing_algorithm": SIG_RSA_SHA256, "digest_algorithm": DIGEST_SHA256,
-                "sign_assertion": True, "sign_response": False, "want_authn_requests_signed": False,
+                "sign_assertion": True, "sign_response": False,
+                "want_authn_requests_signed": self.want_authn_requests_signed,
                 "name_id_format": [NAMEID_FORMAT_EMAILADDRESS],
                 "policy": {"default": {"lifetime": {"minutes": 5}, "attribute_restrictions": None}},
             }},
@@ -178,18 +191,19 @@ class DevSamlIdp:
         return str(self.server.sec.crypto.sign_statement(
             text, f"{SAML_NS}:Assertion", str(key or self.key_file), assertion.get("ID")))
 
-    # ---- the WSGI app: GET the SSO URL (AuthnRequest) -> a login form; POST it -> the ACS form -------
+    # ---- the WSGI app: the AuthnRequest (GET /sso/redirect, or POST /sso/post) -> a login form; POST the
+    # form -> the ACS form ----------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
-        if path == "/sso/redirect" and method == "GET":
+        if path == "/sso/redirect" and method == "GET" and "redirect" in self.bindings:
             query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
             return self._page(start_response, 200, _login_form(query.get("SAMLRequest", ""),
-                                                               query.get("RelayState", "")))
+                                                               query.get("RelayState", ""), "redirect"))
+        if path == "/sso/post" and method == "POST" and "post" in self.bindings:
+            return self._post_binding(start_response, _read_form(environ))
         if path == "/sso/login" and method == "POST":
-            size = min(int(environ.get("CONTENT_LENGTH") or 0), 64 * 1024)
-            form = {k: v[0] for k, v in parse_qs(environ["wsgi.input"].read(size).decode()).items()}
-            return self._answer(start_response, form)
+            return self._answer(start_response, _read_form(environ))
         if path == "/metadata":
             return self._page(start_response, 200, self.metadata_xml(), "application/samlmetadata+xml")
         return self._page(start_response, 404, "not found")
@@ -199,11 +213,32 @@ class DevSamlIdp:
 
         return str(create_metadata_string(None, config=self.server.config, sign=False).decode())
 
+    def parse_request(self, saml_request: str, binding: Binding) -> Any:
+        """pysaml2's own parse of an AuthnRequest in that binding: the signature checked when this IdP wants
+        signed requests (IncorrectlySigned otherwise), Destination against its endpoints."""
+        parsed = self.server.parse_authn_request(saml_request, BINDINGS[binding])
+        if parsed is None:  # pysaml2's verify() said no (stale IssueInstant)
+            raise ValueError("pysaml2 refused the AuthnRequest")
+        return parsed.message
+
+    def _post_binding(self, start_response: Any, form: dict[str, str]) -> list[bytes]:
+        """The HTTP-POST binding: pysaml2 reads (and, when wanted, verifies) the request on arrival."""
+        try:
+            self.parse_request(form.get("SAMLRequest", ""), "post")
+        except Exception as exc:  # pysaml2 raises all kinds; the IdP answers 403 with the kind
+            return self._page(start_response, 403, f"AuthnRequest refused: {html.escape(type(exc).__name__)}")
+        return self._page(start_response, 200, _login_form(form.get("SAMLRequest", ""),
+                                                           form.get("RelayState", ""), "post"))
+
     def _answer(self, start_response: Any, form: dict[str, str]) -> list[bytes]:
         user = form.get("username", "")
         if user not in self.users:
             return self._page(start_response, 401, "unknown user")
-        request = self.server.parse_authn_request(form.get("SAMLRequest", ""), BINDING_HTTP_REDIRECT).message
+        binding: Binding = "post" if form.get("binding") == "post" else "redirect"
+        try:
+            request = self.parse_request(form.get("SAMLRequest", ""), binding)
+        except Exception as exc:
+            return self._page(start_response, 403, f"AuthnRequest refused: {html.escape(type(exc).__name__)}")
         acs = str(request.assertion_consumer_service_url)
         xml = self.response_xml(user, in_response_to=str(request.id), destination=acs,
                                 sp_entity_id=str(request.issuer.text))
@@ -212,16 +247,22 @@ class DevSamlIdp:
 
     @staticmethod
     def _page(start_response: Any, status: int, body: str, media: str = "text/html") -> list[bytes]:
-        reason = {200: "OK", 401: "Unauthorized", 404: "Not Found"}[status]
+        reason = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}[status]
         start_response(f"{status} {reason}", [("Content-Type", f"{media}; charset=utf-8")])
         return [body.encode()]
 
-def _login_form(saml_request: str, relay_state: str) -> str:
+def _read_form(environ: dict[str, Any]) -> dict[str, str]:
+    size = min(int(environ.get("CONTENT_LENGTH") or 0), 64 * 1024)
+    return {k: v[0] for k, v in parse_qs(environ["wsgi.input"].read(size).decode()).items()}
+
+
+def _login_form(saml_request: str, relay_state: str, binding: Binding) -> str:
     return (f'<!doctype html><title>Dev SAML IdP</title><h1>Development SAML IdP (pysaml2)</h1>'
             f'<form method="post" action="/sso/login"><label>User (alice, bob, carol) '
             f'<input name="username" autofocus></label>'
             f'<input type="hidden" name="SAMLRequest" value="{html.escape(saml_request)}">'
             f'<input type="hidden" name="RelayState" value="{html.escape(relay_state)}">'
+            f'<input type="hidden" name="binding" value="{binding}">'
             f'<button>Sign in</button></form>')
 
 def _post_form(acs: str, saml_response: str, relay_state: str) -> str:
@@ -248,15 +289,61 @@ def run_dev_saml_idp(idp: DevSamlIdp, port: int) -> Iterator[str]:
     with wsgi_server(idp, port):
         yield idp.url
 
-def browser_login(client: httpx.Client, broker_url: str, idp_id: str, user: str) -> httpx.Response:
-    """What a browser does: GET /login/{idp} -> the IdP's form -> sign in -> POST the ACS form."""
+@dataclass
+class HtmlForm:
+    action: str
+    method: str
+    fields: dict[str, str]
+
+
+class _FormReader(HTMLParser):
+    """The forms of a page as a browser reads them: action, method and every named input (values unescaped)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[HtmlForm] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append(HtmlForm(named.get("action", ""), named.get("method", "get").lower(), {}))
+        elif tag == "input" and self.forms and "name" in named:
+            self.forms[-1].fields[named["name"]] = named.get("value", "")
+
+
+def read_forms(page: str) -> list[HtmlForm]:
+    reader = _FormReader()
+    reader.feed(page)
+    reader.close()
+    return reader.forms
+
+
+def submit(client: httpx.Client, page: httpx.Response, **extra: str) -> httpx.Response:
+    """Submit the page's only form as a browser does: its action resolved against the page's URL, POST."""
+    [form] = read_forms(page.text)
+    if form.method != "post":
+        raise AssertionError(f"expected a POST form on {page.url}, found {form.method}")
+    return client.post(urljoin(str(page.url), form.action), data={**form.fields, **extra})
+
+
+def idp_login_page(client: httpx.Client, broker_url: str, idp_id: str) -> httpx.Response:
+    """GET /login/{idp} and follow the AuthnRequest to the IdP: the Redirect binding's 303, or the HTTP-POST
+    binding's page (its form posted as the broker's script or its button would). Returns the IdP's page."""
     start = client.get(f"{broker_url}/login/{idp_id}")
-    if start.status_code != 303:
-        raise AssertionError(f"/login/{idp_id} answered {start.status_code}: {start.text[:200]}")
-    form_page = client.get(start.headers["location"])
-    fields = dict(re.findall(r'name="(SAMLRequest|RelayState)" value="([^"]*)"', form_page.text))
-    answer = client.post(urljoin(start.headers["location"], "/sso/login"),
-                         data={"username": user, **{k: html.unescape(v) for k, v in fields.items()}})
-    acs = html.unescape(re.search(r'action="([^"]+)"', answer.text).group(1))  # type: ignore[union-attr]
-    posted = dict(re.findall(r'name="(SAMLResponse|RelayState)" value="([^"]*)"', answer.text))
-    return client.post(acs, data={k: html.unescape(v) for k, v in posted.items()})
+    if start.status_code == 303:
+        return client.get(start.headers["location"])
+    if start.status_code == 200 and "text/html" in start.headers.get("content-type", ""):
+        return submit(client, start)
+    raise AssertionError(f"/login/{idp_id} answered {start.status_code}: {start.text[:200]}")
+
+
+def browser_login(client: httpx.Client, broker_url: str, idp_id: str, user: str) -> httpx.Response:
+    """What a browser does: GET /login/{idp} -> (the POST page ->) the IdP's form -> sign in -> POST the ACS
+    form."""
+    form_page = idp_login_page(client, broker_url, idp_id)
+    if form_page.status_code != 200:
+        raise AssertionError(f"the IdP answered {form_page.status_code}: {form_page.text[:200]}")
+    answer = submit(client, form_page, username=user)
+    if answer.status_code != 200:
+        raise AssertionError(f"the IdP answered {answer.status_code}: {answer.text[:200]}")
+    return submit(client, answer)

@@ -19,7 +19,16 @@ from broker.logs import quiet_chatty_loggers
 from broker.metrics import Metrics
 from broker.service import BrokerService
 from broker.token_exchange import TokenExchange
-from broker.web import openapi, routes_admin, routes_login, routes_meta, routes_roles, routes_saml, routes_token
+from broker.web import (
+    openapi,
+    routes_admin,
+    routes_login,
+    routes_meta,
+    routes_roles,
+    routes_saml,
+    routes_static,
+    routes_token,
+)
 from broker.web.errors import broker_error, http_error, unexpected_error
 from broker.web.middleware import BodyLimit, SecurityHeaders
 from broker.web.proxy import ForwardedFor, IpNetwork
@@ -35,6 +44,7 @@ ROUTES = [
     Route("/saml/idp/metadata", routes_meta.saml_idp_metadata),
     Route("/saml/{idp}/acs", routes_saml.acs, methods=["POST"]),
     Route("/saml/{idp}/metadata", routes_saml.metadata),
+    Route("/static/saml-post.js", routes_static.saml_post_script),
     Route("/logout", routes_login.logout, methods=["POST"]),
     Route("/roles", routes_roles.roles),
     Route("/roles/console", routes_roles.console, methods=["POST"]),

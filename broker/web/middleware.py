@@ -12,15 +12,25 @@ from broker.metrics import Metrics
 
 access_log = logging.getLogger("broker.access")
 
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+CSP_HEADER, CSP_BYTES = b"content-security-policy", CSP.encode()
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     # The callback URL carries an authorization code and the console URL a sign-in token: never leak
     # them to another site through Referer.
     (b"referrer-policy", b"no-referrer"),
-    (b"content-security-policy",
-     b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (CSP_HEADER, CSP_BYTES),
 ]
+
+
+def csp_with(*directives: str) -> str:
+    """The broker's policy plus directives for one page (e.g. the SAML POST page's `script-src 'self'` and
+    `form-action` of the IdP's origin). A response that carries a policy built here (one that starts with
+    the broker's own) keeps it instead of the default: two policies would both apply, and the default one
+    would block that page's script. Any other policy a response carries gets the default beside it, so no
+    route can loosen the broker's policy by accident."""
+    return "; ".join((CSP, *directives))
 
 
 class BodyLimit:
@@ -67,7 +77,9 @@ class SecurityHeaders:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                headers = list(message.get("headers", []))
+                own = any(name.lower() == CSP_HEADER and value.startswith(CSP_BYTES) for name, value in headers)
+                message["headers"] = headers + [h for h in SECURITY_HEADERS if not (own and h[0] == CSP_HEADER)]
             await send(message)
 
         try:

@@ -121,7 +121,8 @@ def test_signed_authn_request(idp: DevSamlIdp, tmp_path: Path) -> None:
     key, cert = write_key_and_cert(tmp_path, "sp", "sts-broker-sp")
     config = _cfg(**_inline(idp, [idp.certificate]), want_authn_requests_signed=True,
                   sp_keys={"key_file": str(key), "cert_file": str(cert)})
-    url, request_id = asyncio.run(SamlConnector(config, BROKER, None).start("/roles"))
+    start = asyncio.run(SamlConnector(config, BROKER, None).start("/roles"))
+    url, request_id = start.url, start.request_id
     query = urlsplit(url).query
     params = parse_qs(query)
     assert params["SigAlg"] == ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"] and request_id
@@ -129,7 +130,7 @@ def test_signed_authn_request(idp: DevSamlIdp, tmp_path: Path) -> None:
     public_key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
     public_key.verify(base64.b64decode(params["Signature"][0]), signed.encode(),  # type: ignore[union-attr,call-arg]
                       padding.PKCS1v15(), hashes.SHA256())  # type: ignore[arg-type]
-    unsigned, _ = asyncio.run(SamlConnector(_cfg(**_inline(idp, [idp.certificate])), BROKER, None).start("/roles"))
+    unsigned = asyncio.run(SamlConnector(_cfg(**_inline(idp, [idp.certificate])), BROKER, None).start("/roles")).url
     assert "Signature=" not in unsigned
 
 
