@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--idp-port", type=int, default=9400)
     demo.add_argument("--aws-port", type=int, default=4566)
     demo.add_argument("--workdir", type=Path, default=Path(".demo"))
+    demo.add_argument("--saml-binding", choices=["redirect", "post"], default="redirect",
+                      help="how the AuthnRequest reaches the demo's SAML IdP: post makes that IdP publish only "
+                           "HTTP-POST (as OneLogin and Google do); the devsamlpost entry always uses HTTP-POST")
     return parser
 
 

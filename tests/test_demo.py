@@ -20,6 +20,24 @@ def test_demo_self_test_passes() -> None:
     assert 'alice (SAML): granted ["arn:aws:iam::123456789012:role/DemoAdmin"' in out
     assert 'bob (SAML): granted ["arn:aws:iam::123456789012:role/DemoDeveloper"]' in out
     assert "carol (SAML): granted []" in out
+    # The same IdP through the HTTP-POST binding (the broker's auto-posting page, then pysaml2 parses the
+    # AuthnRequest with its BINDING_HTTP_POST), with the same roles.
+    assert 'alice (SAML devsamlpost, HTTP-POST): granted ["arn:aws:iam::123456789012:role/DemoAdmin"' in out
+    assert 'bob (SAML devsamlpost, HTTP-POST): granted ["arn:aws:iam::123456789012:role/DemoDeveloper"]' in out
+    assert "carol (SAML devsamlpost, HTTP-POST): granted []" in out
+
+
+def test_demo_with_a_post_only_saml_idp() -> None:
+    """`--saml-binding post`: the demo's SAML IdP publishes only HTTP-POST; the broker reads that from its
+    metadata and both SAML entries sign in by HTTP-POST."""
+    result = subprocess.run([sys.executable, "-m", "broker", "demo", "--self-test", "--saml-binding", "post"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    out = result.stdout
+    assert result.returncode == 0, out[-2000:] + result.stderr[-2000:]
+    assert "SELF-TEST PASSED" in out and "(SAML)" not in out
+    assert 'alice (SAML, HTTP-POST): granted ["arn:aws:iam::123456789012:role/DemoAdmin"' in out
+    assert 'bob (SAML devsamlpost, HTTP-POST): granted ["arn:aws:iam::123456789012:role/DemoDeveloper"]' in out
+    assert "carol (SAML, HTTP-POST): granted []" in out
 
 
 def test_self_test_fails_loudly() -> None:

@@ -9,9 +9,13 @@ import threading
 import time
 from pathlib import Path
 
+from broker.devstack.dev_saml_idp import DevSamlIdp
 from broker.devstack.selftest import self_test
 from broker.devstack.stack import DevStack, run_stack
 from broker.logs import quiet_chatty_loggers
+
+_BINDING_NAMES = {"redirect": "HTTP-Redirect", "post": "HTTP-POST only"}
+SAML_POST_NAME = f"{DevSamlIdp.name} via HTTP-POST"
 
 
 def _banner(stack: DevStack, started: float) -> str:
@@ -19,11 +23,12 @@ def _banner(stack: DevStack, started: float) -> str:
 sts-broker demo is running (started in {time.monotonic() - started:.1f}s), all on 127.0.0.1:
   broker           {stack.broker_url}
   OIDC provider    {stack.idp_issuer}   (oidc-provider-mock; users alice, bob, carol)
-  SAML IdP         {stack.saml_idp_url}   (pysaml2 behind a login form; the same users)
+  SAML IdP         {stack.saml_idp_url}   (pysaml2 behind a login form; the same users; AuthnRequest by
+                   {_BINDING_NAMES[stack.saml_binding]}, and by HTTP-POST through "{SAML_POST_NAME}")
   strict local AWS {stack.aws.endpoint_url}   (STS/IAM/S3; federation at {stack.aws.federation_url})
   config           {stack.workdir}/broker.yaml   audit log {stack.audit_path}
 
-Open {stack.broker_url}/ , choose "Development IdP" (OIDC) or "Development SAML IdP", type alice (two
+Open {stack.broker_url}/ , choose "Development IdP" (OIDC) or a "Development SAML IdP", type alice (two
 roles), bob (one) or carol (none), then "Open console" or "Get credentials". Press Ctrl-C to stop.
 """
 
@@ -35,13 +40,14 @@ def run_demo(args: argparse.Namespace) -> int:
         logging.getLogger("broker.access").setLevel(logging.WARNING)  # the self-test prints its own story
         logging.getLogger("oidc_provider_mock").setLevel(logging.WARNING)
         logging.getLogger("saml2").setLevel(logging.WARNING)
-        with tempfile.TemporaryDirectory(prefix="sts-broker-selftest-") as tmp, run_stack(Path(tmp)) as stack:
+        with (tempfile.TemporaryDirectory(prefix="sts-broker-selftest-") as tmp,
+              run_stack(Path(tmp), saml_binding=args.saml_binding) as stack):
             print(f"stack up in {time.monotonic() - started:.1f}s", flush=True)
             return self_test(stack)
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     with run_stack(workdir.resolve(), broker_port=args.port, idp_port=args.idp_port,
-                   aws_port=args.aws_port) as stack:
+                   aws_port=args.aws_port, saml_binding=args.saml_binding) as stack:
         print(_banner(stack, started), flush=True)
         try:
             threading.Event().wait()

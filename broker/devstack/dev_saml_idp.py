@@ -106,6 +106,8 @@ class DevSamlIdp:
     /sso/post). With `want_authn_requests_signed`, its metadata says so and pysaml2 refuses an AuthnRequest
     whose signature it cannot verify against the SP's metadata."""
 
+    name = "Development SAML IdP (pysaml2)"
+
     def __init__(self, url: str, workdir: Path, sp_metadata: list[str] | None = None,
                  users: Mapping[str, dict[str, Any]] = DEMO_SAML_USERS,
                  bindings: tuple[Binding, ...] = ("redirect", "post"), want_authn_requests_signed: bool = False
@@ -134,7 +136,7 @@ class DevSamlIdp:
             "entityid": self.entity_id, "key_file": str(self.key_file), "cert_file": str(self.cert_file),
             "xmlsec_binary": xmlsec, "attribute_map_dir": str(maps), "metadata": {"inline": sp_metadata},
             "service": {"idp": {
-                "name": "Development SAML IdP (pysaml2)",
+                "name": self.name,
                 "endpoints": {"single_sign_on_service": [(self.sso_urls[b], BINDINGS[b]) for b in self.bindings]},
                 # Inside service.idp: at the top level pysaml2 ignores them and signs with SHA-1.
                 "signing_algorithm": SIG_RSA_SHA256, "digest_algorithm": DIGEST_SHA256,
@@ -276,7 +278,7 @@ def _post_form(acs: str, saml_response: str, relay_state: str) -> str:
 def saml_idp_config(idp_id: str, url: str, certificate: str) -> dict[str, Any]:
     """The broker's idp_configs entry for the dev IdP (inline entity id + SSO URL + certificate)."""
     return {
-        "id": idp_id, "type": "saml", "name": "Development SAML IdP (pysaml2)",
+        "id": idp_id, "type": "saml", "name": DevSamlIdp.name,
         "entity_id": f"{url}/metadata", "sso_url": f"{url}/sso/redirect", "certificates": [certificate],
         "name_id_format": "emailAddress",
         "attributes": {"email": "email", "groups": "groups", "email_trusted": True,

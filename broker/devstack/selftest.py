@@ -9,7 +9,7 @@ import httpx
 
 from broker.devstack import browser
 from broker.devstack.dev_saml_idp import browser_login as saml_browser_login
-from broker.devstack.stack import SAML_IDP_ID, DevStack, aws_client
+from broker.devstack.stack import SAML_IDP_ID, SAML_POST_IDP_ID, DevStack, aws_client
 
 
 def _redact(value: str) -> str:
@@ -49,17 +49,33 @@ def _console(stack: DevStack, client: httpx.Client, role: str, csrf: str) -> Non
     _say("  federation endpoint accepted the sign-in token")
 
 
-def check_user(stack: DevStack, user: str, *, saml: bool = False) -> list[str]:
+def _binding_used(stack: DevStack, idp: str) -> str:
+    """How the last AuthnRequest to `idp` travelled, as the broker's audit log says."""
+    started = [e for e in map(json.loads, stack.audit_path.read_text().splitlines())
+               if e.get("event") == "login_started" and e.get("idp") == idp]
+    return str(started[-1].get("binding")) if started else "none"
+
+
+def check_user(stack: DevStack, user: str, *, saml: str | None = None) -> list[str]:
+    """One login of `user`: at the OIDC dev IdP, or at the SAML IdP `saml` (its binding checked and said)."""
     with browser.browser() as client:
         if saml:
-            landed = saml_browser_login(client, stack.broker_url, SAML_IDP_ID, user)
+            landed = saml_browser_login(client, stack.broker_url, saml, user)
         else:
             landed = browser.login(client, stack.broker_url, "dev", user)
         if landed.status_code != 303 or landed.headers.get("location") != "/roles":
             raise AssertionError(f"login of {user} ended with {landed.status_code}: {landed.text[:300]}")
+        label = ""
+        if saml:
+            binding = _binding_used(stack, saml)
+            wanted = "post" if saml == SAML_POST_IDP_ID else stack.saml_binding
+            if binding != wanted:
+                raise AssertionError(f"the AuthnRequest to {saml} went by {binding}, expected {wanted}")
+            named = "" if saml == SAML_IDP_ID else f" {saml}"
+            label = f" (SAML{named})" if binding == "redirect" else f" (SAML{named}, HTTP-POST)"
         view = browser.roles(client, stack.broker_url)
         granted = [r["role_arn"] for r in view["roles"]]
-        _say(f"{user}{' (SAML)' if saml else ''}: granted {json.dumps(granted)}")
+        _say(f"{user}{label}: granted {json.dumps(granted)}")
         if granted:
             _credentials_and_identity(stack, client, granted[0], view["csrf_token"])
             _console(stack, client, granted[0], view["csrf_token"])
@@ -73,11 +89,13 @@ def self_test(stack: DevStack) -> int:
             granted = check_user(stack, user)
             if len(granted) != count:
                 raise AssertionError(f"{user} was granted {len(granted)} roles, expected {count}")
-        # The same people through the SAML IdP (pysaml2, HTTP-Redirect AuthnRequest, HTTP-POST ACS).
-        for user, count in expected.items():
-            granted = check_user(stack, user, saml=True)
-            if len(granted) != count:
-                raise AssertionError(f"{user} (SAML) was granted {len(granted)} roles, expected {count}")
+        # The same people through the SAML IdP (pysaml2; HTTP-POST ACS), its AuthnRequest by each binding:
+        # SAML_IDP_ID by HTTP-Redirect (or HTTP-POST with --saml-binding post), SAML_POST_IDP_ID by HTTP-POST.
+        for idp in (SAML_IDP_ID, SAML_POST_IDP_ID):
+            for user, count in expected.items():
+                granted = check_user(stack, user, saml=idp)
+                if len(granted) != count:
+                    raise AssertionError(f"{user} (SAML {idp}) was granted {len(granted)} roles, expected {count}")
     except Exception as exc:  # every failure, whatever its kind, must fail the self-test loudly
         _say(f"SELF-TEST FAILED: {type(exc).__name__}: {exc}")
         return 1

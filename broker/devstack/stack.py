@@ -21,6 +21,7 @@ import yaml
 
 from broker.config import SamlIdpConfig, Settings, load_settings
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_metadata import SsoBinding
 from broker.devstack.dev_idp import run_dev_idp
 from broker.devstack.dev_saml_idp import DevSamlIdp, run_dev_saml_idp, saml_idp_config
 from broker.devstack.local_aws import LocalAws, run_local_aws
@@ -34,6 +35,7 @@ AUDIENCE = "sts.amazonaws.com"
 DEMO_ROLES = {"DemoAdmin": 3600 * 4, "DemoDeveloper": 3600 * 8}
 SECRET_ENV = "BROKER_SESSION_SECRET"
 SAML_IDP_ID = "devsaml"
+SAML_POST_IDP_ID = "devsamlpost"  # the same pysaml2 IdP, always through the HTTP-POST binding
 SAML_PROVIDER_NAME = "sts-broker"  # the IAM SAML provider holding the broker's /saml/idp/metadata
 SAML_ROLES = {"DemoSaml": 3600 * 4}
 SAML_RECIPIENT = "https://signin.aws.amazon.com/saml"
@@ -47,8 +49,9 @@ class DevStack:
     workdir: Path
     settings: Settings
     audit_path: Path
-    saml_idp_url: str = ""  # the pysaml2 IdP (idp id SAML_IDP_ID)
+    saml_idp_url: str = ""  # the pysaml2 IdP (idp ids SAML_IDP_ID and SAML_POST_IDP_ID)
     saml_idp: DevSamlIdp | None = None
+    saml_binding: SsoBinding = "redirect"  # how SAML_IDP_ID's AuthnRequest travels
 
 
 def aws_client(aws: LocalAws, service: str, **creds: str) -> Any:
@@ -74,8 +77,9 @@ def register_broker_in_iam(aws: LocalAws, broker_url: str) -> str:
     )["OpenIDConnectProviderArn"]
     host = provider_arn.split(":oidc-provider/", 1)[1]
     for name, max_seconds in DEMO_ROLES.items():
-        # Subjects from the OIDC dev IdP and from the SAML one (the broker mints `{idp}:{subject}`).
-        policy = trust_policy(provider_arn, host).replace('"dev:*"', f'["dev:*", "{SAML_IDP_ID}:*"]')
+        # Subjects from the OIDC dev IdP and from the SAML ones (the broker mints `{idp}:{subject}`).
+        subjects = json.dumps(["dev:*", f"{SAML_IDP_ID}:*", f"{SAML_POST_IDP_ID}:*"])
+        policy = trust_policy(provider_arn, host).replace('"dev:*"', subjects)
         iam.create_role(RoleName=name, AssumeRolePolicyDocument=policy,
                         MaxSessionDuration=max_seconds)
     return provider_arn
@@ -145,10 +149,12 @@ def serve_in_thread(config: Path, settings: Settings, port: int) -> AbstractCont
 def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_port: int = 0, saml_port: int = 0,
               rules: Path = DEMO_RULES, extra_idps: Mapping[str, dict[str, Any]] | None = None,
               overrides: Mapping[str, Any] | None = None, account_id: str = "123456789012",
-              serve_broker: BrokerServer = serve_in_thread) -> Iterator[DevStack]:
+              serve_broker: BrokerServer = serve_in_thread, saml_binding: SsoBinding = "redirect"
+              ) -> Iterator[DevStack]:
     """`extra_idps` adds IdP files and `overrides` top-level broker.yaml keys (tests use both); `account_id`
     keeps a second stack's IAM apart from the first's in moto's process-wide state; `serve_broker` runs the
-    broker (tests run `sts-broker serve` in a process of its own with it)."""
+    broker (tests run `sts-broker serve` in a process of its own with it); `saml_binding` "post" makes the
+    SAML IdP publish only HTTP-POST (as OneLogin and Google's SAML IdP do)."""
     os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(48))
     os.environ.setdefault("DEV_IDP_CLIENT_SECRET", secrets.token_urlsafe(24))
     broker_port = broker_port or free_port()
@@ -156,20 +162,37 @@ def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_por
     with ExitStack() as stack:
         aws = stack.enter_context(run_local_aws(port=aws_port, account_id=account_id))
         issuer = stack.enter_context(run_dev_idp(idp_port))
-        saml_idp, saml_config = dev_saml_idp(workdir, broker_url, saml_port or free_port())
+        saml_idp, saml_configs = dev_saml_idp(workdir, broker_url, saml_port or free_port(), saml_binding)
         saml_url = stack.enter_context(run_dev_saml_idp(saml_idp, int(saml_idp.url.rsplit(":", 1)[1])))
         register_broker_in_iam(aws, broker_url)
         config = write_config(workdir, broker_url, issuer, aws, rules,
-                              {SAML_IDP_ID: saml_config, **(extra_idps or {})}, overrides or {})
+                              {**saml_configs, **(extra_idps or {})}, overrides or {})
         settings = load_settings(config)
         register_broker_saml_in_iam(aws, settings)
         stack.enter_context(serve_broker(config, settings, broker_port))
-        yield DevStack(broker_url, issuer, aws, workdir, settings, Path(settings.audit.path), saml_url, saml_idp)
+        yield DevStack(broker_url, issuer, aws, workdir, settings, Path(settings.audit.path), saml_url, saml_idp,
+                       saml_binding)
 
 
-def dev_saml_idp(workdir: Path, broker_url: str, port: int) -> tuple[DevSamlIdp, dict[str, Any]]:
-    """The pysaml2 IdP and the broker's config for it; the IdP trusts the broker's SP metadata."""
-    idp = DevSamlIdp(f"http://{LOOPBACK}:{port}", workdir / "saml-idp")
-    config = saml_idp_config(SAML_IDP_ID, idp.url, idp.certificate)
-    idp.trust_sp([SamlConnector(SamlIdpConfig.model_validate(config), broker_url, None).sp_metadata()])
-    return idp, config
+def dev_saml_idp(workdir: Path, broker_url: str, port: int, binding: SsoBinding = "redirect"
+                 ) -> tuple[DevSamlIdp, dict[str, dict[str, Any]]]:
+    """The pysaml2 IdP and the broker's configs for it; the IdP trusts the broker's SP metadata.
+
+    SAML_IDP_ID: by default spelled out inline (HTTP-Redirect); with binding "post" the IdP publishes only
+    HTTP-POST and the broker reads its metadata file, so the binding comes from the metadata as with a
+    POST-only IdP in the field. SAML_POST_IDP_ID: the same IdP from its metadata with `sso_binding: post`,
+    so the self-test signs in through both bindings."""
+    idp = DevSamlIdp(f"http://{LOOPBACK}:{port}", workdir / "saml-idp",
+                     bindings=("post",) if binding == "post" else ("redirect", "post"))
+    metadata = workdir / "saml-idp" / "metadata.xml"
+    metadata.write_text(idp.metadata_xml())
+    inline = saml_idp_config(SAML_IDP_ID, idp.url, idp.certificate)
+    from_metadata = {k: v for k, v in inline.items() if k not in {"entity_id", "sso_url", "certificates"}}
+    configs = {
+        SAML_IDP_ID: inline if binding == "redirect" else {**from_metadata, "metadata_file": str(metadata)},
+        SAML_POST_IDP_ID: {**from_metadata, "id": SAML_POST_IDP_ID, "name": f"{idp.name} via HTTP-POST",
+                           "metadata_file": str(metadata), "sso_binding": "post"},
+    }
+    idp.trust_sp([SamlConnector(SamlIdpConfig.model_validate(c), broker_url, None).sp_metadata()
+                  for c in configs.values()])
+    return idp, configs
