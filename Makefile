@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # redis-server for the Redis half of the store conformance suite and the store bench; xmlsec1 for pysaml2
-# (the test SAML IdP) and the independent check of the SAML assertions the broker mints.
-SYS_PROGRAMS := redis-server:redis-server xmlsec1:xmlsec1
+# (the test SAML IdP) and the independent check of the SAML assertions the broker mints; chromium for the
+# browser test of the SAML HTTP-POST page (playwright drives /usr/bin/chromium).
+SYS_PROGRAMS := redis-server:redis-server xmlsec1:xmlsec1 chromium:chromium
 sys:
 	@for pair in $(SYS_PROGRAMS); do prog=$${pair%%:*}; pkg=$${pair##*:}; \
 	  if ! command -v $$prog >/dev/null 2>&1; then \

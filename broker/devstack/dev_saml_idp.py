@@ -268,12 +268,12 @@ def _login_form(saml_request: str, relay_state: str, binding: Binding) -> str:
             f'<button>Sign in</button></form>')
 
 def _post_form(acs: str, saml_response: str, relay_state: str) -> str:
-    """The HTTP-POST binding: a form the browser submits to the SP's ACS."""
+    """The HTTP-POST binding: a form the browser submits to the SP's ACS (on load, or by its button)."""
     return (f'<!doctype html><body onload="document.forms[0].submit()">'
             f'<form method="post" action="{html.escape(acs)}">'
             f'<input type="hidden" name="SAMLResponse" value="{saml_response}">'
             f'<input type="hidden" name="RelayState" value="{html.escape(relay_state)}">'
-            f'<noscript><button>Continue</button></noscript></form>')
+            f'<button>Continue</button></form>')  # no <noscript>: with scripting off a browser still parses it as text
 
 def saml_idp_config(idp_id: str, url: str, certificate: str) -> dict[str, Any]:
     """The broker's idp_configs entry for the dev IdP (inline entity id + SSO URL + certificate)."""
