@@ -219,7 +219,7 @@ class DevSamlIdp:
         """pysaml2's own parse of an AuthnRequest in that binding: the signature checked when this IdP wants
         signed requests (IncorrectlySigned otherwise), Destination against its endpoints."""
         parsed = self.server.parse_authn_request(saml_request, BINDINGS[binding])
-        if parsed is None:  # pysaml2's verify() said no (stale IssueInstant)
+        if parsed is None:  # pysaml2 could not make a request of it
             raise ValueError("pysaml2 refused the AuthnRequest")
         return parsed.message
 
