@@ -6,11 +6,16 @@ values, so a parser change that reads a document differently fails.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 METADATA, RESPONSES = HERE / "metadata", HERE / "responses"
+SECRET, SECRET_ENV = secrets.token_urlsafe(48), "CORPUS_SESSION_SECRET"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +82,27 @@ def metadata_file(vendor: str) -> Path:
 
 def response_file(vendor: str) -> Path:
     return RESPONSES / f"{vendor}-response.xml"
+
+
+def idp_yaml(vendor: str, keys: dict[str, Path], **extra: Any) -> dict[str, Any]:
+    """An IdP file as an operator writes it for this vendor: the downloaded metadata, nothing else (plus the
+    SP key pair when the metadata asks for signed AuthnRequests)."""
+    data: dict[str, Any] = {"id": f"corpus-{vendor}", "type": "saml", "name": f"{vendor} (corpus)",
+                            "metadata_file": str(metadata_file(vendor))}
+    if FACTS[vendor].wants_signed_requests:
+        data["sp_keys"] = {"key_file": str(keys["sp_key"]), "cert_file": str(keys["sp_cert"])}
+    return {**data, **extra}
+
+
+def deployment(tmp: Path, keys: dict[str, Path], idps: list[dict[str, Any]]) -> Path:
+    """A whole deployment (broker.yaml, rules, one file per IdP) that `sts-broker check` reads."""
+    (tmp / "idp_configs").mkdir(parents=True)
+    for idp in idps:
+        (tmp / "idp_configs" / f"{idp['id']}.yaml").write_text(yaml.safe_dump(idp))
+    (tmp / "rules.yaml").write_text(yaml.safe_dump({"version": 1, "rules": [
+        {"id": "r", "grant": [{"role": "arn:aws:iam::111122223333:role/R"}]}]}))
+    config = {"public_url": "https://broker.example.com", "session": {"secret": f"${{{SECRET_ENV}}}"},
+              "keys": [{"kid": "k1", "file": str(keys["broker"]), "active": True}],
+              "idp_configs": "idp_configs", "rules": "rules.yaml"}
+    (tmp / "broker.yaml").write_text(yaml.safe_dump(config))
+    return tmp / "broker.yaml"

@@ -8,12 +8,10 @@ import base64
 import hashlib
 import os
 import re
-import secrets
 import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -24,50 +22,19 @@ from cryptography.x509.oid import NameOID
 from broker.cli import main
 from broker.config import SamlIdpConfig, load_settings
 from broker.connectors.saml import SamlConnector
-from broker.devstack.dev_saml_idp import write_key_and_cert
-from broker.issuers.signing import generate_key_file
 from broker.service import load_components
-from tests.saml_corpus.corpus import FACTS, HERE, METADATA, RESPONSES, SIGNED, metadata_file
-
-SECRET = secrets.token_urlsafe(48)
-PUBLIC_URL = "https://broker.example.com"
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The broker's own signing key and an SP key pair (Keycloak's metadata asks for signed AuthnRequests)."""
-    base = tmp_path_factory.mktemp("corpus-keys")
-    generate_key_file(base / "k1.pem", bits=2048)
-    sp_key, sp_cert = write_key_and_cert(base, "sp", "broker.example.com")
-    return {"broker": base / "k1.pem", "sp_key": sp_key, "sp_cert": sp_cert}
-
-
-@pytest.fixture(autouse=True)
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CORPUS_SESSION_SECRET", SECRET)
-
-
-def idp_yaml(vendor: str, keys: dict[str, Path], **extra: Any) -> dict[str, Any]:
-    """An IdP file as an operator writes it for this vendor: the downloaded metadata, nothing else (plus the
-    SP key pair when the metadata asks for signed AuthnRequests)."""
-    data: dict[str, Any] = {"id": f"corpus-{vendor}", "type": "saml", "name": f"{vendor} (corpus)",
-                            "metadata_file": str(metadata_file(vendor))}
-    if FACTS[vendor].wants_signed_requests:
-        data["sp_keys"] = {"key_file": str(keys["sp_key"]), "cert_file": str(keys["sp_cert"])}
-    return {**data, **extra}
-
-
-def deployment(tmp: Path, keys: dict[str, Path], idps: list[dict[str, Any]]) -> Path:
-    (tmp / "idp_configs").mkdir(parents=True)
-    for idp in idps:
-        (tmp / "idp_configs" / f"{idp['id']}.yaml").write_text(yaml.safe_dump(idp))
-    (tmp / "rules.yaml").write_text(yaml.safe_dump({"version": 1, "rules": [
-        {"id": "r", "grant": [{"role": "arn:aws:iam::111122223333:role/R"}]}]}))
-    config = {"public_url": PUBLIC_URL, "session": {"secret": "${CORPUS_SESSION_SECRET}"},
-              "keys": [{"kid": "k1", "file": str(keys["broker"]), "active": True}],
-              "idp_configs": "idp_configs", "rules": "rules.yaml"}
-    (tmp / "broker.yaml").write_text(yaml.safe_dump(config))
-    return tmp / "broker.yaml"
+from tests.saml_corpus.corpus import (
+    FACTS,
+    HERE,
+    METADATA,
+    RESPONSES,
+    SECRET,
+    SECRET_ENV,
+    SIGNED,
+    deployment,
+    idp_yaml,
+    metadata_file,
+)
 
 
 def common_name(certificate: str) -> str:
@@ -132,7 +99,7 @@ def test_cli_checks_every_document_at_once(tmp_path: Path, keys: dict[str, Path]
     """The installed console script, in its own process, on a deployment holding every corpus IdP."""
     file = deployment(tmp_path, keys, [idp_yaml(vendor, keys) for vendor in sorted(FACTS)])
     script = Path(sys.executable).parent / "sts-broker"
-    env = {**os.environ, "CORPUS_SESSION_SECRET": SECRET}
+    env = {**os.environ, SECRET_ENV: SECRET}
     done = subprocess.run([str(script), "check", "--config", str(file)], capture_output=True, text=True,
                           env=env, timeout=60, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, f"{file}: OK"), done.stderr
