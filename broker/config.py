@@ -480,8 +480,11 @@ class SamlIdpConfig(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> SamlIdpConfig:
-        sources = [self.metadata_file is not None, self.metadata_url is not None,
-                   self.entity_id is not None or self.sso_url is not None or bool(self.certificates)]
+        metadata = [self.metadata_file is not None, self.metadata_url is not None]
+        # With metadata, entity_id names the IdP in it (an aggregate's entity, or a check on a single one).
+        inline = self.sso_url is not None or bool(self.certificates) or (
+            self.entity_id is not None and not any(metadata))
+        sources = [*metadata, inline]
         if sum(sources) != 1:
             raise ValueError("give exactly one of metadata_file, metadata_url, or entity_id + sso_url + "
                              "certificates")

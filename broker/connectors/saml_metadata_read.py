@@ -56,8 +56,11 @@ def choose_idp(root: Any, entity_id: str | None) -> Chosen:
         raise MetadataRefused(f"metadata root is {str(root.tag)[:100]}, not an EntityDescriptor or "
                               "EntitiesDescriptor")
     if entity_id is None:
-        raise MetadataRefused(f"metadata is an aggregate (EntitiesDescriptor); set entity_id: to the IdP to use. "
-                              f"{_idp_list(root)}", "saml_metadata_entity")
+        idps = [(entity, path) for entity, path in _entities(root) if _saml2_roles(entity)]
+        if len(idps) != 1:  # one IdP (TestShib's documents: an IdP and an SP) is unambiguous
+            raise MetadataRefused(f"metadata is an aggregate (EntitiesDescriptor) of {len(idps)} IdPs; set entity_id: "
+                                  f"to the one to use. {_idp_list(root)}", "saml_metadata_entity")
+        return Chosen(idps[0][0], _idp_role(idps[0][0]), idps[0][1])
     found = [(entity, path) for entity, path in _entities(root) if entity.get("entityID") == entity_id]
     if len(found) != 1:
         what = "no entity" if not found else f"{len(found)} entities"
