@@ -53,11 +53,13 @@ def verify_metadata_signature(root: Any, certificate: str) -> None:
         raise MetadataRefused("metadata is not signed, and metadata_signing_certificate is set",
                               "saml_metadata_unsigned")
     xmlsec.tree.add_ids(root, ["ID"])  # the Reference's "#ID" (unique, checked above) resolves to the root
-    try:
-        OneLogin_Saml2_Utils.validate_node_sign(signature, root, certificate)
+    try:  # without raise_exceptions the library answers False on failure instead of raising
+        verified = OneLogin_Saml2_Utils.validate_node_sign(signature, root, certificate, raise_exceptions=True)
     except Exception:  # python3-saml's ValidationError, or xmlsec's own
+        verified = False
+    if verified is not True:
         raise MetadataRefused("metadata signature does not verify with metadata_signing_certificate",
-                              "saml_metadata_signature") from None
+                              "saml_metadata_signature")
 
 
 def refuse_if_expired(until: float | None, now: float) -> None:
