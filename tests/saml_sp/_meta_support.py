@@ -90,12 +90,20 @@ def sign(xml: str, key: Path, cert: Path, *, reference_uri: str | None = None,
     return str(signer.sign_statement(text, f"{MD}:{node}", str(key), root_id))
 
 
-def xpath_transform(signature: Any) -> None:
-    """An XPath transform (here a harmless one) before the enveloped one: refused whatever it computes."""
+def entities_left_unsigned(signature: Any) -> None:
+    """An XPath filter transform that leaves every EntityDescriptor out of the digest: xmlsec then verifies
+    a document whose entities anyone replaced (the allow-list refuses any XPath transform)."""
     transforms = signature.find(f".//{{{DS}}}Transforms")
-    step = etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm=XPATH_TRANSFORM)
-    etree.SubElement(step, f"{{{DS}}}XPath").text = "not(ancestor-or-self::ds:Signature)"
+    step = etree.Element(f"{{{DS}}}Transform", Algorithm=XPATH_TRANSFORM)
+    etree.SubElement(step, f"{{{DS}}}XPath", nsmap={"md": MD}).text = "not(ancestor-or-self::md:EntityDescriptor)"
     transforms.insert(0, step)
+
+
+def replace_entity(xml: str, entity_id: str, replacement: str) -> str:
+    root = etree.fromstring(xml.encode())
+    old = next(e for e in root.iter(f"{{{MD}}}EntityDescriptor") if e.get("entityID") == entity_id)
+    old.getparent().replace(old, etree.fromstring(replacement.encode()))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
 
 
 def wrap_signed(signed: str, attacker_entity: str) -> str:
