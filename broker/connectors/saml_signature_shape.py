@@ -23,6 +23,8 @@ encrypted assertion must carry its cipher text inline, its key without Retrieval
 Anything else is refused unverified: reason saml_signature_shape, or saml_deprecated_signature_method /
 saml_deprecated_digest_method for an algorithm on the library's deprecated list (SHA-1), the reason codes
 python3-saml itself uses for them.
+Signed IdP metadata (check_metadata_signature_shape) gets the same allow-list with one holder, the metadata
+root, and nothing else signed anywhere in the document.
 """
 
 from __future__ import annotations

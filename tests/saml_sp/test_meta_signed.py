@@ -22,7 +22,7 @@ from lxml import etree
 from broker.audit import AuditLog
 from broker.config import SamlIdpConfig
 from broker.connectors.saml import SamlConnector
-from broker.connectors.saml_metadata import MetadataSource
+from broker.connectors.saml_metadata import MetadataSource, parse_metadata
 from broker.devstack.dev_saml_idp import DevSamlIdp, saml_idp_config, write_key_and_cert
 from broker.errors import TokenInvalid, UpstreamUnavailable
 from broker.metrics import Metrics
@@ -244,3 +244,29 @@ def test_a_held_copy_is_not_used_past_its_valid_until(fed: Federation, tmp_path:
                 await source.get()
             assert info.value.reason == "saml_metadata_expired"
     asyncio.run(scenario())
+
+
+def _config(fed: Federation) -> SamlIdpConfig:
+    return SamlIdpConfig.model_validate({"id": "fed", "type": "saml", "name": "F", "metadata_url": fed.url,
+                                         "entity_id": fed.idp.entity_id, "metadata_signing_certificate": str(fed.cert)})
+
+
+def _sha1(signature: Any) -> None:
+    signature.find(f".//{{{DS}}}SignatureMethod").set("Algorithm", "http://www.w3.org/2000/09/xmldsig#rsa-sha1")
+    signature.find(f".//{{{DS}}}DigestMethod").set("Algorithm", "http://www.w3.org/2000/09/xmldsig#sha1")
+
+
+@pytest.mark.parametrize(("name", "make", "detail"), [
+    ("sha1", lambda fed: fed.signed(template=_sha1), "rsa-sha1"),
+    # An entity carrying the root's ID: "#ID" could resolve to either (ID confusion).
+    ("id_twice", lambda fed: fed.signed(idp_entity("https://idp9.example.org/idp", [fed.cert.read_text()]).replace(
+        "<md:EntityDescriptor ", '<md:EntityDescriptor ID="_federation20261203" ', 1), fed.idp.metadata_xml()),
+     "appears 2 times"),
+    # A signature on an entity inside the aggregate, besides the root's: nothing but the whole is signed.
+    ("inner_signature", lambda fed: fed.signed(sign(fed.idp.metadata_xml(), fed.key, fed.cert)), "2 Signature(s)"),
+])
+def test_signature_shapes_refused_before_xmlsec(fed: Federation, name: str, make: Callable[[Federation], str],
+                                                 detail: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_metadata(make(fed).encode(), _config(fed))
+    assert getattr(info.value, "reason", None) == "saml_metadata_signature" and detail in str(info.value), name
