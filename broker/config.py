@@ -457,7 +457,8 @@ class SamlIdpConfig(Model):
     metadata_signing_certificate: Path | None = None
     timeout: Duration = timedelta(seconds=5)
     # ... or the IdP spelled out: entity id, SSO URL (HTTP-Redirect binding) and signing certificates.
-    # Several certificates are accepted at once (rollover).
+    # Several certificates are accepted at once (rollover). With metadata, entity_id names the IdP to use
+    # in an aggregate (EntitiesDescriptor), and must match a single EntityDescriptor's entityID.
     entity_id: str | None = Field(default=None, min_length=1, max_length=1024)
     sso_url: IdpUrl | None = None
     certificates: list[PemCertificate] = []
