@@ -452,9 +452,13 @@ class SamlIdpConfig(Model):
     metadata_url: IdpUrl | None = None
     metadata_refresh: Duration = timedelta(hours=12)
     metadata_max_bytes: int = Field(default=512 * 1024, ge=4096, le=8 * 1024 * 1024)
+    # The metadata signer's certificate (PEM file): when set, metadata is used only if its root is signed
+    # with this key (broker/connectors/saml_metadata_trust.py).
+    metadata_signing_certificate: Path | None = None
     timeout: Duration = timedelta(seconds=5)
     # ... or the IdP spelled out: entity id, SSO URL (HTTP-Redirect binding) and signing certificates.
-    # Several certificates are accepted at once (rollover).
+    # Several certificates are accepted at once (rollover). With metadata, entity_id names the IdP to use
+    # in an aggregate (EntitiesDescriptor), and must match a single EntityDescriptor's entityID.
     entity_id: str | None = Field(default=None, min_length=1, max_length=1024)
     sso_url: IdpUrl | None = None
     certificates: list[PemCertificate] = []
@@ -477,13 +481,18 @@ class SamlIdpConfig(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> SamlIdpConfig:
-        sources = [self.metadata_file is not None, self.metadata_url is not None,
-                   self.entity_id is not None or self.sso_url is not None or bool(self.certificates)]
+        metadata = [self.metadata_file is not None, self.metadata_url is not None]
+        # With metadata, entity_id names the IdP in it (an aggregate's entity, or a check on a single one).
+        inline = self.sso_url is not None or bool(self.certificates) or (
+            self.entity_id is not None and not any(metadata))
+        sources = [*metadata, inline]
         if sum(sources) != 1:
             raise ValueError("give exactly one of metadata_file, metadata_url, or entity_id + sso_url + "
                              "certificates")
         if sources[2] and (self.entity_id is None or self.sso_url is None or not self.certificates):
             raise ValueError("entity_id, sso_url and certificates go together")
+        if sources[2] and self.metadata_signing_certificate is not None:
+            raise ValueError("metadata_signing_certificate goes with metadata_url or metadata_file")
         if self.clock_skew > timedelta(minutes=5):
             raise ValueError("clock_skew must be at most 5m")
         if (self.want_assertions_encrypted or self.want_authn_requests_signed) and self.sp_keys is None:
@@ -677,10 +686,13 @@ def _saml_paths(file: Path, idp: SamlIdpConfig, lines: Lines) -> tuple[SamlIdpCo
     problems = []
     if idp.metadata_file is not None:
         update["metadata_file"] = _resolve(base, idp.metadata_file)
+    if idp.metadata_signing_certificate is not None:
+        update["metadata_signing_certificate"] = _resolve(base, idp.metadata_signing_certificate)
     if idp.sp_keys is not None:
         update["sp_keys"] = SamlSpKeys(key_file=_resolve(base, idp.sp_keys.key_file),
                                        cert_file=_resolve(base, idp.sp_keys.cert_file))
     for loc, path in (("metadata_file", update.get("metadata_file")),
+                      ("metadata_signing_certificate", update.get("metadata_signing_certificate")),
                       ("sp_keys", getattr(update.get("sp_keys"), "key_file", None)),
                       ("sp_keys", getattr(update.get("sp_keys"), "cert_file", None))):
         if path is not None and not path.is_file():

@@ -11,15 +11,19 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+METADATA_EVENTS = frozenset({"saml_metadata_refreshed", "saml_metadata_refused"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class EventCounts(Collector):
     """sts_broker_events_total{event, reason}: one count per audit event, read when /metrics is scraped.
     Every answered request writes an audit event, so counting one is a dict update under a lock (~0.3 us)
-    rather than a prometheus_client Counter's labels lookup and value lock (~1.2 us)."""
+    rather than a prometheus_client Counter's labels lookup and value lock (~1.2 us). The same counter
+    under another name and labels counts SAML metadata refreshes by IdP and result."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "sts_broker_events", documentation: str = "Audit events by name and reason code",
+                 labels: tuple[str, str] = ("event", "reason")) -> None:
+        self._name, self._documentation, self._labels = name, documentation, labels
         self._counts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # audit events may come from worker threads
 
@@ -29,8 +33,7 @@ class EventCounts(Collector):
             self._counts[key] = self._counts.get(key, 0) + 1
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily("sts_broker_events", "Audit events by name and reason code",
-                                     labels=["event", "reason"])
+        family = CounterMetricFamily(self._name, self._documentation, labels=list(self._labels))
         with self._lock:
             counts = sorted(self._counts.items())
         for (event, reason), count in counts:
@@ -43,6 +46,11 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.events = EventCounts()
         self.registry.register(self.events)
+        # IdP ids come from the configuration and results are reason codes: few, fixed label values.
+        self.saml_metadata = EventCounts("sts_broker_saml_metadata_refreshes",
+                                         "SAML IdP metadata refreshes by IdP and result (ok or the refusal reason)",
+                                         ("idp", "result"))
+        self.registry.register(self.saml_metadata)
         self.requests = Histogram("sts_broker_request_seconds", "Request latency by route and status",
                                   ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         # Labelled children by label values (event names, reason codes, route templates, methods and
@@ -59,6 +67,9 @@ class Metrics:
     def observe_event(self, event: str, fields: Mapping[str, object]) -> None:
         reason = fields.get("reason")
         self.events.add(event, reason if isinstance(reason, str) else "")
+        if event in METADATA_EVENTS:
+            result = "ok" if event == "saml_metadata_refreshed" else reason if isinstance(reason, str) else ""
+            self.saml_metadata.add(str(fields.get("idp", "")), result)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self._child(self.requests, route, method, str(status)).observe(seconds)

@@ -74,7 +74,8 @@ class BrokerService:
         self.token_idps = {idp_id: cfg for idp_id, cfg in parts.idps.items() if isinstance(cfg, TokenIdpConfig)}
         # One pool for every SAML IdP: the cap on XML work holds for the process, whichever ACS is posted to.
         self.xml_workers = XmlWorkers(parts.settings.xml_workers.threads, parts.settings.xml_workers.max_pending)
-        self.saml = {idp_id: SamlConnector(cfg, parts.settings.public_url, http, workers=self.xml_workers)
+        self.saml = {idp_id: SamlConnector(cfg, parts.settings.public_url, http, workers=self.xml_workers,
+                                            audit=audit)
                      for idp_id, cfg in parts.idps.items() if isinstance(cfg, SamlIdpConfig)}
         aws = parts.settings.aws
         sts = StsClient(aws)

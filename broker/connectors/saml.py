@@ -37,6 +37,7 @@ from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
+from broker.audit import AuditLog
 from broker.config import SamlIdpConfig
 from broker.connectors.saml_cache import cached_validation
 from broker.connectors.saml_checks import SAML, check_assertion, read_identity
@@ -116,13 +117,14 @@ def in_response_to_of(root: Any) -> str | None:
 
 class SamlConnector:
     def __init__(self, config: SamlIdpConfig, public_url: str, http: httpx.AsyncClient | None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), workers: XmlWorkers | None = None) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), workers: XmlWorkers | None = None,
+                 audit: AuditLog | None = None) -> None:
         self.config, self.clock = config, clock
         self.workers = workers or XmlWorkers()
         base = f"{public_url}/saml/{config.id}"
         self.acs_url, self.metadata_url = f"{base}/acs", f"{base}/metadata"
         self.sp_entity_id = config.sp_entity_id or self.metadata_url
-        self.metadata = MetadataSource(config, http)
+        self.metadata = MetadataSource(config, http, audit)  # audit: its refreshes, kept or refused
         self._sp_cert = config.sp_keys.cert_file.read_text() if config.sp_keys else ""
         self._sp_key = config.sp_keys.key_file.read_text() if config.sp_keys else ""
         self._settings: tuple[IdpDescriptor, OneLogin_Saml2_Settings] | None = None

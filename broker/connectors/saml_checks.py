@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 
 from broker.config import SamlIdpConfig
-from broker.connectors.saml_metadata import IdpDescriptor
 from broker.errors import TokenInvalid
 from broker.identity import Evidence, Identity
+
+if TYPE_CHECKING:  # saml_metadata imports the signature shape check, which imports this module's algorithms
+    from broker.connectors.saml_metadata import IdpDescriptor
 
 SAML, SAMLP, DS = C.NS_SAML, C.NS_SAMLP, C.NS_DS
 STRONG_SIGNATURES = {C.RSA_SHA256, C.RSA_SHA384, C.RSA_SHA512,

@@ -23,6 +23,8 @@ encrypted assertion must carry its cipher text inline, its key without Retrieval
 Anything else is refused unverified: reason saml_signature_shape, or saml_deprecated_signature_method /
 saml_deprecated_digest_method for an algorithm on the library's deprecated list (SHA-1), the reason codes
 python3-saml itself uses for them.
+Signed IdP metadata (check_metadata_signature_shape) gets the same allow-list with one holder, the metadata
+root, and nothing else signed anywhere in the document.
 """
 
 from __future__ import annotations
@@ -76,6 +78,25 @@ def check_signature_shapes(root: Any) -> None:
             raise _refuse(f"{str(node.tag)[:80]} outside the allowed signature shape")
 
 
+def check_metadata_signature_shape(root: Any) -> Any | None:
+    """IdP metadata (saml_metadata_trust): the root's Signature, or None when the document has none. The same
+    allow-list, with the metadata root (EntityDescriptor or EntitiesDescriptor) as the only holder; its
+    Reference is '#' + the root's ID, or "" (the whole document, which is the root, as some federation
+    signers write it: no ID is looked up, so none can be confused). Any other Signature, or active element,
+    anywhere in the document is refused: nothing but the whole document is ever signed."""
+    signatures = list(root.iter(_ds("Signature")))
+    if not signatures:
+        return None
+    if len(signatures) > 1 or signatures[0].getparent() is not root:
+        holders = [str(getattr(s.getparent(), "tag", None))[:80] for s in signatures[:4]]
+        raise _refuse(f"{len(signatures)} Signature(s), in {holders}: only one, on the metadata root")
+    allowed = set(_signature(signatures[0], root, whole_document=True))
+    for node in root.iter(*_ACTIVE):
+        if node not in allowed:
+            raise _refuse(f"{str(node.tag)[:80]} outside the allowed signature shape")
+    return signatures[0]
+
+
 def _may_hold_signature(root: Any, holder: Any) -> bool:
     if holder is root:
         return bool(root.tag == f"{{{SAMLP}}}Response")
@@ -113,7 +134,7 @@ def _leaf(element: Any) -> None:
         raise _refuse(f"{str(element.tag)[:60]} has content")
 
 
-def _signature(signature: Any, holder: Any) -> list[Any]:
+def _signature(signature: Any, holder: Any, whole_document: bool = False) -> list[Any]:
     children = _children(signature, ("SignedInfo", "SignatureValue"), ("KeyInfo",))
     signed_info, value = children[0], children[1]
     if len(value) or not _BASE64.fullmatch(value.text or ""):
@@ -124,10 +145,12 @@ def _signature(signature: Any, holder: Any) -> list[Any]:
     _c14n(canon)
     _algorithm(method, STRONG_SIGNATURES, "saml_deprecated_signature_method")
     _leaf(method)
-    return [*_reference(reference, holder)]
+    return [*_reference(reference, holder, whole_document)]
 
 
-def _reference(reference: Any, holder: Any) -> list[Any]:
+def _reference(reference: Any, holder: Any, whole_document: bool = False) -> list[Any]:
+    if whole_document and reference.get("URI") == "":
+        return _reference_body(reference)
     holder_id = holder.get("ID")
     if not holder_id or not _NCNAME.fullmatch(holder_id):
         raise _refuse(f"the signed element's ID {str(holder_id)[:80]!r} is not a plain NCName")
@@ -136,6 +159,10 @@ def _reference(reference: Any, holder: Any) -> list[Any]:
     uses = _id_uses(holder.getroottree().getroot(), holder_id)
     if uses != 1:
         raise _refuse(f"ID {holder_id[:80]!r} appears {uses} times in the document")
+    return _reference_body(reference)
+
+
+def _reference_body(reference: Any) -> list[Any]:
     if set(reference.attrib) - {"URI", "Id", "Type"}:
         raise _refuse(f"Reference attributes {sorted(reference.attrib)[:5]}")
     transforms, digest, value = _children(reference, ("Transforms", "DigestMethod", "DigestValue"))

@@ -49,7 +49,10 @@ def _parser() -> etree.XMLParser:
     return parser
 
 
-def guarded_parse(xml: bytes, *, max_bytes: int, allow_comments: bool = False) -> etree._Element:
+def guarded_parse(xml: bytes, *, max_bytes: int, allow_comments: bool = False,
+                  max_elements: int = MAX_ELEMENTS) -> etree._Element:
+    """`max_elements` is raised only for IdP metadata (an aggregate holds thousands of entities); a
+    response keeps MAX_ELEMENTS."""
     if len(xml) > max_bytes:
         raise XmlRejected(f"document of {len(xml)} bytes over {max_bytes}", reason="saml_too_large")
     if _DOCTYPE.search(xml):
@@ -60,14 +63,14 @@ def guarded_parse(xml: bytes, *, max_bytes: int, allow_comments: bool = False) -
         raise XmlRejected(f"not well-formed XML: {str(exc)[:120]}", reason="saml_xml_malformed") from None
     if root is None or not isinstance(root.tag, str):
         raise XmlRejected("no root element", reason="saml_xml_malformed")
-    guard_tree(root, allow_comments=allow_comments)
+    guard_tree(root, allow_comments=allow_comments, max_elements=max_elements)
     return root
 
 
-def guard_tree(root: etree._Element, *, allow_comments: bool = False) -> None:
+def guard_tree(root: etree._Element, *, allow_comments: bool = False, max_elements: int = MAX_ELEMENTS) -> None:
     """What guarded_parse checks after parsing; also run on a tree the library built (a decrypted assertion)."""
     _no_dtd(root)
-    _bounded(root, allow_comments)
+    _bounded(root, allow_comments, max_elements)
 
 
 def _no_dtd(root: etree._Element) -> None:
@@ -92,14 +95,14 @@ def _xpaths() -> tuple[etree.XPath, etree.XPath]:
     return compiled
 
 
-def _bounded(root: etree._Element, allow_comments: bool) -> None:
+def _bounded(root: etree._Element, allow_comments: bool, max_elements: int) -> None:
     """Counted in libxml2, not node by node in Python."""
     if not allow_comments and (next(root.iter(etree.Comment, etree.ProcessingInstruction), None) is not None
                                or any(True for _ in root.itersiblings(preceding=True))
                                or any(True for _ in root.itersiblings())):
         raise XmlRejected("comment or processing instruction inside the document", reason="saml_xml_comment")
     elements, too_deep = _xpaths()
-    if elements(root) > MAX_ELEMENTS:
-        raise XmlRejected(f"more than {MAX_ELEMENTS} elements", reason="saml_too_large")
+    if elements(root) > max_elements:
+        raise XmlRejected(f"more than {max_elements} elements", reason="saml_too_large")
     if too_deep(root):
         raise XmlRejected(f"nesting deeper than {MAX_DEPTH}", reason="saml_xml_too_deep")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ class Facts:
     signing_certs: int  # certificates usable for signatures in the IDPSSODescriptor
     wants_signed_requests: bool  # IDPSSODescriptor WantAuthnRequestsSigned
     cert_cn: str  # common name in the (first) signing certificate's subject
+    valid_until: str | None = None  # the document's validUntil, when it has passed (the broker refuses it)
+
+    def read_at(self) -> float | None:
+        """A time at which the document was still valid (None: now)."""
+        return None if self.valid_until is None else datetime.fromisoformat(self.valid_until).timestamp() - 86400
 
 
 FACTS: dict[str, Facts] = {
@@ -39,7 +45,8 @@ FACTS: dict[str, Facts] = {
     "adfs": Facts("http://adfs.server.url/adfs/services/trust", "https://adfs.server.url/adfs/ls/",
                   "redirect", 1, False, "ADFS Signing - sts.unilever.com"),
     "google": Facts("https://accounts.google.com/o/saml2?idpid=C02dfl1r1",
-                    "https://accounts.google.com/o/saml2/idp?idpid=C02dfl1r1", "post", 1, False, "Google"),
+                    "https://accounts.google.com/o/saml2/idp?idpid=C02dfl1r1", "post", 1, False, "Google",
+                    "2021-01-03T16:17:49+00:00"),
     "google-2023": Facts("https://accounts.google.com/o/saml2?idpid=C029op2ga",
                          "https://accounts.google.com/o/saml2/idp?idpid=C029op2ga", "redirect", 1, False, "Google"),
     "keycloak": Facts("http://localhost:8085/realms/master", "http://localhost:8085/realms/master/protocol/saml",
@@ -64,6 +71,10 @@ FACTS: dict[str, Facts] = {
                                 "https://idp.testshib.org/idp/profile/SAML2/Redirect/SSO", "redirect", 1, False,
                                 "idp.testshib.org"),
 }
+
+# Documents the broker must accept today; the others' validUntil has passed.
+CURRENT = sorted(v for v, f in FACTS.items() if f.valid_until is None)
+STALE = sorted(v for v, f in FACTS.items() if f.valid_until is not None)
 
 # Real responses: which elements carry a ds:Signature (the metadata of the same name holds the key).
 SIGNED: dict[str, tuple[str, ...]] = {

@@ -22,8 +22,10 @@ from cryptography.x509.oid import NameOID
 from broker.cli import main
 from broker.config import SamlIdpConfig, load_settings
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_metadata import parse_metadata
 from broker.service import load_components
 from tests.saml_corpus.corpus import (
+    CURRENT,
     FACTS,
     HERE,
     METADATA,
@@ -31,6 +33,7 @@ from tests.saml_corpus.corpus import (
     SECRET,
     SECRET_ENV,
     SIGNED,
+    STALE,
     deployment,
     idp_yaml,
     metadata_file,
@@ -45,7 +48,7 @@ def common_name(certificate: str) -> str:
     return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
-@pytest.mark.parametrize("vendor", sorted(FACTS))
+@pytest.mark.parametrize("vendor", CURRENT)
 def test_check_accepts_real_metadata(vendor: str, tmp_path: Path, keys: dict[str, Path],
                                      capsys: pytest.CaptureFixture[str]) -> None:
     file = deployment(tmp_path, keys, [idp_yaml(vendor, keys)])
@@ -72,7 +75,7 @@ def test_check_accepts_real_metadata(vendor: str, tmp_path: Path, keys: dict[str
         {"redirect": "HTTP-Redirect", "post": "HTTP-POST"}[facts.binding])
 
 
-@pytest.mark.parametrize("vendor", sorted(v for v, f in FACTS.items() if f.binding == "post"))
+@pytest.mark.parametrize("vendor", [v for v in CURRENT if FACTS[v].binding == "post"])
 def test_post_only_metadata_offers_no_redirect(vendor: str, tmp_path: Path, keys: dict[str, Path],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     """The POST-only documents really are POST-only: forcing HTTP-Redirect makes `check` fail on them."""
@@ -80,6 +83,23 @@ def test_post_only_metadata_offers_no_redirect(vendor: str, tmp_path: Path, keys
     assert main(["check", "--config", str(file)]) == 1
     assert (f"{metadata_file(vendor)}: metadata lacks an IdP entityID, an HTTP-Redirect SSO URL or a signing "
             "certificate") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("vendor", STALE)
+def test_check_refuses_metadata_past_its_valid_until(vendor: str, tmp_path: Path, keys: dict[str, Path],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Google's 2016 document says validUntil 2021-01-03: `check` refuses it as stale, naming the file and the
+    date; read at a time it was valid, it says what the document says."""
+    facts = FACTS[vendor]
+    file = deployment(tmp_path, keys, [idp_yaml(vendor, keys)])
+    assert main(["check", "--config", str(file)]) == 1
+    assert f"{metadata_file(vendor)}: metadata validUntil {facts.valid_until} has passed" in capsys.readouterr().err
+    config = SamlIdpConfig.model_validate(idp_yaml(vendor, keys))
+    descriptor = parse_metadata(metadata_file(vendor).read_bytes(), config, now=facts.read_at())
+    assert (descriptor.entity_id, descriptor.sso_url, descriptor.sso_binding) == (
+        facts.entity_id, facts.sso_url, facts.binding)
+    assert len(descriptor.certificates) == facts.signing_certs
+    assert common_name(descriptor.certificates[0]) == facts.cert_cn
 
 
 def test_keycloak_metadata_needs_sp_keys(tmp_path: Path, keys: dict[str, Path],
@@ -97,7 +117,7 @@ def test_keycloak_metadata_needs_sp_keys(tmp_path: Path, keys: dict[str, Path],
 
 def test_cli_checks_every_document_at_once(tmp_path: Path, keys: dict[str, Path]) -> None:
     """The installed console script, in its own process, on a deployment holding every corpus IdP."""
-    file = deployment(tmp_path, keys, [idp_yaml(vendor, keys) for vendor in sorted(FACTS)])
+    file = deployment(tmp_path, keys, [idp_yaml(vendor, keys) for vendor in CURRENT])
     script = Path(sys.executable).parent / "sts-broker"
     env = {**os.environ, SECRET_ENV: SECRET}
     done = subprocess.run([str(script), "check", "--config", str(file)], capture_output=True, text=True,
@@ -127,3 +147,16 @@ def test_files_are_the_published_bytes() -> None:
     assert {p.stem for p in METADATA.glob("*.xml")} == set(FACTS)
     assert {p.name.removesuffix("-response.xml") for p in RESPONSES.glob("*.xml")} == set(SIGNED)
 
+
+
+def test_aggregate_with_entity_id(tmp_path: Path, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """The TestShib aggregate (an IdP and an SP): `entity_id:` names the IdP; naming the SP is refused and the
+    error lists the IdP entity ids the document holds."""
+    idp = FACTS["testshib-aggregate"].entity_id
+    file = deployment(tmp_path, keys, [idp_yaml("testshib-aggregate", keys, entity_id=idp)])
+    assert main(["check", "--config", str(file)]) == 0, capsys.readouterr().err
+    (tmp_path / "idp_configs" / "corpus-testshib-aggregate.yaml").write_text(yaml.safe_dump(
+        idp_yaml("testshib-aggregate", keys, entity_id="https://sp.testshib.org/shibboleth-sp")))
+    assert main(["check", "--config", str(file)]) == 1
+    err = capsys.readouterr().err
+    assert "https://sp.testshib.org/shibboleth-sp" in err and idp in err, err

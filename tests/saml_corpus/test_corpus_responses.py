@@ -32,7 +32,7 @@ def descriptor(vendor: str) -> IdpDescriptor:
     config = SamlIdpConfig.model_validate({"id": "corpus", "type": "saml", "name": "corpus",
                                            "metadata_file": str(metadata_file(vendor)),
                                            "want_authn_requests_signed": False})
-    return parse_metadata(metadata_file(vendor).read_bytes(), config)
+    return parse_metadata(metadata_file(vendor).read_bytes(), config, now=FACTS[vendor].read_at())
 
 
 def verifies(raw: bytes, signed: str, certificates: tuple[str, ...]) -> bool:
