@@ -99,14 +99,20 @@ class DevSamlIdp:
     """A pysaml2 IdP. `sp_metadata` is the broker's SP metadata (pysaml2 takes it inline)."""
 
     def __init__(self, url: str, workdir: Path, sp_metadata: list[str] | None = None,
-                 users: Mapping[str, dict[str, Any]] = DEMO_SAML_USERS) -> None:
+                 users: Mapping[str, dict[str, Any]] = DEMO_SAML_USERS, name_form: str | None = None,
+                 attribute_names: Mapping[str, str] | None = None) -> None:
+        """`name_form` + `attribute_names` (identity key -> the SAML Attribute Name sent, with the key as
+        FriendlyName): a pysaml2 attribute map for that NameFormat, to send attributes as a vendor does."""
         self.url, self.entity_id, self.users = url, f"{url}/metadata", users
+        self.name_form = name_form
         self.sso_url = f"{url}/sso/redirect"
         self.key_file, self.cert_file = write_key_and_cert(workdir, "saml-idp", "dev-saml-idp")
         self._maps = workdir / "attributemaps"
         self._maps.mkdir(exist_ok=True)
         (self._maps / "__init__.py").write_text("")
-        (self._maps / "passthrough.py").write_text(_PASSTHROUGH_MAP)
+        to = {key.lower(): name for key, name in (attribute_names or {}).items()}
+        vendor = f"MAP = {{'identifier': {name_form!r}, 'fro': {{}}, 'to': {to!r}}}\n"
+        (self._maps / "passthrough.py").write_text(_PASSTHROUGH_MAP if name_form is None else vendor)
         self.server = Server(config=self._config(self._maps, sp_metadata or []))
 
     def trust_sp(self, sp_metadata: list[str]) -> None:
@@ -128,7 +134,8 @@ class DevSamlIdp:
                 "signing_algorithm": SIG_RSA_SHA256, "digest_algorithm": DIGEST_SHA256,
                 "sign_assertion": True, "sign_response": False, "want_authn_requests_signed": False,
                 "name_id_format": [NAMEID_FORMAT_EMAILADDRESS],
-                "policy": {"default": {"lifetime": {"minutes": 5}, "attribute_restrictions": None}},
+                "policy": {"default": {"lifetime": {"minutes": 5}, "attribute_restrictions": None,
+                                       **({"name_form": self.name_form} if self.name_form else {})}},
             }},
         })
         return config
@@ -237,7 +244,7 @@ def saml_idp_config(idp_id: str, url: str, certificate: str) -> dict[str, Any]:
     return {
         "id": idp_id, "type": "saml", "name": "Development SAML IdP (pysaml2)",
         "entity_id": f"{url}/metadata", "sso_url": f"{url}/sso/redirect", "certificates": [certificate],
-        "name_id_format": "emailAddress",
+        "name_id_format": "emailAddress", "want_assertions_signed": True,  # pysaml2 signs the assertion
         "attributes": {"email": "email", "groups": "groups", "email_trusted": True,
                        "aliases": {"department": "department"}},
         "mfa": {"authn_context": [MFA_CONTEXT]},
