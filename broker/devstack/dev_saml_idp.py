@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import html
 import logging
 import re
@@ -112,7 +113,10 @@ class DevSamlIdp:
         (self._maps / "__init__.py").write_text("")
         to = {key.lower(): name for key, name in (attribute_names or {}).items()}
         vendor = f"MAP = {{'identifier': {name_form!r}, 'fro': {{}}, 'to': {to!r}}}\n"
-        (self._maps / "passthrough.py").write_text(_PASSTHROUGH_MAP if name_form is None else vendor)
+        text = _PASSTHROUGH_MAP if name_form is None else vendor
+        # pysaml2 imports each map by its module name, once per process: one name per map text.
+        name = "passthrough" if name_form is None else f"map_{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+        (self._maps / f"{name}.py").write_text(text)
         self.server = Server(config=self._config(self._maps, sp_metadata or []))
 
     def trust_sp(self, sp_metadata: list[str]) -> None:
