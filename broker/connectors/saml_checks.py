@@ -211,7 +211,8 @@ def read_identity(facts: AssertionFacts, config: SamlIdpConfig, *, evidence: Evi
         mfa = mfa or bool(set(attrs.get(config.mfa.attribute, ())) & set(config.mfa.attribute_values))
     claims = dict(attrs)
     claims.update({alias: attrs.get(name, ()) for alias, name in names.aliases.items()})
-    claims.update({"name_id": (facts.name_id,), "authn_context": facts.authn_contexts, "groups": groups,
+    claims.update({"name_id": (facts.name_id,), "name_id_format": (facts.name_id_format or C.NAMEID_UNSPECIFIED,),
+                   "authn_context": facts.authn_contexts, "groups": groups,
                    "email": (email,) if email else ()})
     if verified is not None:
         claims["email_verified"] = ("true" if verified else "false",)

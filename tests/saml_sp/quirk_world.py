@@ -145,8 +145,8 @@ def quirk_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuirkWorld
         "rollmeta": {**{k: v for k, v in plain.items() if k not in {"entity_id", "sso_url", "certificates"}},
                      "id": "rollmeta", "metadata_file": "rollover-metadata.xml"},
     }
-    for fmt in ("persistent", "transient", "unspecified"):
-        configs[f"nid-{fmt}"] = {**plain, "id": f"nid-{fmt}", "name_id_format": fmt,
+    for fmt in ("emailAddress", "persistent", "transient", "unspecified"):
+        configs[f"nid-{fmt.lower()}"] = {**plain, "id": f"nid-{fmt.lower()}", "name_id_format": fmt,
                                  "attributes": {"groups": "groups", "email_trusted": True}}
     sp_key, sp_cert = write_key_and_cert(work / "sp", "sp", "sts-broker-sp")
     configs["encrypted"] = {**plain, "id": "encrypted", "want_assertions_encrypted": True,
