@@ -66,3 +66,10 @@ def test_overage_link_does_not_hide_groups_sent(quirk_world: QuirkWorld, client:
     identity, view = _entra_login(quirk_world, client, {f"{MS_CLAIMS}/groups": [ADMINS_GUID], GROUPS_LINK: [GRAPH],
                                                         AUTHN_METHODS: [MFA_CONTEXT]})
     assert identity.groups == (ADMINS_GUID,) and view["notices"] == []
+
+
+def test_overage_shown_on_the_role_picker_page(quirk_world: QuirkWorld, client: httpx.Client) -> None:
+    _entra_login(quirk_world, client, {GROUPS_LINK: [GRAPH]})
+    page = client.get(f"{quirk_world.stack.broker_url}/roles", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "group overage link instead of the user&#39;s groups" in page.text
+    assert GRAPH not in page.text
