@@ -216,6 +216,7 @@ def read_identity(facts: AssertionFacts, config: SamlIdpConfig, *, evidence: Evi
                    "email": (email,) if email else ()})
     if verified is not None:
         claims["email_verified"] = ("true" if verified else "false",)
+    claims.pop(GROUPS_OVERAGE, None)  # set by the broker only, never by an attribute of that name
     if not groups and attrs.get(GROUPS_LINK):  # recorded for the decision's explanation; Graph is not called
         claims[GROUPS_OVERAGE] = ("true",)
     return Identity(

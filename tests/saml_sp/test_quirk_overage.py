@@ -73,3 +73,9 @@ def test_overage_shown_on_the_role_picker_page(quirk_world: QuirkWorld, client: 
     page = client.get(f"{quirk_world.stack.broker_url}/roles", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "group overage link instead of the user&#39;s groups" in page.text
     assert GRAPH not in page.text
+
+
+def test_an_attribute_named_like_the_marker_is_not_an_overage(quirk_world: QuirkWorld, client: httpx.Client) -> None:
+    """Only the broker sets the overage marker: an IdP attribute called groups_overage does not."""
+    identity, view = _entra_login(quirk_world, client, {GROUPS_OVERAGE: ["true"]})
+    assert GROUPS_OVERAGE not in identity.claims and view["notices"] == []
