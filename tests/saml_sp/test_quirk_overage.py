@@ -4,17 +4,21 @@ role picker's JSON, the audit event and the rules explanation."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from broker.cli import main
 from broker.config import load_rules
 from broker.devstack.dev_saml_idp import MFA_CONTEXT
 from broker.identity import GROUPS_OVERAGE, Identity
 from broker.rules.evaluate import evaluate
 from broker.rules.explain import as_json, as_text
 from tests.saml_sp.conftest import audit_events
-from tests.saml_sp.quirk_world import QuirkWorld, quirk_world, role_names, roles_view
+from tests.saml_sp.quirk_world import REPO, QuirkWorld, quirk_world, role_names, roles_view
 from tests.saml_sp.test_quirk_vendors import ADMINS_GUID, AUTHN_METHODS, ENTRA, MS_CLAIMS
 
 __all__ = ["quirk_world"]  # the fixture, for pytest
@@ -79,3 +83,15 @@ def test_an_attribute_named_like_the_marker_is_not_an_overage(quirk_world: Quirk
     """Only the broker sets the overage marker: an IdP attribute called groups_overage does not."""
     identity, view = _entra_login(quirk_world, client, {GROUPS_OVERAGE: ["true"]})
     assert GROUPS_OVERAGE not in identity.claims and view["notices"] == []
+
+
+def test_rules_explain_cli_shows_the_overage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sts-broker rules explain` for an identity recorded with the overage (what an admin pastes in)."""
+    who = tmp_path / "overage.json"
+    who.write_text(json.dumps({"idp": "entra", "protocol": "saml", "subject": "AAAAbbbb",
+                               "email": "alice@contoso.com", "claims": {GROUPS_OVERAGE: "true"}}))
+    assert main(["rules", "explain", str(REPO / "examples" / "rules" / "entra-group-ids.yaml"),
+                 "--identity", str(who)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("notice (groups_overage): The identity provider sent a group overage link")
+    assert "cloud-platform (allow): no match" in out and "grants: none (not authorized)" in out
