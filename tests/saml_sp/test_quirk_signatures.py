@@ -284,3 +284,12 @@ def test_roles_granted_after_response_only_signature(quirk_world: QuirkWorld, cl
     request_id = _start(quirk_world, client, "either")
     quirk_world.post(client, response_only(quirk_world, "bob", request_id), "either")
     assert role_names(roles_view(quirk_world, client)) == ["Viewer"]
+
+
+@pytest.mark.parametrize("idp,wanted", [("either", "false"), ("strict", "true")])
+def test_sp_metadata_says_what_is_required(quirk_world: QuirkWorld, client: httpx.Client, idp: str,
+                                           wanted: str) -> None:
+    """An IdP that reads the broker's SP metadata learns whether the assertion's own signature is required
+    (set `want_assertions_signed: true` for pass-through to AWS, whose own SP metadata wants it)."""
+    root = etree.fromstring(client.get(f"{quirk_world.stack.broker_url}/saml/{idp}/metadata").content)
+    assert root.find("{urn:oasis:names:tc:SAML:2.0:metadata}SPSSODescriptor").get("WantAssertionsSigned") == wanted
