@@ -9,6 +9,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 Protocol = Literal["oidc", "saml", "token"]
+# A claim a connector sets when the IdP sent a link to the user's groups in place of the groups (Entra ID's
+# group overage): the decision explains it (broker.rules.notices).
+GROUPS_OVERAGE = "groups_overage"
 MAX_CLAIM_DEPTH = 4
 
 

@@ -8,7 +8,8 @@ configured clock skew, and accepts any InResponseTo when not given one. So every
 1. the XML guard (saml_xml: no DTD, bounded size and depth, no comments or PIs);
 2. structure: exactly one Assertion (or one EncryptedAssertion), a direct child of the Response;
 3. the shape of every signature (saml_signature_shape), before xmlsec sees any (again after decryption);
-   python3-saml's `is_valid` (strict, wantAssertionsSigned, rejectDeprecatedAlgorithm), against request
+   python3-saml's `is_valid` (strict, rejectDeprecatedAlgorithm, wantAssertionsSigned when the IdP's config
+   asks for it; otherwise at least one signature, and every signature present must verify), against request
    data built from the configured public_url, never from Host or X-Forwarded-* headers;
 4. the broker's own exact checks on the assertion the verified signature covers (saml_checks);
 5. claims read only from that assertion.
@@ -142,7 +143,8 @@ class SamlConnector:
         }
         security = {
             "authnRequestsSigned": bool(idp and idp.want_authn_requests_signed),
-            "wantAssertionsSigned": True, "wantMessagesSigned": False, "rejectDeprecatedAlgorithm": True,
+            "wantAssertionsSigned": self.config.want_assertions_signed, "wantMessagesSigned": False,
+            "rejectDeprecatedAlgorithm": True,
             "wantAssertionsEncrypted": self.config.want_assertions_encrypted, "wantNameId": True,
             "wantAttributeStatement": False, "allowRepeatAttributeName": False,
             "signatureAlgorithm": C.RSA_SHA256, "digestAlgorithm": C.SHA256, "requestedAuthnContext": False,

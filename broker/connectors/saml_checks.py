@@ -12,7 +12,7 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 
 from broker.config import SamlIdpConfig
 from broker.errors import TokenInvalid
-from broker.identity import Evidence, Identity
+from broker.identity import GROUPS_OVERAGE, Evidence, Identity
 
 if TYPE_CHECKING:  # saml_metadata imports the signature shape check, which imports this module's algorithms
     from broker.connectors.saml_metadata import IdpDescriptor
@@ -23,6 +23,8 @@ STRONG_SIGNATURES = {C.RSA_SHA256, C.RSA_SHA384, C.RSA_SHA512,
                      "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
                      "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512"}
 STRONG_DIGESTS = {C.SHA256, C.SHA384, C.SHA512}
+# Entra ID sends this (a Graph URL) instead of the groups claim when the user is in more than 150 groups.
+GROUPS_LINK = "http://schemas.microsoft.com/claims/groups.link"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,7 @@ def check_assertion(document: Any, *, config: SamlIdpConfig, idp: IdpDescriptor,
     [assertion] = [el for el in root if el.tag == _q("Assertion")] or [None]
     if assertion is None:
         raise _refuse("no assertion at the top of the verified document", "saml_assertion_count")
-    _signature(assertion)
+    _signature(root, assertion, config.want_assertions_signed)
     skew = config.clock_skew
     _destination(root, acs_url)
     _issuers(root, assertion, idp.entity_id)
@@ -99,12 +101,22 @@ def check_assertion(document: Any, *, config: SamlIdpConfig, idp: IdpDescriptor,
     )
 
 
-def _signature(assertion: Any) -> None:
-    """The assertion carries its own signature, over itself, with strong algorithms."""
-    sig = _only(assertion, _q("Signature", DS), "assertion Signature")
+def _signature(root: Any, assertion: Any, want_assertion_signed: bool) -> None:
+    """A signature python3-saml verified covers the assertion the claims are read from: the assertion's own
+    (over itself), or, unless the IdP's config wants the assertion's own, the Response's (over the whole
+    Response, which holds this assertion as its only one: the structure check). Strong algorithms only."""
+    if want_assertion_signed or assertion.find(_q("Signature", DS)) is not None:
+        _covers(_only(assertion, _q("Signature", DS), "assertion Signature"), assertion, "assertion")
+    elif root.find(_q("Signature", DS)) is None:
+        raise _refuse("neither the assertion nor the Response is signed", "saml_no_signature_found")
+    else:
+        _covers(_only(root, _q("Signature", DS), "Response Signature"), root, "Response")
+
+
+def _covers(sig: Any, signed: Any, what: str) -> None:
     refs = list(sig.iter(_q("Reference", DS)))
-    if len(refs) != 1 or refs[0].get("URI") != f"#{assertion.get('ID')}":
-        raise _refuse("the assertion signature does not cover the assertion", "saml_signature_scope")
+    if len(refs) != 1 or refs[0].get("URI") != f"#{signed.get('ID')}":
+        raise _refuse(f"the {what} signature does not cover the {what}", "saml_signature_scope")
     method = sig.find(f"{_q('SignedInfo', DS)}/{_q('SignatureMethod', DS)}")
     digest = refs[0].find(_q("DigestMethod", DS))
     if method is None or method.get("Algorithm") not in STRONG_SIGNATURES or digest is None \
@@ -201,10 +213,14 @@ def read_identity(facts: AssertionFacts, config: SamlIdpConfig, *, evidence: Evi
         mfa = mfa or bool(set(attrs.get(config.mfa.attribute, ())) & set(config.mfa.attribute_values))
     claims = dict(attrs)
     claims.update({alias: attrs.get(name, ()) for alias, name in names.aliases.items()})
-    claims.update({"name_id": (facts.name_id,), "authn_context": facts.authn_contexts, "groups": groups,
+    claims.update({"name_id": (facts.name_id,), "name_id_format": (facts.name_id_format or C.NAMEID_UNSPECIFIED,),
+                   "authn_context": facts.authn_contexts, "groups": groups,
                    "email": (email,) if email else ()})
     if verified is not None:
         claims["email_verified"] = ("true" if verified else "false",)
+    claims.pop(GROUPS_OVERAGE, None)  # set by the broker only, never by an attribute of that name
+    if not groups and attrs.get(GROUPS_LINK):  # recorded for the decision's explanation; Graph is not called
+        claims[GROUPS_OVERAGE] = ("true",)
     return Identity(
         idp=config.id, protocol="saml", issuer=facts.issuer, subject=facts.name_id, email=email,
         email_verified=verified, groups=groups, mfa=mfa, claims=claims, authenticated_at=facts.authn_instant,

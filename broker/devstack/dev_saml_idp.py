@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import html
 import logging
 import shutil
@@ -110,17 +111,25 @@ class DevSamlIdp:
 
     def __init__(self, url: str, workdir: Path, sp_metadata: list[str] | None = None,
                  users: Mapping[str, dict[str, Any]] = DEMO_SAML_USERS,
-                 bindings: tuple[Binding, ...] = ("redirect", "post"), want_authn_requests_signed: bool = False
-                 ) -> None:
+                 bindings: tuple[Binding, ...] = ("redirect", "post"), want_authn_requests_signed: bool = False,
+                 name_form: str | None = None, attribute_names: Mapping[str, str] | None = None) -> None:
+        """`name_form` + `attribute_names` (identity key -> the SAML Attribute Name sent, with the key as
+        FriendlyName): a pysaml2 attribute map for that NameFormat, to send attributes as a vendor does."""
         self.url, self.entity_id, self.users = url, f"{url}/metadata", users
         self.bindings, self.want_authn_requests_signed = bindings, want_authn_requests_signed
+        self.name_form = name_form
         self.sso_urls: dict[Binding, str] = {"redirect": f"{url}/sso/redirect", "post": f"{url}/sso/post"}
         self.sso_url = self.sso_urls[bindings[0]]  # the preferred one (HTTP-Redirect when offered)
         self.key_file, self.cert_file = write_key_and_cert(workdir, "saml-idp", "dev-saml-idp")
         self._maps = workdir / "attributemaps"
         self._maps.mkdir(exist_ok=True)
         (self._maps / "__init__.py").write_text("")
-        (self._maps / "passthrough.py").write_text(_PASSTHROUGH_MAP)
+        to = {key.lower(): name for key, name in (attribute_names or {}).items()}
+        vendor = f"MAP = {{'identifier': {name_form!r}, 'fro': {{}}, 'to': {to!r}}}\n"
+        text = _PASSTHROUGH_MAP if name_form is None else vendor
+        # pysaml2 imports each map by its module name, once per process: one name per map text.
+        name = "passthrough" if name_form is None else f"map_{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+        (self._maps / f"{name}.py").write_text(text)
         self.server = Server(config=self._config(self._maps, sp_metadata or []))
 
     def trust_sp(self, sp_metadata: list[str]) -> None:
@@ -143,7 +152,8 @@ class DevSamlIdp:
                 "sign_assertion": True, "sign_response": False,
                 "want_authn_requests_signed": self.want_authn_requests_signed,
                 "name_id_format": [NAMEID_FORMAT_EMAILADDRESS],
-                "policy": {"default": {"lifetime": {"minutes": 5}, "attribute_restrictions": None}},
+                "policy": {"default": {"lifetime": {"minutes": 5}, "attribute_restrictions": None,
+                                       **({"name_form": self.name_form} if self.name_form else {})}},
             }},
         })
         return config
@@ -280,7 +290,7 @@ def saml_idp_config(idp_id: str, url: str, certificate: str) -> dict[str, Any]:
     return {
         "id": idp_id, "type": "saml", "name": DevSamlIdp.name,
         "entity_id": f"{url}/metadata", "sso_url": f"{url}/sso/redirect", "certificates": [certificate],
-        "name_id_format": "emailAddress",
+        "name_id_format": "emailAddress", "want_assertions_signed": True,  # pysaml2 signs the assertion
         "attributes": {"email": "email", "groups": "groups", "email_trusted": True,
                        "aliases": {"department": "department"}},
         "mfa": {"authn_context": [MFA_CONTEXT]},

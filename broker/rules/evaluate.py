@@ -15,6 +15,7 @@ from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.rules.conditions import Failure, Node, guard
 from broker.rules.grants_build import GrantError, GrantPlan, build
+from broker.rules.notices import notices_of
 from broker.rules.schema import RoleDecl, Rule, RuleSet, arn_deny_match
 
 Claims = Mapping[str, tuple[str, ...]]
@@ -35,6 +36,7 @@ class RuleTrace:
 class Decision:
     grants: tuple[RoleGrant, ...]
     traces: tuple[RuleTrace, ...]
+    notices: tuple[str, ...] = ()  # codes from rules.notices: what the IdP sent instead of part of the identity
 
     @property
     def matched(self) -> tuple[str, ...]:
@@ -184,7 +186,7 @@ def evaluate(rules: RuleSet | CompiledRules, identity: Identity, now: datetime |
         for arn in removed:
             del chosen[arn]
         traces[rule.rule_id] = RuleTrace(rule.rule_id, "deny", "matched", removed=tuple(sorted(removed)))
-    return Decision(tuple(chosen[k] for k in sorted(chosen)), tuple(traces.values()))
+    return Decision(tuple(chosen[k] for k in sorted(chosen)), tuple(traces.values()), notices_of(claims))
 
 
 def compiled_of(ruleset: RuleSet) -> CompiledRules:

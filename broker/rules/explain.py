@@ -7,6 +7,7 @@ from typing import Any
 
 from broker.grants import RoleGrant
 from broker.rules.evaluate import Decision, RuleTrace
+from broker.rules.notices import MESSAGES, notice_json
 
 MAX_SHOWN = 120
 
@@ -35,7 +36,8 @@ def trace_line(trace: RuleTrace) -> str:
 
 
 def as_text(decision: Decision) -> str:
-    lines = [trace_line(t) for t in decision.traces]
+    lines = [f"notice ({code}): {MESSAGES[code]}" for code in decision.notices]
+    lines += [trace_line(t) for t in decision.traces]
     lines.append("grants:" if decision.grants else "grants: none (not authorized)")
     for g in decision.grants:
         extra = f" tags={dict(g.tags)}" if g.tags else ""
@@ -52,6 +54,7 @@ def for_audit(decision: Decision) -> dict[str, list[str] | dict[str, str]]:
         "roles": [g.role_arn for g in decision.grants],
         "denied_by": list(decision.denied_by),
         "problems": [p.split(":", 1)[0] for p in decision.problems],
+        "notices": list(decision.notices),
     }
 
 
@@ -65,6 +68,7 @@ def as_json(decision: Decision) -> dict[str, Any]:
                    "granted": list(t.granted), "removed": list(t.removed), "problems": list(t.problems)}
                   for t in decision.traces],
         "grants": [grant_json(g) for g in decision.grants],
+        "notices": notice_json(decision.notices),
     }
 
 

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from broker.errors import BadRequest, CsrfFailed, NotAuthenticated
 from broker.outputs.formats import FORMATS, MEDIA_TYPES, render
+from broker.rules.notices import notice_json
 from broker.service import BrokerService
 from broker.web.render import NO_STORE, page, wants_json
 from broker.web.sessions import Session, SessionManager
@@ -47,14 +48,15 @@ def _role(form: FormData) -> str:
 
 def _view(service: BrokerService, session: Session) -> dict[str, Any]:
     accounts = service.rules.accounts
+    decision = service.decide(session.identity)
     roles = [{
         "role_arn": g.role_arn, "role_name": g.role_name, "account_id": g.account_id,
         "account_name": accounts.get(g.account_id), "duration_seconds": int(g.duration.total_seconds()),
         "rule": g.rule_id,
-    } for g in service.decide(session.identity).grants]
+    } for g in decision.grants]
     ident = session.identity
     return {"identity": {"idp": ident.idp, "subject": ident.subject, "email": ident.email},
-            "roles": roles, "csrf_token": session.csrf_token}
+            "roles": roles, "notices": notice_json(decision.notices), "csrf_token": session.csrf_token}
 
 
 async def roles(request: Request) -> Response:
