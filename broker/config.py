@@ -470,9 +470,11 @@ class SamlIdpConfig(Model):
     sp_entity_id: str | None = Field(default=None, min_length=1, max_length=1024)
     sp_keys: SamlSpKeys | None = None
     want_assertions_encrypted: bool = False  # needs sp_keys
-    # The IdP's signature may sit on the assertion, on the Response (covering the one assertion it holds:
-    # Shibboleth, Keycloak "sign document", AD FS), or both; true requires the assertion's own signature.
-    want_assertions_signed: bool = False
+    # true (the default): the assertion carries its own signature (security.md: an unsigned assertion in a
+    # signed Response is refused). false: a signature on the Response that covers the one assertion it holds
+    # is enough (Shibboleth's default, Keycloak "Sign documents", AD FS MessageOnly); either way every
+    # signature present must verify and have the allowed shape.
+    want_assertions_signed: bool = True
     name_id_format: str = "emailAddress"
     attributes: SamlAttributeMap = SamlAttributeMap()
     mfa: SamlMfaConfig = SamlMfaConfig()

@@ -19,7 +19,10 @@ checked against one allow-list, the shape real IdPs send (ADFS/Entra, Okta, Goog
 - exclusive c14n, as method or transform, may carry one ec:InclusiveNamespaces PrefixList (Okta and
   Shibboleth send it) and nothing else.
 And no ds:Transform(s), RetrievalMethod, Object, Manifest or xenc:CipherReference anywhere else (an
-encrypted assertion must carry its cipher text inline, its key without RetrievalMethod).
+encrypted assertion must carry its cipher text inline), with one exception, the layout Okta sends: the
+EncryptedKey beside the EncryptedData in the EncryptedAssertion, and the EncryptedData's KeyInfo holding only a
+RetrievalMethod of Type EncryptedKey, without children, whose URI is "#" + the Id of that EncryptedKey (held by
+nothing else in the document). python3-saml moves that EncryptedKey into the KeyInfo before decrypting.
 Anything else is refused unverified: reason saml_signature_shape, or saml_deprecated_signature_method /
 saml_deprecated_digest_method for an algorithm on the library's deprecated list (SHA-1), the reason codes
 python3-saml itself uses for them.
@@ -74,7 +77,7 @@ def check_signature_shapes(root: Any) -> None:
         holders.add(holder)
         allowed.update(_signature(signature, holder))
     for node in root.iter(*_ACTIVE):
-        if node not in allowed:
+        if node not in allowed and not _encrypted_key_pointer(node):
             raise _refuse(f"{str(node.tag)[:80]} outside the allowed signature shape")
 
 
@@ -92,9 +95,29 @@ def check_metadata_signature_shape(root: Any) -> Any | None:
         raise _refuse(f"{len(signatures)} Signature(s), in {holders}: only one, on the metadata root")
     allowed = set(_signature(signatures[0], root, whole_document=True))
     for node in root.iter(*_ACTIVE):
-        if node not in allowed:
+        if node not in allowed and not _encrypted_key_pointer(node):
             raise _refuse(f"{str(node.tag)[:80]} outside the allowed signature shape")
     return signatures[0]
+
+
+ENCRYPTED_KEY_TYPE = f"{XENC}EncryptedKey"
+
+
+def _encrypted_key_pointer(node: Any) -> bool:
+    """Okta's EncryptedData/KeyInfo/RetrievalMethod naming the EncryptedKey beside it, and nothing more."""
+    key_info = node.getparent()
+    data = key_info.getparent() if key_info is not None else None
+    wrapper = data.getparent() if data is not None else None
+    if node.tag != _ds("RetrievalMethod") or key_info.tag != _ds("KeyInfo") or len(key_info) != 1 \
+            or data is None or data.tag != f"{{{XENC}}}EncryptedData" \
+            or wrapper is None or wrapper.tag != f"{{{SAML}}}EncryptedAssertion":
+        return False
+    uri = node.get("URI") or ""
+    if set(node.attrib) != {"URI", "Type"} or node.get("Type") != ENCRYPTED_KEY_TYPE or len(node) \
+            or (node.text or "").strip() or not uri.startswith("#") or not _NCNAME.fullmatch(uri[1:]):
+        return False
+    keys = [k for k in wrapper if k.tag == f"{{{XENC}}}EncryptedKey" and k.get("Id") == uri[1:]]
+    return len(keys) == 1 and _id_uses(wrapper.getroottree().getroot(), uri[1:]) == 1
 
 
 def _may_hold_signature(root: Any, holder: Any) -> bool:

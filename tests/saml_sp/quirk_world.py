@@ -139,17 +139,20 @@ def quirk_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuirkWorld
     (work / "broker" / "idp_configs").mkdir(parents=True)
     (work / "broker" / "idp_configs" / "rollover-metadata.xml").write_text(metadata_two_keys(main, old_cert))
     configs: dict[str, dict[str, Any]] = {
-        "either": {**plain, "id": "either"},
+        "either": {**plain, "id": "either", "want_assertions_signed": False},
+        "default": {**plain, "id": "default"},
         "strict": {**plain, "id": "strict", "want_assertions_signed": True},
-        "rollover": {**plain, "id": "rollover", "certificates": [old_cert.read_text(), main.certificate]},
+        "rollover": {**plain, "id": "rollover", "want_assertions_signed": False,
+                     "certificates": [old_cert.read_text(), main.certificate]},
         "rollmeta": {**{k: v for k, v in plain.items() if k not in {"entity_id", "sso_url", "certificates"}},
-                     "id": "rollmeta", "metadata_file": "rollover-metadata.xml"},
+                     "id": "rollmeta", "metadata_file": "rollover-metadata.xml", "want_assertions_signed": False},
     }
     for fmt in ("emailAddress", "persistent", "transient", "unspecified"):
         configs[f"nid-{fmt.lower()}"] = {**plain, "id": f"nid-{fmt.lower()}", "name_id_format": fmt,
                                  "attributes": {"groups": "groups", "email_trusted": True}}
     sp_key, sp_cert = write_key_and_cert(work / "sp", "sp", "sts-broker-sp")
     configs["encrypted"] = {**plain, "id": "encrypted", "want_assertions_encrypted": True,
+                            "want_assertions_signed": False,
                             "sp_keys": {"key_file": str(sp_key), "cert_file": str(sp_cert)}}
     configs["nid-email-attr"] = {**plain, "id": "nid-email-attr", "name_id_format": "persistent"}
     idps = {name: main for name in configs}

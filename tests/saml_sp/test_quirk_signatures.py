@@ -95,6 +95,16 @@ def test_want_assertions_signed_refuses_response_only(quirk_world: QuirkWorld, c
     _accepted(quirk_world, client, quirk_world.signed("bob", request_id, idp="strict"), "strict", "bob@example.com")
 
 
+def test_response_only_refused_by_default(quirk_world: QuirkWorld, client: httpx.Client) -> None:
+    """Without `want_assertions_signed: false` in the IdP file, the assertion must carry its own signature."""
+    assert "want_assertions_signed" not in quirk_world.configs["default"].model_fields_set
+    request_id = _start(quirk_world, client, "default")
+    xml = response_only(quirk_world, "bob", request_id, idp="default")
+    assert_refused(quirk_world, client, quirk_world.post(client, xml, "default"), 401, "saml_no_signed_assertion")
+    request_id = _start(quirk_world, client, "default")
+    _accepted(quirk_world, client, quirk_world.signed("bob", request_id, idp="default"), "default", "bob@example.com")
+
+
 def test_unsigned_response_refused(quirk_world: QuirkWorld, client: httpx.Client) -> None:
     request_id = _start(quirk_world, client, "either")
     xml = quirk_world.signed("alice", request_id, idp="either", sign_assertion=False, sign_response=False)
@@ -286,7 +296,7 @@ def test_roles_granted_after_response_only_signature(quirk_world: QuirkWorld, cl
     assert role_names(roles_view(quirk_world, client)) == ["Viewer"]
 
 
-@pytest.mark.parametrize("idp,wanted", [("either", "false"), ("strict", "true")])
+@pytest.mark.parametrize("idp,wanted", [("either", "false"), ("strict", "true"), ("default", "true")])
 def test_sp_metadata_says_what_is_required(quirk_world: QuirkWorld, client: httpx.Client, idp: str,
                                            wanted: str) -> None:
     """An IdP that reads the broker's SP metadata learns whether the assertion's own signature is required

@@ -6,6 +6,7 @@ Every refusal: the exact status and reason, a public message, the audit event, a
 from __future__ import annotations
 
 import base64
+import copy
 import statistics
 import threading
 import time
@@ -310,3 +311,94 @@ def test_cipher_reference_refused(saml_world: SamlWorld, encrypting: tuple[Broke
         [event] = [e for e in broker.events() if e.get("error_id") == response.json()["error_id"]]
         assert event["reason"] == "saml_signature_shape"
         assert client.cookies.get("sts_broker_session") is None
+
+
+# ---- Okta's layout: the EncryptedKey beside the EncryptedData, named by a RetrievalMethod ---------------
+
+DS_NS = NS["ds"]
+
+
+def _okta_layout(root: Any, key_id: str = "_okta-ek-1") -> Any:
+    """Move the EncryptedKey out of the EncryptedData's KeyInfo to sit beside it, and point at it with a
+    RetrievalMethod, as Okta sends encrypted assertions (the outer layout is not signed: the assertion's own
+    signature is inside the encryption). Returns the RetrievalMethod."""
+    data = root.find(f".//{{{XENC}}}EncryptedData")
+    key_info = data.find(f"{{{DS_NS}}}KeyInfo")
+    encrypted_key = key_info.find(f"{{{XENC}}}EncryptedKey")
+    key_info.remove(encrypted_key)
+    encrypted_key.set("Id", key_id)
+    data.addnext(encrypted_key)
+    return etree.SubElement(key_info, f"{{{DS_NS}}}RetrievalMethod", URI=f"#{key_id}", Type=f"{XENC}EncryptedKey")
+
+
+def _post_encrypted(world: SamlWorld, broker: Broker, client: httpx.Client, cert: Path, change: Any) -> httpx.Response:
+    root = etree.fromstring(_encrypted(world, broker, client, cert, None).encode())
+    change(root)
+    return broker.post(client, xml_text(root))
+
+
+def test_okta_encrypted_key_layout_accepted(saml_world: SamlWorld, encrypting: tuple[Broker, Path]) -> None:
+    broker, cert = encrypting
+    with browser.browser() as client:
+        client.headers["Accept"] = "application/json"
+        response = _post_encrypted(saml_world, broker, client, cert, _okta_layout)
+        assert response.status_code == 303, response.text[:300]
+        assert client.cookies.get("sts_broker_session")
+
+
+def _transforms_inside(root: Any) -> None:
+    method = _okta_layout(root)
+    transform = etree.SubElement(etree.SubElement(method, f"{{{DS_NS}}}Transforms"), f"{{{DS_NS}}}Transform",
+                                 Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116")
+    etree.SubElement(transform, f"{{{DS_NS}}}XPath").text = "count(//. | //@* | //namespace::*)"
+
+
+def _external_uri(root: Any) -> None:
+    _okta_layout(root).set("URI", "http://127.0.0.1:9/key.xml")
+
+
+def _points_at_the_data(root: Any) -> None:
+    data = root.find(f".//{{{XENC}}}EncryptedData")
+    data.set("Id", "_data-1")
+    _okta_layout(root).set("URI", "#_data-1")
+
+
+def _other_type(root: Any) -> None:
+    _okta_layout(root).set("Type", "http://www.w3.org/2000/09/xmldsig#rawX509Certificate")
+
+
+def _two_methods(root: Any) -> None:
+    method = _okta_layout(root)
+    method.addnext(copy.deepcopy(method))
+
+
+def _id_twice(root: Any) -> None:
+    _okta_layout(root)
+    root.find(f".//{{{XENC}}}EncryptedData").set("Id", "_okta-ek-1")
+
+
+def _in_a_signature(root: Any) -> None:
+    """The same pointer in the Response's signature KeyInfo is not the Okta layout."""
+    _okta_layout(root)
+    signature = etree.SubElement(root, f"{{{DS_NS}}}KeyInfo")
+    etree.SubElement(signature, f"{{{DS_NS}}}RetrievalMethod", URI="#_okta-ek-1", Type=f"{XENC}EncryptedKey")
+
+
+@pytest.mark.parametrize("change", [_transforms_inside, _external_uri, _points_at_the_data, _other_type,
+                                    _two_methods, _id_twice, _in_a_signature],
+                         ids=["transforms", "external URI", "not an EncryptedKey", "other Type", "two", "ID twice",
+                              "outside EncryptedData"])
+def test_retrieval_method_outside_the_okta_layout_refused(saml_world: SamlWorld, encrypting: tuple[Broker, Path],
+                                                          change: Any) -> None:
+    broker, cert = encrypting
+    logins = [e for e in broker.events() if e["event"] == "login_succeeded"]
+    with browser.browser() as client:
+        client.headers["Accept"] = "application/json"
+        response = _post_encrypted(saml_world, broker, client, cert, change)
+        assert response.status_code == 401, response.text[:300]
+        body = response.json()
+        assert body["error"] == "saml_signature_shape"
+        [event] = [e for e in broker.events() if e.get("error_id") == body["error_id"]]
+        assert event["reason"] == "saml_signature_shape" and event["status"] == 401
+        assert client.cookies.get("sts_broker_session") is None
+        assert [e for e in broker.events() if e["event"] == "login_succeeded"] == logins
