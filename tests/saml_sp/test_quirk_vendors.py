@@ -78,6 +78,7 @@ def test_entra_group_object_ids_and_mfa_from_authnmethodsreferences(quirk_world:
     identity, view = _login(quirk_world, client, "entra", {**ENTRA, f"{MS_CLAIMS}/groups": [ADMINS_GUID]},
                             authn={"class_ref": ENTRA_PASSWORD_CONTEXT})
     assert identity.email == "alice@example.com" and identity.groups == (ADMINS_GUID,) and identity.mfa is True
+    assert identity.email_verified is None  # Entra's user.mail is not verified: entra-saml.yaml does not trust it
     claims = identity.claims
     assert claims["tenant_id"] == ("72f988bf-86f1-41af-91ab-2d7cd011db47",)
     assert claims["object_id"] == ("d3b07384-d9a0-4c9b-8e3f-1a2b3c4d5e6f",)
