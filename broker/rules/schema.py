@@ -11,7 +11,7 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -81,6 +81,13 @@ def _string_leaves(node: Any) -> list[str]:
     return []
 
 
+def _yaml_scalar(value: Any) -> str:
+    """A policy written as YAML may hold unquoted dates (`DateLessThan: {aws:CurrentTime: 2027-01-01}`), which
+    YAML reads as dates: IAM takes them as ISO 8601 text. Anything else JSON cannot say is a schema error."""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    raise ValueError(f"policy holds a {type(value).__name__}, which JSON cannot express")
+
 class GrantFields(Model):
     """Every grant field; `defaults:` sets any of them for all grants."""
 
@@ -100,7 +107,7 @@ class GrantFields(Model):
     @field_validator("policy", mode="before")
     @classmethod
     def _policy_any(cls, value: Any) -> Any:
-        return value if value is None or isinstance(value, str) else json.dumps(value)
+        return value if value is None or isinstance(value, str) else json.dumps(value, default=_yaml_scalar)
 
     @field_validator("tags")
     @classmethod

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from broker.rules.evaluate import evaluate
@@ -88,6 +89,34 @@ def test_policy_templates_refuse_wildcards_and_render_json() -> None:
     assert json.loads(grant.policy or "")["Statement"][0]["Resource"] == "arn:aws:s3:::b/u1/*"
     for subject in ("*", "a/../b", "${aws:username}", "u1?"):
         assert evaluate(rs, identity(subject=subject)).grants == ()
+
+
+def test_policy_with_yaml_dates_renders_iso_text_and_binary_is_a_schema_error() -> None:
+    """`aws:CurrentTime: 2027-01-01` unquoted is a YAML date: IAM reads ISO 8601 text (found by the rules fuzz:
+    it crashed the loader with a TypeError)."""
+    text = """
+version: 1
+rules:
+  - id: r
+    grant:
+      - role: arn:aws:iam::111122223333:role/R
+        policy:
+          Version: "2012-10-17"
+          Statement:
+            - Effect: Allow
+              Action: "s3:GetObject"
+              Resource: "arn:aws:s3:::b/*"
+              Condition:
+                DateLessThan: {"aws:CurrentTime": 2027-01-01}
+                DateGreaterThan: {"aws:CurrentTime": 2026-01-01T00:00:00Z}
+"""
+    rs = RuleSet.model_validate(yaml.safe_load(text))
+    [grant] = evaluate(rs, identity(), now=NOW).grants
+    condition = json.loads(grant.policy or "")["Statement"][0]["Condition"]
+    assert condition == {"DateLessThan": {"aws:CurrentTime": "2027-01-01"},
+                         "DateGreaterThan": {"aws:CurrentTime": "2026-01-01T00:00:00+00:00"}}
+    with pytest.raises(ValidationError, match="JSON cannot express"):
+        RuleSet.model_validate(yaml.safe_load(text.replace("2027-01-01", "!!binary aGk=")))
 
 
 def test_defaults_role_max_and_transitive_tags() -> None:
