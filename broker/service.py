@@ -15,30 +15,33 @@ from broker.config import IdpConfig, OidcIdpConfig, SamlIdpConfig, Settings, Tok
 from broker.connectors.oidc import OidcConnector, PendingLogin
 from broker.connectors.saml import SamlConnector, SamlStart, relay_path
 from broker.connectors.saml_metadata import check_metadata_file
+from broker.connectors.tokens import TokenConnectors
 from broker.connectors.xml_workers import XmlWorkers
 from broker.errors import (
     BadRequest,
     LoginRefused,
     LoginStateInvalid,
-    NotAuthorized,
-    RateLimited,
     TokenInvalid,
     UnknownIdp,
-    ViaNotAvailable,
 )
 from broker.grants import RoleGrant
 from broker.identity import Identity
-from broker.issuers.credentials import Credentials, isoformat
+from broker.issuance import Issuance, choose_grant
+from broker.issuers.cache import CredentialCache
+from broker.issuers.credentials import Credentials
 from broker.issuers.saml import SamlIssuer
 from broker.issuers.saml_idp import SamlKey, load_saml_keys
 from broker.issuers.signing import KeyRing
 from broker.issuers.sts_client import StsClient
+from broker.issuers.sts_http import HttpStsClient
 from broker.issuers.web_identity import WebIdentityIssuer
 from broker.outputs.console import ConsoleSignIn
+from broker.rate_limits import RateLimits
 from broker.rules.evaluate import Decision, evaluate
 from broker.rules.schema import RuleSet
 from broker.rules_source import RulesSource
 from broker.store import StateStore, open_store
+from broker.token_exchange import Exchanged, ExchangeRequest, ExchangeTrace, TokenExchange
 
 LOGIN_TTL = 600.0
 
@@ -63,6 +66,15 @@ def load_components(settings: Settings) -> Components:
     return Components(settings, idps, load_rules(settings.rules), KeyRing.load(settings.keys), saml_keys, saml_key)
 
 
+def open_sts(settings: Settings) -> HttpStsClient | StsClient:
+    """The process's one STS transport, for browser sign-ins and token exchange alike: `event_loop` (the fast
+    one, issuers/sts_http.py) or `boto3` (issuers/sts_client.py), as `token_exchange.sts_transport` says."""
+    exchange = settings.token_exchange
+    if exchange.sts_transport == "event_loop":
+        return HttpStsClient(settings.aws, max_connections=exchange.sts_max_connections)
+    return StsClient(settings.aws)
+
+
 class BrokerService:
     def __init__(self, parts: Components, *, store: StateStore, http: httpx.AsyncClient, audit: AuditLog):
         self.settings, self.keys = parts.settings, parts.keys
@@ -78,16 +90,24 @@ class BrokerService:
                                             audit=audit)
                      for idp_id, cfg in parts.idps.items() if isinstance(cfg, SamlIdpConfig)}
         aws = parts.settings.aws
-        sts = StsClient(aws)
+        self.sts = open_sts(parts.settings)  # one transport for every flow, configured once
         self.web_identity = WebIdentityIssuer(
-            parts.keys, sts, issuer=parts.settings.public_url,
+            parts.keys, self.sts, issuer=parts.settings.public_url,
             audience=aws.web_identity_audience, lifetime=parts.settings.issuer.token_lifetime,
         )
         self.saml_keys = parts.saml_keys  # published at /saml/idp/metadata
-        self.saml_issuer = SamlIssuer(parts.saml_key, sts, public_url=parts.settings.public_url,
+        self.saml_issuer = SamlIssuer(parts.saml_key, self.sts, public_url=parts.settings.public_url,
                                       signin_region=aws.signin_region)
+        exchange = parts.settings.token_exchange
+        cache = CredentialCache(store, parts.settings.session.secret.get_secret_value(),
+                                min_remaining=exchange.cache_min_remaining, enabled=exchange.cache_credentials)
+        self.issuance = Issuance(self.sts, {"web_identity": self.web_identity, "saml": self.saml_issuer}, cache,
+                                 audit)
+        self.limits = RateLimits(store, parts.settings.rate_limits)
         self.console = ConsoleSignIn(http, issuer_url=parts.settings.public_url,
                                      federation_url=aws.federation_url, console_url=aws.console_url)
+        self.token_exchange = TokenExchange(exchange, TokenConnectors(self.token_idps, http), self.rules_source,
+                                            self.limits, self.issuance)
 
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
@@ -96,6 +116,7 @@ class BrokerService:
         return cls(load_components(settings), store=store, http=http, audit=audit)
 
     async def close(self) -> None:
+        await self.issuance.close()
         await self.http.aclose()
         await self.store.close()
 
@@ -120,7 +141,7 @@ class BrokerService:
         """The AuthnRequest (a Redirect URL, or the fields of a form posted to the IdP's SSO URL) and its ID,
         remembered server-side (single use) and bound to the browser by a cookie."""
         connector = self.saml_connector(idp)
-        await self.rate_limit("login", client, self.settings.rate_limits.login_starts)
+        await self.limits.login_start(client)
         start = await connector.start(relay_path(return_to))
         await self.store.put(f"saml_request:{start.request_id}", json.dumps({"idp": idp, "return_to": return_to}),
                              LOGIN_TTL)
@@ -129,7 +150,7 @@ class BrokerService:
 
     async def limit_acs(self, client: str) -> None:
         """POST /saml/{idp}/acs per client address, before the form is read (a refused post costs nothing)."""
-        await self.rate_limit("acs", client, self.settings.rate_limits.acs_posts)
+        await self.limits.acs_post(client)
 
     async def finish_saml_login(self, idp: str, form: Mapping[str, str], browser_request: str | None
                                 ) -> tuple[Identity, str]:
@@ -175,24 +196,10 @@ class BrokerService:
     def redirect_uri(self, idp: str) -> str:
         return f"{self.settings.public_url}/oidc/{idp}/callback"
 
-    @staticmethod
-    def rate_key(scope: str, client: str) -> str:
-        return f"rate:{scope}:{client}"
-
-    async def rate_limit(self, scope: str, client: str, limit: int) -> None:
-        count = await self.store.incr(self.rate_key(scope, client), self.settings.rate_limits.window.total_seconds())
-        self.check_rate(scope, count, limit)
-
-    def check_rate(self, scope: str, count: int, limit: int, who: str = "client") -> None:
-        """Refuse (429, Retry-After: the window) a count taken in the current window beyond its limit."""
-        if count > limit:
-            window = self.settings.rate_limits.window.total_seconds()
-            raise RateLimited(f"{scope} rate limit for {who}", retry_after=max(1, int(window)))
-
     async def start_login(self, idp: str, client: str, return_to: str = "/roles") -> tuple[str, str]:
         """Returns the IdP URL and the state the browser must bring back (bound to it by a cookie)."""
         connector = self.connector(idp)
-        await self.rate_limit("login", client, self.settings.rate_limits.login_starts)
+        await self.limits.login_start(client)
         url, pending = await connector.start(self.redirect_uri(idp), return_to)
         await self.store.put(f"login:{pending.state}", pending.to_json(), LOGIN_TTL)
         self.audit.event("login_started", idp=idp, client=client)
@@ -222,24 +229,16 @@ class BrokerService:
         return evaluate(self.rules, identity)
 
     def grant(self, identity: Identity, role_arn: str) -> RoleGrant:
-        grant = self.decide(identity).grant_for(role_arn)
-        if grant is None:
-            raise NotAuthorized(f"role {role_arn[:200]!r} not granted", reason="role_not_granted")
-        return grant
+        return choose_grant(self.decide(identity), role_arn)
 
     async def credentials(self, identity: Identity, role_arn: str) -> tuple[RoleGrant, Credentials]:
+        """A browser session's credentials for one role (fresh: never from the cache)."""
         grant = self.grant(identity, role_arn)
-        if grant.via == "saml":
-            creds = await self.saml_issuer.issue(identity, grant)
-        elif grant.via == "web_identity":
-            creds = await self.web_identity.issue(identity, grant)
-        else:
-            # The rules language can say assume_role; this version does not issue through it yet.
-            raise ViaNotAvailable(f"grant via {grant.via} for {grant.role_arn}")
-        self.audit.event("credentials_issued", idp=identity.idp, subject=identity.subject,
-                         role=grant.role_arn, rule=grant.rule_id, via=grant.via,
-                         access_key_id=creds.access_key_id, expires=isoformat(creds.expiration))
-        return grant, creds
+        return grant, await self.issuance.issue(identity, grant)
+
+    async def exchange_token(self, request: ExchangeRequest, trace: ExchangeTrace) -> Exchanged:
+        """RFC 8693: an app's ID token in, AWS credentials out (see token_exchange.py for the order)."""
+        return await self.token_exchange.exchange(request, trace)
 
     async def console_url(self, identity: Identity, role_arn: str) -> str:
         grant, creds = await self.credentials(identity, role_arn)

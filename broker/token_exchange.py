@@ -20,28 +20,27 @@ The order of checks is the order of cost, so a refused request spends nothing it
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 from urllib.parse import unquote_plus
 
+from broker.config import TokenExchangeConfig
 from broker.connectors.tokens import TokenConnector, TokenConnectors, Unverified, digest_of, peek
-from broker.errors import BadRequest, NotAuthorized, RoleChoiceNeeded, TokenInvalid
+from broker.errors import BadRequest, NotAuthorized, TokenInvalid
 from broker.grants import RoleGrant
 from broker.identity import Identity
+from broker.issuance import Issuance, choose_grant
 from broker.issuers.cache import CredentialCache, cache_key
-from broker.issuers.credentials import Credentials, isoformat
+from broker.issuers.credentials import Credentials
 from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
-from broker.issuers.web_identity import WebIdentityIssuer
+from broker.rate_limits import RateLimits, subject_key
 from broker.rules.evaluate import Decision, evaluate
 from broker.rules.schema import RuleSet
-
-if TYPE_CHECKING:
-    from broker.service import BrokerService
+from broker.rules_source import RulesSource
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a type URI, not a secret
@@ -50,6 +49,7 @@ SINGLE_VALUED = ("grant_type", "subject_token", "subject_token_type", "requested
                  "audience", "actor_token", "actor_token_type", "scope")
 MAX_FIELDS = 16
 DECISIONS_MAX = 4096
+WEB_IDENTITY = ("web_identity",)  # what the exchange issues: credentials an app holds without a browser
 ROLE_ARN = re.compile(r"arn:aws(-cn|-us-gov)?:iam::\d{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}", re.ASCII)
 
 
@@ -152,57 +152,40 @@ def parse_form(body: bytes, client: str) -> ExchangeRequest:
     return ExchangeRequest(subject_token=form["subject_token"], resource=resource, client=client)
 
 
-@functools.lru_cache(maxsize=4096)
-def _subject_key(idp: str, issuer: str, subject: str) -> str:
-    """Hashed (a subject id can be an email address): once per active subject, not once per exchange."""
-    who = hashlib.sha256(f"{idp}|{issuer}|{subject}".encode()).hexdigest()[:40]
-    return f"rate:token-subject:{who}"
-
-
 class TokenExchange:
-    def __init__(self, service: BrokerService) -> None:
-        settings = service.settings
-        self._service = service
-        self._limits, self._window = settings.rate_limits, settings.rate_limits.window.total_seconds()
-        self.cors_origins = frozenset(settings.token_exchange.cors_origins)
-        self._decisions: dict[str, tuple[int, RuleSet, Decision, dict[str, str]]] = {}
-        self.connectors = TokenConnectors(service.token_idps, service.http)
-        exchange = settings.token_exchange
-        self.sts: HttpStsClient | StsClient = (
-            HttpStsClient(settings.aws, max_connections=exchange.sts_max_connections)
-            if exchange.sts_transport == "event_loop" else StsClient(settings.aws))
-        self.issuer = WebIdentityIssuer(
-            service.keys, self.sts, issuer=settings.public_url, audience=settings.aws.web_identity_audience,
-            lifetime=settings.issuer.token_lifetime,
-        )
-        self.cache = CredentialCache(
-            service.store, settings.session.secret.get_secret_value(),
-            min_remaining=settings.token_exchange.cache_min_remaining,
-            enabled=settings.token_exchange.cache_credentials,
-        )
+    """The token exchange entry point of BrokerService (which builds it and calls it): its own steps only;
+    the decisions' rules, rate limits, grant choice, issuance, cache and audit are the service's."""
 
-    async def close(self) -> None:
-        await self.sts.close()
+    def __init__(self, settings: TokenExchangeConfig, connectors: TokenConnectors, rules: RulesSource,
+                 limits: RateLimits, issuance: Issuance) -> None:
+        self.cors_origins = frozenset(settings.cors_origins)
+        self.connectors, self._rules, self._limits, self._issuance = connectors, rules, limits, issuance
+        self._decisions: dict[str, tuple[int, RuleSet, Decision, dict[str, str]]] = {}
+
+    @property
+    def cache(self) -> CredentialCache:
+        return self._issuance.cache
+
+    @property
+    def sts(self) -> HttpStsClient | StsClient:
+        """The process's one STS transport (tests record what reaches it)."""
+        return self._issuance.sts
 
     async def limit_client(self, client: str) -> None:
-        await self._service.rate_limit("token", client, self._limits.token_exchange_per_client)
+        await self._limits.token_client(client)
 
     async def exchange(self, request: ExchangeRequest, trace: ExchangeTrace) -> Exchanged:
         digest = digest_of(request.subject_token)
         identity, connector = await self._identify(request, digest, trace)
-        grant = self._choose(identity, digest, request.resource)
+        grant = choose_grant(self._decide(identity, digest), request.resource, WEB_IDENTITY)
         trace.role = grant.role_arn
         # Last before STS: a request refused for any other reason (no `resource` among several roles, a
         # role not granted, a rate limit) leaves a single-use token unused.
         await self._consume_if_single_use(connector, digest, identity)
         key = self._cache_key(identity, digest, grant) if self.cache.enabled else ""
-        creds, cached = await self.cache.get_or_issue(key, lambda: self.issuer.issue(identity, grant))
-        self._service.audit.event(
-            "credentials_issued", channel="token_exchange", idp=identity.idp, subject=identity.subject,
-            issuer=identity.issuer, role=grant.role_arn, rule=grant.rule_id, via=grant.via,
-            passthrough=grant.passthrough, cached=cached, access_key_id=creds.access_key_id,
-            expires=isoformat(creds.expiration), client=request.client,
-        )
+        creds, cached = await self._issuance.issue_cached(
+            identity, grant, key, channel="token_exchange", issuer=identity.issuer, passthrough=grant.passthrough,
+            client=request.client)
         return Exchanged(identity, grant, creds, cached)
 
     async def _identify(self, request: ExchangeRequest, digest: str,
@@ -213,7 +196,8 @@ class TokenExchange:
             connector = self.connectors.by_id[identity.idp]
             if connector.config.replay != "once":
                 trace.idp, trace.subject = identity.idp, identity.subject
-                await self._count_client_and_subject(request.client, connector, identity)
+                await self._limits.token_client_and_subject(
+                    request.client, subject_key(connector.config.id, identity.issuer, identity.subject))
                 return identity, connector
         await self.limit_client(request.client)  # before any signature check, JWKS fetch or single-use mark
         if identity is None:
@@ -223,27 +207,15 @@ class TokenExchange:
             identity = await self._verify(connector, token)
         connector = self.connectors.by_id[identity.idp]
         trace.idp, trace.subject = identity.idp, identity.subject
-        await self._count_subject(connector, identity.issuer, identity.subject)
+        await self._limits.token_subject(subject_key(connector.config.id, identity.issuer, identity.subject))
         return identity, connector
-
-    async def _count_client_and_subject(self, client: str, connector: TokenConnector, identity: Identity) -> None:
-        keys = [self._service.rate_key("token", client),
-                _subject_key(connector.config.id, identity.issuer, identity.subject)]
-        client_count, subject_count = await self._service.store.incr_all(keys, self._window)
-        self._service.check_rate("token", client_count, self._limits.token_exchange_per_client)
-        self._check_subject(subject_count)
-
-    def _check_subject(self, count: int) -> None:
-        self._service.check_rate("token exchange", count, self._limits.token_exchange_per_subject, who="subject")
 
     async def _verify(self, connector: TokenConnector, token: Unverified) -> Identity:
         # Not verified yet: refuse a subject already over its limit before any JWKS fetch. The claim is
         # unverified, so this only reads the counter; only verified subjects are counted (a forger cannot
         # spend someone else's budget).
         if token.issuer is not None and token.subject is not None:
-            count = await self._service.store.get(_subject_key(connector.config.id, token.issuer, token.subject))
-            if count is not None:
-                self._check_subject(int(count) + 1)  # refused when this exchange would go over
+            await self._limits.token_subject_over(subject_key(connector.config.id, token.issuer, token.subject))
         return await connector.identity(token)
 
     async def _consume_if_single_use(self, connector: TokenConnector, digest: str, identity: Identity) -> None:
@@ -251,18 +223,14 @@ class TokenExchange:
             return
         exp = identity.claims.get("exp", ("0",))[0]
         ttl = float(exp) + connector.config.leeway.total_seconds() - time.time()
-        if not await self._service.store.put_new(f"replay:token:{digest}", "1", max(ttl, 1.0)):
+        if not await self._limits.store.put_new(f"replay:token:{digest}", "1", max(ttl, 1.0)):
             raise TokenInvalid("subject token already exchanged (replay: once)", reason="token_replayed")
-
-    async def _count_subject(self, connector: TokenConnector, issuer: str, subject: str) -> None:
-        key = _subject_key(connector.config.id, issuer, subject)
-        self._check_subject(await self._service.store.incr(key, self._window))
 
     def _decide(self, identity: Identity, digest: str) -> Decision:
         """The rules' decision, remembered per token for the current second (the same rules object): a
         burst of exchanges of one token (an app starting several clients) evaluates once. A time
         condition in the rules is then judged at most a second late, within any token's leeway."""
-        rules, second = self._service.rules, int(time.time())
+        rules, second = self._rules.current, int(time.time())
         memo = self._decisions.get(digest)
         if memo is not None and memo[0] == second and memo[1] is rules:
             return memo[2]
@@ -280,20 +248,3 @@ class TokenExchange:
         if key is None:
             key = keys[grant.role_arn] = cache_key(identity, grant)
         return key
-
-    def _choose(self, identity: Identity, digest: str, resource: str | None) -> RoleGrant:
-        decision = self._decide(identity, digest)
-        grants = [g for g in decision.grants if g.via == "web_identity"]
-        # One answer for "no rule matched" and "not this role": nothing to enumerate.
-        if resource is not None:
-            grant = next((g for g in grants if g.role_arn == resource), None)
-            if grant is None:
-                raise NotAuthorized(f"role {resource!r} not granted (rules matched: {list(decision.matched)})",
-                                    reason="role_not_granted")
-            return grant
-        if len(grants) == 1:
-            return grants[0]
-        if not grants:
-            raise NotAuthorized(f"no role granted (rules matched: {list(decision.matched)})",
-                                reason="role_not_granted")
-        raise RoleChoiceNeeded(f"{len(grants)} roles granted", roles=tuple(g.role_arn for g in grants))

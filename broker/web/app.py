@@ -18,7 +18,6 @@ from broker.errors import BrokerError
 from broker.logs import quiet_chatty_loggers
 from broker.metrics import Metrics
 from broker.service import BrokerService
-from broker.token_exchange import TokenExchange
 from broker.web import (
     openapi,
     routes_admin,
@@ -68,12 +67,10 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
     service = BrokerService.build(settings, audit)
     metrics = Metrics()
     audit.observers.append(metrics.observe_event)
-    token_exchange = TokenExchange(service)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await token_exchange.close()
         await service.close()
 
     # With a listener of its own, /metrics is served there only (metrics_app) and is a 404 here.
@@ -91,7 +88,7 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
     # public_url, so a path with a stray slash is a 404 like any other unknown path.
     app.router.redirect_slashes = False
     app.state.service = service
-    app.state.token_exchange = token_exchange
+    app.state.token_exchange = service.token_exchange
     app.state.audit = audit
     app.state.metrics = metrics
     app.state.templates = templates()
