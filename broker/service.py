@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
 from broker.audit import AuditLog
-from broker.config import IdpConfig, OidcIdpConfig, SamlIdpConfig, Settings, TokenIdpConfig, load_idps, load_rules
-from broker.connectors.oidc import OidcConnector, PendingLogin
-from broker.connectors.saml import SamlConnector, SamlStart, relay_path
+from broker.config import IdpConfig, SamlIdpConfig, Settings, load_idps, load_rules
+from broker.connectors.saml import SamlConnector
 from broker.connectors.saml_metadata import check_metadata_file
-from broker.connectors.tokens import TokenConnectors
 from broker.connectors.xml_workers import XmlWorkers
-from broker.errors import (
-    BadRequest,
-    LoginRefused,
-    LoginStateInvalid,
-    TokenInvalid,
-    UnknownIdp,
-)
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuance import Issuance, choose_grant
@@ -35,15 +23,19 @@ from broker.issuers.signing import KeyRing
 from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.issuers.web_identity import WebIdentityIssuer
+from broker.logins.base import LOGIN_TTL, LoginStart, RedirectLogin
+from broker.logins.registry import Parts as ConnectorParts
+from broker.logins.registry import Registry
 from broker.outputs.console import ConsoleSignIn
 from broker.rate_limits import RateLimits
 from broker.rules.evaluate import Decision, evaluate
+from broker.rules.explain import for_audit
 from broker.rules.schema import RuleSet
 from broker.rules_source import RulesSource
 from broker.store import StateStore, open_store
 from broker.token_exchange import Exchanged, ExchangeRequest, ExchangeTrace, TokenExchange
 
-LOGIN_TTL = 600.0
+__all__ = ["LOGIN_TTL", "BrokerService", "Components", "load_components"]
 
 
 @dataclass
@@ -80,15 +72,10 @@ class BrokerService:
         self.settings, self.keys = parts.settings, parts.keys
         self.rules_source = RulesSource(parts.settings.rules, parts.rules, audit)
         self.store, self.http, self.audit = store, http, audit
-        # Browser logins only (the index page lists these); `type: token` IdPs serve POST /oauth2/token.
-        self.connectors = {idp_id: OidcConnector(cfg, http) for idp_id, cfg in parts.idps.items()
-                           if isinstance(cfg, OidcIdpConfig)}
-        self.token_idps = {idp_id: cfg for idp_id, cfg in parts.idps.items() if isinstance(cfg, TokenIdpConfig)}
         # One pool for every SAML IdP: the cap on XML work holds for the process, whichever ACS is posted to.
         self.xml_workers = XmlWorkers(parts.settings.xml_workers.threads, parts.settings.xml_workers.max_pending)
-        self.saml = {idp_id: SamlConnector(cfg, parts.settings.public_url, http, workers=self.xml_workers,
-                                            audit=audit)
-                     for idp_id, cfg in parts.idps.items() if isinstance(cfg, SamlIdpConfig)}
+        self.idps = Registry(parts.idps, ConnectorParts(parts.settings.public_url, http, store, audit,
+                                                        self.xml_workers))
         aws = parts.settings.aws
         self.sts = open_sts(parts.settings)  # one transport for every flow, configured once
         self.web_identity = WebIdentityIssuer(
@@ -106,7 +93,7 @@ class BrokerService:
         self.limits = RateLimits(store, parts.settings.rate_limits)
         self.console = ConsoleSignIn(http, issuer_url=parts.settings.public_url,
                                      federation_url=aws.federation_url, console_url=aws.console_url)
-        self.token_exchange = TokenExchange(exchange, TokenConnectors(self.token_idps, http), self.rules_source,
+        self.token_exchange = TokenExchange(exchange, self.idps.tokens, self.rules_source,
                                             self.limits, self.issuance)
 
     @classmethod
@@ -120,106 +107,42 @@ class BrokerService:
         await self.http.aclose()
         await self.store.close()
 
-    def connector(self, idp: str) -> OidcConnector:
-        try:
-            return self.connectors[idp]
-        except KeyError:
-            raise UnknownIdp(f"no IdP {idp[:64]!r}") from None
-
     def browser_idps(self) -> list[tuple[str, str]]:
         """(id, name) of every IdP a person can sign in with here: OIDC and SAML, not token ones."""
-        found = [(c.config.id, c.config.name) for c in self.connectors.values()]
-        return found + [(c.config.id, c.config.name) for c in self.saml.values()]
+        return self.idps.browser_idps()
 
     def saml_connector(self, idp: str) -> SamlConnector:
-        try:
-            return self.saml[idp]
-        except KeyError:
-            raise UnknownIdp(f"no SAML IdP {idp[:64]!r}") from None
+        return self.idps.saml(idp)
 
-    async def start_saml_login(self, idp: str, client: str, return_to: str = "/roles") -> SamlStart:
-        """The AuthnRequest (a Redirect URL, or the fields of a form posted to the IdP's SSO URL) and its ID,
-        remembered server-side (single use) and bound to the browser by a cookie."""
-        connector = self.saml_connector(idp)
+    def login_connector(self, idp: str, finish_template: str) -> RedirectLogin:
+        """The IdP's browser login if it finishes at this route; UnknownIdp (404) otherwise."""
+        return self.idps.login(idp, finish_template)
+
+    async def start_login(self, idp: str, client: str, return_to: str = "/roles") -> LoginStart:
+        """Where the browser goes (a redirect, or a form it posts) and the state the browser must bring back
+        (bound to it by a cookie); the pending login is remembered server-side, single use."""
+        login = self.idps.login(idp)
         await self.limits.login_start(client)
-        start = await connector.start(relay_path(return_to))
-        await self.store.put(f"saml_request:{start.request_id}", json.dumps({"idp": idp, "return_to": return_to}),
-                             LOGIN_TTL)
-        self.audit.event("login_started", idp=idp, client=client, protocol="saml", binding=start.binding)
+        start = await login.start(return_to)
+        self.audit.event("login_started", idp=idp, client=client, **start.audit)
         return start
 
     async def limit_acs(self, client: str) -> None:
         """POST /saml/{idp}/acs per client address, before the form is read (a refused post costs nothing)."""
         await self.limits.acs_post(client)
 
-    async def finish_saml_login(self, idp: str, form: Mapping[str, str], browser_request: str | None
-                                ) -> tuple[Identity, str]:
-        """Verify a POSTed response; returns the identity and the (allow-listed) path to land on.
+    async def finish_login(self, idp: str, finish_template: str, params: Mapping[str, str],
+                           browser_state: str | None) -> tuple[Identity, str]:
+        """The verified identity and the (allow-listed) path to land on."""
+        return await self.idps.login(idp, finish_template).finish(params, browser_state)
 
-        Order: parse and the structure check (worker thread); the InResponseTo must be the request this
-        browser's cookie names (so nobody can use up a request ID they do not hold); that pending request is
-        used up atomically (GETDEL) before anything else is checked, so one AuthnRequest ID allows one
-        attempt whatever its outcome; then the signature shape check and the verification (worker thread),
-        and the assertion replay cache."""
-        connector = self.saml_connector(idp)
-        saml_response = form.get("SAMLResponse")
-        if not isinstance(saml_response, str) or not saml_response:
-            raise BadRequest("ACS without SAMLResponse", reason="saml_response_missing")
-        relay = form.get("RelayState")
-        return_to = relay_path(relay) if isinstance(relay, str) and relay else "/roles"
-        incoming = await connector.read(saml_response)
-        request_id = incoming.in_response_to
-        if request_id is not None:
-            if not browser_request or not hmac.compare_digest(request_id.encode(), browser_request.encode()):
-                raise LoginStateInvalid("InResponseTo names a request this browser did not start",
-                                        reason="saml_request_not_bound")
-            return_to = await self._use_saml_request(idp, request_id)
-        login = await connector.finish(incoming, request_id)
-        # Single use, atomically across replicas: the assertion ID, until NotOnOrAfter + skew.
-        issuer = hashlib.sha256(login.identity.issuer.encode()).hexdigest()[:16]
-        if not await self.store.put_new(f"saml_assertion:{idp}:{issuer}:{login.assertion_id}", "1",
-                                        login.replay_ttl):
-            raise TokenInvalid("assertion already used", reason="saml_replay")
-        return login.identity, return_to
-
-    async def _use_saml_request(self, idp: str, request_id: str) -> str:
-        """Consume the pending AuthnRequest (whatever the verification then says); its return path."""
-        stored = await self.store.pop(f"saml_request:{request_id}")
-        if stored is None:
-            raise LoginStateInvalid("no pending AuthnRequest with this ID (used or expired)",
-                                    reason="saml_request_unknown")
-        pending = json.loads(stored)
-        if pending["idp"] != idp:
-            raise LoginStateInvalid(f"request sent to {pending['idp']!r}, answered at {idp!r}", reason="idp_mixup")
-        return str(pending["return_to"])
-
-    def redirect_uri(self, idp: str) -> str:
-        return f"{self.settings.public_url}/oidc/{idp}/callback"
-
-    async def start_login(self, idp: str, client: str, return_to: str = "/roles") -> tuple[str, str]:
-        """Returns the IdP URL and the state the browser must bring back (bound to it by a cookie)."""
-        connector = self.connector(idp)
-        await self.limits.login_start(client)
-        url, pending = await connector.start(self.redirect_uri(idp), return_to)
-        await self.store.put(f"login:{pending.state}", pending.to_json(), LOGIN_TTL)
-        self.audit.event("login_started", idp=idp, client=client)
-        return url, pending.state
-
-    async def finish_login(self, idp: str, params: Mapping[str, str], browser_state: str | None) -> Identity:
-        connector = self.connector(idp)
-        state = params.get("state", "")
-        if "error" in params and not state:
-            # Some IdPs drop state on errors. Nothing can be issued from an error, so say what happened.
-            raise LoginRefused(f"IdP error {params['error'][:64]!r} without state", reason="idp_error")
-        if not browser_state or not hmac.compare_digest(state.encode(), browser_state.encode()):
-            raise LoginStateInvalid("state is not the one this browser started", reason="state_not_bound")
-        stored = await self.store.pop(f"login:{state}")  # single use: a replayed callback finds nothing
-        if stored is None:
-            raise LoginStateInvalid("no pending login for this state (replayed or expired)", reason="state_unknown")
-        pending = PendingLogin.from_json(stored)
-        if pending.idp != idp:
-            raise LoginStateInvalid(f"login started at {pending.idp!r}, answered at {idp!r}", reason="idp_mixup")
-        return await connector.finish(params, pending)
+    def login_succeeded(self, identity: Identity, client: str) -> Decision:
+        """After any verified browser login: audited with the rules' decision."""
+        decision = self.decide(identity)
+        self.audit.event("login_succeeded", idp=identity.idp, subject=identity.subject, issuer=identity.issuer,
+                         mfa=identity.mfa, client=client, protocol=identity.protocol)
+        self.audit.event("decision", idp=identity.idp, subject=identity.subject, **for_audit(decision))
+        return decision
 
     @property
     def rules(self) -> RuleSet:

@@ -38,6 +38,7 @@ from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
+from broker import urls
 from broker.audit import AuditLog
 from broker.config import SamlIdpConfig
 from broker.connectors.saml_cache import cached_validation
@@ -122,8 +123,8 @@ class SamlConnector:
                  audit: AuditLog | None = None) -> None:
         self.config, self.clock = config, clock
         self.workers = workers or XmlWorkers()
-        base = f"{public_url}/saml/{config.id}"
-        self.acs_url, self.metadata_url = f"{base}/acs", f"{base}/metadata"
+        self.acs_url = public_url + urls.for_idp(urls.SAML_ACS, config.id)
+        self.metadata_url = public_url + urls.for_idp(urls.SAML_METADATA, config.id)
         self.sp_entity_id = config.sp_entity_id or self.metadata_url
         self.metadata = MetadataSource(config, http, audit)  # audit: its refreshes, kept or refused
         self._sp_cert = config.sp_keys.cert_file.read_text() if config.sp_keys else ""

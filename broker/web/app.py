@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from broker import urls
 from broker.audit import AuditLog
 from broker.config import Settings
 from broker.errors import BrokerError
@@ -38,11 +39,11 @@ ROUTES = [
     # Routes are tried in order: the machine-facing endpoint that takes the load comes first.
     Route("/oauth2/token", routes_token.token, methods=["POST", "OPTIONS"]),
     Route("/", routes_login.index),
-    Route("/login/{idp}", routes_login.login),
-    Route("/oidc/{idp}/callback", routes_login.callback),
-    Route("/saml/idp/metadata", routes_meta.saml_idp_metadata),
-    Route("/saml/{idp}/acs", routes_saml.acs, methods=["POST"]),
-    Route("/saml/{idp}/metadata", routes_saml.metadata),
+    Route(urls.LOGIN, routes_login.login),
+    Route(urls.OIDC_CALLBACK, routes_login.callback),
+    Route(urls.SAML_IDP_METADATA, routes_meta.saml_idp_metadata),
+    Route(urls.SAML_ACS, routes_saml.acs, methods=["POST"]),
+    Route(urls.SAML_METADATA, routes_saml.metadata),
     Route("/static/saml-post.js", routes_static.saml_post_script),
     Route("/logout", routes_login.logout, methods=["POST"]),
     Route("/roles", routes_roles.roles),

@@ -5,16 +5,17 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from broker import urls
 from broker.errors import NotAuthenticated
-from broker.identity import Identity
-from broker.rules.explain import for_audit
 from broker.service import LOGIN_TTL, BrokerService
 from broker.web.proxy import client_host
 from broker.web.render import page
 from broker.web.routes_roles import checked_form
+from broker.web.saml_post import post_page
 from broker.web.sessions import SessionManager
 
-LOGIN_COOKIE = "sts_broker_login"
+LOGIN_COOKIE = "sts_broker_login"  # the OIDC state, for the callback
+SAML_COOKIE = "sts_broker_saml"  # the AuthnRequest ID, for the ACS
 
 
 def service_of(request: Request) -> BrokerService:
@@ -44,42 +45,41 @@ async def index(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    idp = request.path_params["idp"]
-    if idp in service_of(request).saml:
-        from broker.web.routes_saml import saml_login  # SAML: an AuthnRequest instead of an OIDC redirect
-
-        return await saml_login(request, idp)
-    url, state = await service_of(request).start_login(idp, client_address(request))
-    response = RedirectResponse(url, status_code=303)
-    # Binds the login to this browser: a callback carrying someone else's state is refused.
-    response.set_cookie(LOGIN_COOKIE, sessions_of(request).sign_login_state(state), max_age=int(LOGIN_TTL),
-                        httponly=True, secure=_secure(request), samesite="lax", path=f"/oidc/{idp}/callback")
+    start = await service_of(request).start_login(request.path_params["idp"], client_address(request))
+    response = post_page(request, start) if start.fields else RedirectResponse(start.url, status_code=303)
+    secure = _secure(request)
+    # Binds the login to this browser: an answer carrying someone else's state is refused. An answer that
+    # comes back as a cross-site POST (SAML ACS) needs SameSite=None over https (and Secure); plain http
+    # exists only on loopback, where it is same-site.
+    response.set_cookie(_cookie(start.cross_site_finish), sessions_of(request).sign_login_state(start.state),
+                        max_age=int(LOGIN_TTL), httponly=True, secure=secure,
+                        samesite="none" if secure and start.cross_site_finish else "lax", path=start.finish_path)
     return response
 
 
+def _cookie(cross_site_finish: bool) -> str:
+    return SAML_COOKIE if cross_site_finish else LOGIN_COOKIE
+
+
 async def callback(request: Request) -> Response:
+    return await finish(request, urls.OIDC_CALLBACK, dict(request.query_params))
+
+
+async def finish(request: Request, template: str, params: dict[str, str]) -> Response:
+    """The end of any browser login (OIDC callback, SAML ACS): verified by the core, then a fresh session
+    (rotated id) and the browser sent to the allow-listed path the core returned."""
     idp = request.path_params["idp"]
     service, sessions = service_of(request), sessions_of(request)
-    browser_state = sessions.login_state(request.cookies.get(LOGIN_COOKIE), int(LOGIN_TTL))
-    identity = await service.finish_login(idp, dict(request.query_params), browser_state)
-    return await complete_login(request, identity, "/roles", LOGIN_COOKIE, f"/oidc/{idp}/callback")
-
-
-async def complete_login(request: Request, identity: Identity, return_to: str, login_cookie: str,
-                         login_cookie_path: str) -> Response:
-    """After any verified login (OIDC callback, SAML ACS): audit, decide, a fresh session (rotated id),
-    and the browser sent to an allow-listed local path."""
-    service, sessions = service_of(request), sessions_of(request)
-    decision = service.decide(identity)
-    service.audit.event("login_succeeded", idp=identity.idp, subject=identity.subject, issuer=identity.issuer,
-                        mfa=identity.mfa, client=client_address(request), protocol=identity.protocol)
-    service.audit.event("decision", idp=identity.idp, subject=identity.subject, **for_audit(decision))
+    cookie = _cookie(template == urls.SAML_ACS)
+    browser_state = sessions.login_state(request.cookies.get(cookie), int(LOGIN_TTL))
+    identity, return_to = await service.finish_login(idp, template, params, browser_state)
+    service.login_succeeded(identity, client_address(request))
     cookie_name = request.app.state.cookie_name
-    _, cookie = await sessions.create(identity, request.cookies.get(cookie_name))
+    _, session_cookie = await sessions.create(identity, request.cookies.get(cookie_name))
     response = RedirectResponse(return_to, status_code=303)
-    response.set_cookie(cookie_name, cookie, max_age=int(sessions.lifetime), httponly=True,
+    response.set_cookie(cookie_name, session_cookie, max_age=int(sessions.lifetime), httponly=True,
                         secure=_secure(request), samesite="lax")
-    response.delete_cookie(login_cookie, path=login_cookie_path)
+    response.delete_cookie(cookie, path=urls.for_idp(template, idp))
     return response
 
 

@@ -1,0 +1,1 @@
+"""Browser sign-ins: one `RedirectLogin` per IdP (OIDC, SAML), found by IdP id in one registry."""

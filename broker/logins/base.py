@@ -1,0 +1,44 @@
+"""The connector interfaces. A login style is one of:
+- `RedirectLogin`: the browser is sent to the IdP (`start`: a redirect, or a form to post, plus a pending
+  state remembered server-side and bound to the browser by a cookie) and comes back to the broker's finish
+  URL (`finish`: the verified Identity and the allow-listed path to land on). OIDC and SAML.
+- a token verifier (`connectors.tokens.TokenConnector.identity`: a token in, an Identity out), for the
+  token IdPs the token exchange accepts.
+Adding an IdP kind: a module implementing one of them and one line in `registry.KINDS`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from broker.identity import Identity
+
+LOGIN_TTL = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoginStart:
+    """Where the browser goes next. `fields` empty: a redirect to `url`; otherwise a form posted to `url`
+    (the SAML HTTP-POST binding). `state` is bound to the browser by a cookie scoped to `finish_path`;
+    `cross_site_finish`: the IdP comes back by a cross-site POST (the cookie must then be SameSite=None)."""
+
+    idp_name: str
+    url: str
+    state: str = field(repr=False)
+    finish_path: str
+    cross_site_finish: bool
+    fields: Mapping[str, str] = field(default_factory=dict, repr=False)
+    audit: Mapping[str, Any] = field(default_factory=dict)
+
+
+class RedirectLogin(Protocol):
+    id: str
+    name: str
+    finish_template: str  # urls.OIDC_CALLBACK or urls.SAML_ACS: the route that finishes this kind
+
+    async def start(self, return_to: str) -> LoginStart: ...
+
+    async def finish(self, params: Mapping[str, str], browser_state: str | None) -> tuple[Identity, str]:
+        """The verified identity and the path to land on; `browser_state`: the state the cookie carried."""
+        ...
