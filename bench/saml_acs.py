@@ -35,7 +35,7 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from broker.config import KeyConfig, SamlIdpConfig
 from broker.connectors.saml import SamlConnector, request_data
 from broker.connectors.saml_cache import cached_validation
-from broker.connectors.saml_metadata import IdpDescriptor
+from broker.connectors.saml_descriptor import IdpDescriptor
 from broker.devstack.dev_saml_idp import DevSamlIdp, saml_idp_config, write_key_and_cert
 from broker.errors import BrokerError
 from broker.issuers.signing import KeyRing, generate_key_file

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -29,8 +30,9 @@ from broker.logins.registry import Registry
 from broker.outputs.console import ConsoleSignIn
 from broker.rate_limits import RateLimits
 from broker.rules.evaluate import Decision, evaluate
-from broker.rules.explain import for_audit
-from broker.rules.schema import RuleSet
+from broker.rules.explain import as_json, for_audit
+from broker.rules.schema import IdentitySpec, RuleSet
+from broker.rules.testing import identity_of
 from broker.rules_source import RulesSource
 from broker.store import StateStore, open_store
 from broker.token_exchange import Exchanged, ExchangeRequest, ExchangeTrace, TokenExchange
@@ -150,6 +152,12 @@ class BrokerService:
 
     def decide(self, identity: Identity) -> Decision:
         return evaluate(self.rules, identity)
+
+    def explain(self, spec: IdentitySpec) -> dict[str, Any]:
+        """The admin API: what the current rules decide for an identity described by hand, rule by rule."""
+        decision = evaluate(self.rules, identity_of(spec), explain=True)
+        self.audit.event("rules_explained", idp=spec.idp, rules=len(decision.traces))
+        return as_json(decision)
 
     def grant(self, identity: Identity, role_arn: str) -> RoleGrant:
         return choose_grant(self.decide(identity), role_arn)

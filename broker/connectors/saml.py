@@ -43,7 +43,8 @@ from broker.audit import AuditLog
 from broker.config import SamlIdpConfig
 from broker.connectors.saml_cache import cached_validation
 from broker.connectors.saml_checks import SAML, check_assertion, read_identity
-from broker.connectors.saml_metadata import IdpDescriptor, MetadataSource, SsoBinding
+from broker.connectors.saml_descriptor import IdpDescriptor, SsoBinding
+from broker.connectors.saml_metadata import MetadataSource
 from broker.connectors.saml_signature_shape import check_signature_shapes
 from broker.connectors.saml_xml import guard_tree, guarded_parse
 from broker.connectors.xml_workers import XmlWorkers

@@ -15,7 +15,7 @@ from broker.errors import TokenInvalid
 from broker.identity import GROUPS_OVERAGE, Evidence, Identity
 
 if TYPE_CHECKING:  # saml_metadata imports the signature shape check, which imports this module's algorithms
-    from broker.connectors.saml_metadata import IdpDescriptor
+    from broker.connectors.saml_descriptor import IdpDescriptor
 
 SAML, SAMLP, DS = C.NS_SAML, C.NS_SAMLP, C.NS_DS
 STRONG_SIGNATURES = {C.RSA_SHA256, C.RSA_SHA384, C.RSA_SHA512,

@@ -15,19 +15,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio.to_thread
 import httpx
-from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.settings import validate_url
 from pydantic import TypeAdapter, ValidationError
 
 from broker.audit import AuditLog
 from broker.config import IdpUrl, SamlIdpConfig
 from broker.connectors.fetch import fetch_bytes
+from broker.connectors.saml_descriptor import BINDINGS, IdpDescriptor, SsoBinding
 from broker.connectors.saml_metadata_read import (
     MetadataRefused,
     cache_duration,
@@ -47,25 +46,6 @@ from broker.errors import ConfigError, UpstreamUnavailable
 RETRY_AFTER_FAILURE = 60.0
 MIN_DOCUMENT_REFRESH = 60.0  # a cacheDuration or a near validUntil shortens the refresh, never below this
 BYTES_PER_ELEMENT = 32  # metadata's element bound: an aggregate of metadata_max_bytes, counted in libxml2
-
-
-SsoBinding = Literal["redirect", "post"]
-BINDINGS: dict[SsoBinding, str] = {"redirect": C.BINDING_HTTP_REDIRECT, "post": C.BINDING_HTTP_POST}
-
-
-@dataclass(frozen=True, slots=True)
-class IdpDescriptor:
-    entity_id: str
-    sso_url: str
-    certificates: tuple[str, ...]
-    want_authn_requests_signed: bool
-    sso_binding: SsoBinding = "redirect"
-    valid_until: float | None = None  # epoch seconds: the descriptor is not used from then on
-    cache_duration: float | None = None  # seconds: the document asks to be fetched again this often
-
-    @property
-    def sso_binding_urn(self) -> str:
-        return BINDINGS[self.sso_binding]
 
 
 def parse_metadata(xml: bytes, config: SamlIdpConfig, *, signing_certificate: str | None = None,

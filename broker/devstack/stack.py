@@ -21,7 +21,7 @@ import yaml
 
 from broker.config import SamlIdpConfig, Settings, load_settings
 from broker.connectors.saml import SamlConnector
-from broker.connectors.saml_metadata import SsoBinding
+from broker.connectors.saml_descriptor import SsoBinding
 from broker.devstack.dev_idp import run_dev_idp
 from broker.devstack.dev_saml_idp import DevSamlIdp, run_dev_saml_idp, saml_idp_config
 from broker.devstack.local_aws import LocalAws, run_local_aws

@@ -9,10 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker.errors import BadRequest, NotAuthenticated, NotFound
-from broker.rules.evaluate import evaluate
-from broker.rules.explain import as_json
 from broker.rules.schema import IdentitySpec
-from broker.rules.testing import identity_of
 from broker.service import BrokerService
 from broker.web.render import NO_STORE
 
@@ -40,6 +37,4 @@ async def explain(request: Request) -> Response:
     except ValidationError as exc:
         raise BadRequest(f"identity: {exc.error_count()} problem(s)", reason="identity_invalid",
                          public="The body must be an identity: {subject, idp, email, groups, claims, ...}.") from None
-    decision = evaluate(service.rules, identity_of(spec), explain=True)
-    service.audit.event("rules_explained", idp=spec.idp, rules=len(decision.traces))
-    return JSONResponse(as_json(decision), headers=NO_STORE)
+    return JSONResponse(service.explain(spec), headers=NO_STORE)

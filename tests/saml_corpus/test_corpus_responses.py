@@ -15,7 +15,8 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.utils import OneLogin_Saml2_Utils as Utils
 
 from broker.config import SamlIdpConfig
-from broker.connectors.saml_metadata import IdpDescriptor, parse_metadata
+from broker.connectors.saml_descriptor import IdpDescriptor
+from broker.connectors.saml_metadata import parse_metadata
 from broker.connectors.saml_signature_shape import check_signature_shapes
 from broker.connectors.saml_xml import guarded_parse
 from tests.saml_corpus.corpus import FACTS, SIGNED, metadata_file, response_file

@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.config import SamlIdpConfig
-from broker.connectors.saml_metadata import IdpDescriptor, parse_metadata
+from broker.connectors.saml_descriptor import IdpDescriptor
+from broker.connectors.saml_metadata import parse_metadata
 from broker.devstack.dev_saml_idp import DevSamlIdp, write_key_and_cert
 from tests.saml_sp._meta_support import aggregate, idp_entity, sign, sp_entity
 from tests.security._fuzz_support import fuzz_settings, mutated
