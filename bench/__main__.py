@@ -18,12 +18,12 @@ from tempfile import TemporaryDirectory
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from broker.config import KeyConfig
 from broker.connectors.id_token import Expectations, check_claims
 from broker.issuers.signing import KeyRing, generate_key_file
 from broker.issuers.web_identity import web_identity_claims
 from broker.rules.evaluate import evaluate
 from broker.rules.schema import RuleSet
+from broker.settings import KeyConfig
 
 ROUNDS, CALLS, MAX_SECONDS = 7, 200, 30.0
 

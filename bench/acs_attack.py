@@ -130,8 +130,9 @@ def broker(work: Path) -> Iterator[Target]:
     config = write_config(work / "broker", url, dead, LocalAws(dead, dead, "123456789012"), DEMO_RULES,
                           {IDP: saml_idp_config(IDP, idp.url, idp.certificate)},
                           {"rate_limits": {"login_starts": 10**6, "acs_posts": 10**6}})
-    from broker.config import SamlIdpConfig, load_settings
+    from broker.config import load_settings
     from broker.connectors.saml import SamlConnector
+    from broker.connectors.saml_config import SamlIdpConfig
 
     env = {SECRET_ENV: secrets.token_urlsafe(48), "DEV_IDP_CLIENT_SECRET": secrets.token_urlsafe(24)}
     os.environ.update(env)

@@ -56,7 +56,7 @@ def _run(app: Starlette, host: str, port: int, metrics_listen: str | None) -> in
 
     import uvicorn
 
-    from broker.config import split_listen
+    from broker.settings import split_listen
     from broker.web.app import metrics_app
     from broker.web.server import HttpProtocol
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import functools
 import hashlib
 
-from broker.config import RateLimitConfig
 from broker.errors import RateLimited
+from broker.settings import RateLimitConfig
 from broker.store import StateStore
 
 

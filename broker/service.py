@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 
 from broker.audit import AuditLog
-from broker.config import IdpConfig, SamlIdpConfig, Settings, load_idps, load_rules
+from broker.config import IdpConfig, load_idps, load_rules
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import check_metadata_file
 from broker.connectors.xml_workers import XmlWorkers
 from broker.grants import RoleGrant
@@ -34,6 +35,7 @@ from broker.rules.explain import as_json, for_audit
 from broker.rules.schema import IdentitySpec, RuleSet
 from broker.rules.testing import identity_of
 from broker.rules_source import RulesSource
+from broker.settings import Settings
 from broker.store import StateStore, open_store
 from broker.token_exchange import Exchanged, ExchangeRequest, ExchangeTrace, TokenExchange
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
-from broker.config import TokenExchangeConfig
 from broker.connectors.tokens import TokenConnector, TokenConnectors, Unverified, digest_of, peek
 from broker.errors import BadRequest, NotAuthorized, TokenInvalid
 from broker.grants import RoleGrant
@@ -41,6 +40,7 @@ from broker.rate_limits import RateLimits, subject_key
 from broker.rules.evaluate import Decision, evaluate
 from broker.rules.schema import RuleSet
 from broker.rules_source import RulesSource
+from broker.settings import TokenExchangeConfig
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a type URI, not a secret

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.config import OidcIdpConfig, TokenIdpConfig
+from broker.connectors.oidc_config import OidcIdpConfig
+from broker.connectors.token_config import TokenIdpConfig
 from broker.identity import Evidence, Identity, Protocol, claim_strings, normalize_claims
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
-from broker.config import _https_or_loopback
 from broker.errors import UpstreamUnavailable
 from broker.safe_json import JsonRefused, loads_object
+from broker.settings import https_or_loopback
 
 
 async def fetch_bytes(http: httpx.AsyncClient, url: str, *, seconds: float, max_bytes: int,
@@ -63,7 +63,7 @@ async def discover(http: httpx.AsyncClient, issuer: str, *, seconds: float) -> d
         raise UpstreamUnavailable(f"discovery issuer {str(doc.get('issuer'))[:100]!r} != configured issuer",
                                   reason="discovery_issuer_mismatch")
     try:
-        doc["jwks_uri"] = _https_or_loopback(str(doc["jwks_uri"]))
+        doc["jwks_uri"] = https_or_loopback(str(doc["jwks_uri"]))
     except (KeyError, ValueError):
         raise UpstreamUnavailable("discovery has no acceptable jwks_uri", reason="idp_bad_answer") from None
     return doc

@@ -34,8 +34,9 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from broker.config import OidcIdpConfig, TokenIdpConfig
 from broker.connectors.fetch import fetch_json
+from broker.connectors.oidc_config import OidcIdpConfig
+from broker.connectors.token_config import TokenIdpConfig
 from broker.errors import UpstreamUnavailable
 
 _MAX_AGE = re.compile(r"max-age=(\d+)")

@@ -21,11 +21,11 @@ from authlib.common.security import generate_token
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from broker.config import OidcIdpConfig
 from broker.connectors.claims import identity_from_claims
 from broker.connectors.fetch import discover, parse_document, read_capped
 from broker.connectors.id_token import Expectations, verify_id_token
 from broker.connectors.jwks import JwksCache, jwks_for
+from broker.connectors.oidc_config import OidcIdpConfig
 from broker.errors import BadRequest, LoginRefused, LoginStateInvalid, TokenInvalid, UpstreamUnavailable
 from broker.identity import Evidence, Identity
 

@@ -40,9 +40,9 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from broker import urls
 from broker.audit import AuditLog
-from broker.config import SamlIdpConfig
 from broker.connectors.saml_cache import cached_validation
 from broker.connectors.saml_checks import SAML, check_assertion, read_identity
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_descriptor import IdpDescriptor, SsoBinding
 from broker.connectors.saml_metadata import MetadataSource
 from broker.connectors.saml_signature_shape import check_signature_shapes

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 
-from broker.config import SamlIdpConfig
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.errors import TokenInvalid
 from broker.identity import GROUPS_OVERAGE, Evidence, Identity
 

@@ -24,8 +24,8 @@ from onelogin.saml2.settings import validate_url
 from pydantic import TypeAdapter, ValidationError
 
 from broker.audit import AuditLog
-from broker.config import IdpUrl, SamlIdpConfig
 from broker.connectors.fetch import fetch_bytes
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_descriptor import BINDINGS, IdpDescriptor, SsoBinding
 from broker.connectors.saml_metadata_read import (
     MetadataRefused,
@@ -42,6 +42,7 @@ from broker.connectors.saml_metadata_trust import (
 )
 from broker.connectors.saml_xml import MAX_ELEMENTS, XmlRejected, guarded_parse
 from broker.errors import ConfigError, UpstreamUnavailable
+from broker.settings import IdpUrl
 
 RETRY_AFTER_FAILURE = 60.0
 MIN_DOCUMENT_REFRESH = 60.0  # a cacheDuration or a near validUntil shortens the refresh, never below this

@@ -21,7 +21,7 @@ import xmlsec
 from cryptography import x509
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
-from broker.config import SamlIdpConfig
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata_read import MetadataRefused
 from broker.connectors.saml_signature_shape import check_metadata_signature_shape
 from broker.errors import ConfigError, TokenInvalid

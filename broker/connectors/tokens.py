@@ -22,11 +22,11 @@ from typing import Any
 
 import httpx
 
-from broker.config import TokenIdpConfig
 from broker.connectors.claims import identity_from_claims
 from broker.connectors.fetch import discover
 from broker.connectors.id_token import Expectations, json_segment, verify_id_token
 from broker.connectors.jwks import JwksCache, jwks_for
+from broker.connectors.token_config import TokenIdpConfig
 from broker.errors import TokenInvalid, UpstreamUnavailable
 from broker.identity import Evidence, Identity
 

@@ -19,8 +19,9 @@ from typing import Any
 import boto3
 import yaml
 
-from broker.config import SamlIdpConfig, Settings, load_settings
+from broker.config import load_settings
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_descriptor import SsoBinding
 from broker.devstack.dev_idp import run_dev_idp
 from broker.devstack.dev_saml_idp import DevSamlIdp, run_dev_saml_idp, saml_idp_config
@@ -28,6 +29,7 @@ from broker.devstack.local_aws import LocalAws, run_local_aws
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.issuers.saml_idp import idp_metadata, load_saml_keys
 from broker.issuers.signing import generate_key_file
+from broker.settings import Settings
 from broker.web.app import create_app
 
 DEMO_RULES = Path(__file__).with_name("demo_rules.yaml")

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree  # type: ignore[import-untyped]
 
-from broker.config import KeyConfig
 from broker.errors import ConfigError
+from broker.settings import KeyConfig
 
 MD_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"

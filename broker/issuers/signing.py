@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from broker.config import KeyConfig
 from broker.errors import ConfigError
+from broker.settings import KeyConfig
 
 ALGORITHM = "RS256"
 MIN_BITS = 2048

@@ -30,11 +30,11 @@ import httptools
 from botocore.exceptions import ClientError
 from lxml import etree  # type: ignore[import-untyped]
 
-from broker.config import AwsConfig
 from broker.errors import BrokerError, StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import Credentials
 from broker.issuers.sts_client import _UNAVAILABLE, map_client_error
+from broker.settings import AwsConfig
 
 STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 MAX_RESPONSE_BYTES = 256 * 1024

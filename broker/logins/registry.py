@@ -9,9 +9,12 @@ from dataclasses import dataclass
 import httpx
 
 from broker.audit import AuditLog
-from broker.config import IdpConfig, OidcIdpConfig, SamlIdpConfig, TokenIdpConfig
+from broker.config import IdpConfig
 from broker.connectors.oidc import OidcConnector
+from broker.connectors.oidc_config import OidcIdpConfig
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
+from broker.connectors.token_config import TokenIdpConfig
 from broker.connectors.tokens import TokenConnectors
 from broker.connectors.xml_workers import XmlWorkers
 from broker.errors import UnknownIdp

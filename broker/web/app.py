@@ -14,11 +14,11 @@ from starlette.routing import Route
 
 from broker import urls
 from broker.audit import AuditLog
-from broker.config import Settings
 from broker.errors import BrokerError
 from broker.logs import quiet_chatty_loggers
 from broker.metrics import Metrics
 from broker.service import BrokerService
+from broker.settings import Settings
 from broker.web import (
     openapi,
     routes_admin,

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from lxml import etree
 from moto.sts.models import sts_backends
 
-from broker.config import KeyConfig, load_settings
+from broker.config import load_settings
 from broker.devstack.local_aws import LocalAws, run_local_aws
 from broker.devstack.servers import LOOPBACK, asgi_server
 from broker.devstack.stack import DEMO_RULES, SECRET_ENV, saml_trust_policy, write_config
@@ -31,6 +31,7 @@ from broker.issuers.saml_assertion import SAML_NS, AssertionContent, build_respo
 from broker.issuers.saml_idp import SamlKey, load_saml_keys
 from broker.issuers.signing import generate_key_file
 from broker.service import BrokerService
+from broker.settings import KeyConfig
 from broker.web.app import create_app
 
 ACCOUNT = "310987654321"  # its own moto account: no other suite's IAM state leaks in

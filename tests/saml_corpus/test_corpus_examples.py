@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from broker.cli import main
-from broker.config import SamlIdpConfig, load_settings
+from broker.config import load_settings
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.service import load_components
 from tests.saml_corpus.corpus import FACTS, deployment, metadata_file
 

@@ -20,8 +20,9 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from broker.cli import main
-from broker.config import SamlIdpConfig, load_settings
+from broker.config import load_settings
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import parse_metadata
 from broker.service import load_components
 from tests.saml_corpus.corpus import (

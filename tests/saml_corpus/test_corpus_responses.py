@@ -14,7 +14,7 @@ import pytest
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
 from onelogin.saml2.utils import OneLogin_Saml2_Utils as Utils
 
-from broker.config import SamlIdpConfig
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_descriptor import IdpDescriptor
 from broker.connectors.saml_metadata import parse_metadata
 from broker.connectors.saml_signature_shape import check_signature_shapes

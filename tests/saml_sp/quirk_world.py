@@ -20,8 +20,9 @@ import pytest
 import yaml
 from lxml import etree
 
-from broker.config import SamlIdpConfig, load_settings
+from broker.config import load_settings
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.devstack.dev_saml_idp import DevSamlIdp, saml_idp_config, write_key_and_cert
 from broker.devstack.local_aws import LocalAws
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from broker.cli import main
-from broker.config import SamlIdpConfig, load_idps
+from broker.config import load_idps
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import MetadataSource, check_metadata_file, parse_metadata
 from broker.connectors.saml_metadata_read import MetadataRefused
 from broker.devstack.dev_saml_idp import DevSamlIdp, saml_idp_config, write_key_and_cert

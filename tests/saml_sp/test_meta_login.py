@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.config import SamlIdpConfig, load_settings
+from broker.config import load_settings
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.devstack import browser
 from broker.devstack.dev_saml_idp import (
     DevSamlIdp,

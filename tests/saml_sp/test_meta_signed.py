@@ -20,8 +20,8 @@ import xmlsec
 from lxml import etree
 
 from broker.audit import AuditLog
-from broker.config import SamlIdpConfig
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import MetadataSource, parse_metadata
 from broker.devstack.dev_saml_idp import DevSamlIdp, saml_idp_config, write_key_and_cert
 from broker.errors import TokenInvalid, UpstreamUnavailable

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from broker.cli import main
-from broker.config import SamlIdpConfig
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import _from_file, parse_metadata
 from broker.devstack.dev_saml_idp import Binding, DevSamlIdp, saml_idp_config
 from broker.errors import ConfigError

@@ -15,7 +15,7 @@ import pytest
 from lxml import etree
 from saml2.saml import NameID
 
-from broker.config import NAMEID_FORMATS
+from broker.connectors.saml_config import NAMEID_FORMATS
 from broker.identity import Identity
 from tests.saml_sp.quirk_world import QuirkWorld, quirk_world, role_names, roles_view
 

@@ -15,8 +15,8 @@ from lxml import etree
 from pydantic import SecretStr
 
 from broker.audit import AuditLog
-from broker.config import SamlIdpConfig
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.devstack.dev_saml_idp import saml_idp_config
 from broker.devstack.redis_server import running_redis
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from lxml import etree
 
-from broker.config import SamlIdpConfig, load_settings
+from broker.config import load_settings
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.devstack.dev_saml_idp import DevSamlIdp, run_dev_saml_idp, saml_idp_config
 from broker.devstack.local_aws import LocalAws
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port

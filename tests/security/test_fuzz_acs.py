@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from broker.config import SamlIdpConfig
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.devstack.dev_saml_idp import saml_idp_config
 from broker.errors import BrokerError
 from broker.identity import Identity

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from lxml import etree
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
-from broker.config import SamlIdpConfig
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import MetadataSource, _from_file, parse_metadata
 from broker.devstack.dev_saml_idp import DevSamlIdp
 from broker.errors import ConfigError, UpstreamUnavailable

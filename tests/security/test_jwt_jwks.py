@@ -16,9 +16,10 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from broker.config import OidcIdpConfig, TokenIdpConfig
 from broker.connectors.id_token import Expectations, verify_id_token
 from broker.connectors.jwks import JwksCache
+from broker.connectors.oidc_config import OidcIdpConfig
+from broker.connectors.token_config import TokenIdpConfig
 from broker.errors import TokenInvalid, UpstreamUnavailable
 from tests.security import _jwt_support
 from tests.security._jwt_support import (

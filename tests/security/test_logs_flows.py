@@ -19,11 +19,11 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import httpx
 import pytest
 
-from broker.config import Settings
 from broker.devstack import browser, sts_front
 from broker.devstack.dev_saml_idp import browser_login
 from broker.devstack.stack import SECRET_ENV
 from broker.logs import quiet_chatty_loggers
+from broker.settings import Settings
 from tests.flows.test_forwarded import serving
 from tests.security._web_support import (
     HANDMADE_SECRET,

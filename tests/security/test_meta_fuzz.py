@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.config import SamlIdpConfig
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_descriptor import IdpDescriptor
 from broker.connectors.saml_metadata import parse_metadata
 from broker.devstack.dev_saml_idp import DevSamlIdp, write_key_and_cert

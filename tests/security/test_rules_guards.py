@@ -16,8 +16,8 @@ import pytest
 from pydantic import ValidationError
 
 import broker
-from broker.config import AwsConfig, KeyConfig, OidcIdpConfig, SessionConfig
 from broker.connectors import id_token
+from broker.connectors.oidc_config import OidcIdpConfig
 from broker.durations import parse_duration
 from broker.errors import StsRefused
 from broker.grants import RoleGrant
@@ -27,6 +27,7 @@ from broker.rules.evaluate import evaluate
 from broker.rules.sanitize import POLICY_VALUE, STS_NAME, TAG_VALUE
 from broker.rules.schema import GrantSpec, RolesFrom, Rule, RuleSet, is_role_arn
 from broker.rules.templates import NAME, TemplateError, parse_template
+from broker.settings import AwsConfig, KeyConfig, SessionConfig
 from broker.token_exchange import ROLE_ARN as RESOURCE_ARN
 from tests.factories import identity
 

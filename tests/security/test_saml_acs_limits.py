@@ -14,7 +14,7 @@ import httpx
 import pytest
 from lxml import etree
 
-from broker.config import SamlIdpConfig
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import parse_metadata
 from broker.connectors.saml_xml import XmlRejected, _parser, guarded_parse
 from broker.connectors.xml_workers import XmlWorkers

@@ -11,7 +11,7 @@ import yaml
 from starlette.routing import Match, Route
 
 from broker.cli import main
-from broker.config import RESERVED_IDP_IDS
+from broker.settings import RESERVED_IDP_IDS
 from broker.web.app import ROUTES
 from tests.security._web_support import JSON, Stack, web_stack
 from tests.test_config import STRONG, good_tree

@@ -19,10 +19,11 @@ import pytest
 from starlette.applications import Starlette
 
 from broker.audit import AuditLog
-from broker.config import Settings, load_settings
+from broker.config import load_settings
 from broker.devstack.local_aws import LocalAws, run_local_aws
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.devstack.stack import SECRET_ENV, aws_client, write_config
+from broker.settings import Settings
 from broker.token_exchange import GRANT_TYPE, ID_TOKEN_TYPE
 from broker.web.app import create_app
 from tests.support.token_issuer import TokenIssuer, running_issuer

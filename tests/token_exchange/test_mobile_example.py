@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from broker.config import TokenIdpConfig, load_idps, load_rules
+from broker.config import load_idps, load_rules
+from broker.connectors.token_config import TokenIdpConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,11 +11,11 @@ from urllib.parse import quote
 
 import pytest
 
-from broker.config import AwsConfig
 from broker.devstack.servers import LOOPBACK
 from broker.errors import StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.sts_http import MAX_RESPONSE_BYTES, MAX_WIRE_BYTES, HttpStsClient, _form_value, parse_answer
+from broker.settings import AwsConfig
 
 GRANT = RoleGrant(role_arn="arn:aws:iam::111122223333:role/R", via="web_identity", provider_arn=None,
                   session_name="alice", source_identity=None, duration=timedelta(hours=1))

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from broker.config import AwsConfig, TokenExchangeConfig, TokenIdpConfig, load_idps
+from broker.config import load_idps
+from broker.connectors.token_config import TokenIdpConfig
 from broker.devstack.servers import LOOPBACK, free_port
 from broker.devstack.stub_sts import running_stub_sts
 from broker.errors import ConfigError, StsRefused, StsUnavailable
@@ -19,6 +20,7 @@ from broker.grants import RoleGrant
 from broker.issuers.cache import CredentialCache, cache_key
 from broker.issuers.credentials import Credentials
 from broker.issuers.sts_http import HttpStsClient, default_endpoint, parse_answer
+from broker.settings import AwsConfig, TokenExchangeConfig
 from broker.store import MemoryStore
 from tests.factories import identity
 

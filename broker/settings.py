@@ -1,0 +1,270 @@
+"""The settings models: broker.yaml as pydantic models (every model forbids unknown keys, so a typo is an error
+rather than a silently ignored setting), and the field types IdP models share. Loading (YAML, ${NAME}, paths)
+is config.py; each IdP kind's model sits beside its connector (connectors/*_config.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+from broker.durations import Duration
+
+_WEAK_SECRETS = {"changeme", "change-me", "secret", "password", "development", "insecure"}
+MIN_SECRET_LENGTH = 32
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def https_or_loopback(url: str) -> str:
+    """https everywhere; plain http only on loopback, for the embedded demo and tests."""
+    parts = urlsplit(url)
+    if not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be an absolute URL without query or fragment")
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname)):
+        return url.rstrip("/")
+    raise ValueError("must use https (plain http is allowed only for loopback addresses)")
+
+
+HttpsUrl = Annotated[str, AfterValidator(https_or_loopback)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _strong_secret(secret: SecretStr) -> SecretStr:
+    value = secret.get_secret_value()
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"secret is too short: use at least {MIN_SECRET_LENGTH} random characters")
+    if value.lower() in _WEAK_SECRETS or len(set(value)) < 12:
+        raise ValueError("secret is too weak: generate one with `python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(48))'`")
+    return secret
+
+
+class SessionConfig(Model):
+    secret: Annotated[SecretStr, AfterValidator(_strong_secret)]
+    lifetime: Duration = timedelta(hours=8)
+    cookie_name: str = Field(default="sts_broker_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class StoreConfig(Model):
+    url: SecretStr = SecretStr("memory://")  # a Redis URL may carry a password
+    # The cap on Redis connections per process. Commands are pipelined, so one or two carry the load; another
+    # opens only when every open one has a deep queue of unanswered commands.
+    max_connections: int = Field(default=64, ge=1, le=10000)
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> StoreConfig:
+        scheme = urlsplit(self.url.get_secret_value()).scheme
+        if scheme not in {"memory", "redis", "rediss", "unix"}:
+            raise ValueError(f"store url scheme {scheme!r} is not one of memory, redis, rediss, unix")
+        return self
+
+
+class KeyConfig(Model):
+    kid: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    file: Path
+    active: bool = False
+
+
+class AwsConfig(Model):
+    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    sts_endpoint_url: HttpsUrl | None = None
+    federation_url: HttpsUrl | None = None
+    console_url: HttpsUrl | None = None
+    web_identity_audience: str = Field(default="sts.amazonaws.com", min_length=1, max_length=255)
+    # Minted SAML assertions name https://REGION.signin.aws.amazon.com/saml as Recipient (SAML:aud) when set.
+    signin_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    connect_timeout: Duration = timedelta(seconds=3)
+    read_timeout: Duration = timedelta(seconds=10)
+
+
+class IssuerConfig(Model):
+    """The broker as an OIDC issuer: tokens it mints for AssumeRoleWithWebIdentity."""
+
+    token_lifetime: Duration = timedelta(minutes=5)
+
+
+class RateLimitConfig(Model):
+    """Per client address, fixed windows counted in the state store (so they hold across replicas)."""
+
+    login_starts: int = Field(default=30, ge=1)
+    window: Duration = timedelta(minutes=1)
+    # POST /oauth2/token: per client address (checked first, before the body is read) and per verified
+    # subject (checked before the STS call; a subject already over it is refused before any JWKS fetch).
+    token_exchange_per_client: int = Field(default=300, ge=1)
+    token_exchange_per_subject: int = Field(default=30, ge=1)
+    # POST /saml/{idp}/acs per client address, counted before the form is read: a refused post costs no
+    # XML parse and no signature check.
+    acs_posts: int = Field(default=60, ge=1)
+
+
+class XmlWorkersConfig(Model):
+    """SAML XML work (parse, schema, signature check, decryption) runs in `threads` worker threads, off the
+    event loop; past `max_pending` jobs running or waiting, an ACS post is refused at once (503)."""
+
+    threads: int = Field(default=2, ge=1, le=64)
+    max_pending: int = Field(default=16, ge=1, le=4096)
+
+
+class AdminConfig(Model):
+    """The admin API (rule explanations). Off unless a token is set; the token is a bearer secret."""
+
+    token: Annotated[SecretStr, AfterValidator(_strong_secret)] | None = None
+
+
+def split_listen(address: str) -> tuple[str, int]:
+    """`host:port` (`[v6]:port`) -> (host, port); the host is an IP address or `localhost`."""
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be host:port, such as 127.0.0.1:9100")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError("the host must be an IP address (or localhost), such as 127.0.0.1:9100") from None
+    return host, int(port)
+
+
+def _listen_address(address: str) -> str:
+    split_listen(address)
+    return address
+
+
+class MetricsConfig(Model):
+    """GET /metrics (Prometheus): counts of audit events by reason and request latencies, nothing about a
+    person. Open on the main port unless `token` (scrapers send `Authorization: Bearer <token>`) or
+    `listen` (a separate listener of `sts-broker serve`, the main port's /metrics then 404) is set."""
+
+    token: Annotated[SecretStr, AfterValidator(_strong_secret)] | None = None
+    listen: Annotated[str, AfterValidator(_listen_address)] | None = None
+
+
+class AuditConfig(Model):
+    path: str = "-"
+
+
+def _web_origin(origin: str) -> str:
+    """An exact web origin: scheme://host[:port], no path. Never '*' or 'null'."""
+    parts = urlsplit(origin)
+    if parts.scheme not in {"https", "http"} or not parts.hostname or parts.path or parts.query \
+            or parts.fragment or "@" in parts.netloc or origin != origin.strip().lower():
+        raise ValueError("must be an exact origin such as https://app.example.com (lower case, no path)")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must use https (plain http is allowed only for loopback addresses)")
+    return origin
+
+
+WebOrigin = Annotated[str, AfterValidator(_web_origin)]
+
+
+class TokenExchangeConfig(Model):
+    """POST /oauth2/token (RFC 8693): ID tokens from `type: token` IdPs exchanged for AWS credentials."""
+
+    cors_origins: list[WebOrigin] = []  # web apps allowed to call the endpoint from a browser
+    cache_credentials: bool = True  # reuse credentials per (identity, role, scope); single flight per key
+    # Cached credentials are handed out while at least this much of their life remains (capped at half
+    # their life, so short sessions are still reused).
+    cache_min_remaining: Duration = timedelta(minutes=10)
+    # event_loop (the default): a keep-alive HTTP/1.1 pool on the event loop, answers parsed by httptools
+    # (llhttp), hundreds of calls in flight. boto3: in worker threads (at most 40 in flight), for what only
+    # the SDK does: an egress proxy (HTTPS_PROXY), FIPS endpoints.
+    sts_transport: Literal["boto3", "event_loop"] = "event_loop"
+    sts_max_connections: int = Field(default=256, ge=1, le=4096)
+
+
+class Settings(Model):
+    public_url: HttpsUrl
+    session: SessionConfig
+    store: StoreConfig = StoreConfig()
+    keys: list[KeyConfig] = Field(min_length=1)
+    aws: AwsConfig = AwsConfig()
+    issuer: IssuerConfig = IssuerConfig()
+    idp_configs: Path
+    rules: Path
+    audit: AuditConfig = AuditConfig()
+    rate_limits: RateLimitConfig = RateLimitConfig()
+    xml_workers: XmlWorkersConfig = XmlWorkersConfig()
+    admin: AdminConfig = AdminConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    token_exchange: TokenExchangeConfig = TokenExchangeConfig()
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # The access log (logger broker.access, INFO): every request, only refused or failed ones (status >= 400),
+    # or none. Every credential issued and every refusal is in the audit log either way, every request in
+    # /metrics; a line per request through Python logging costs more than a cached token exchange's own work.
+    access_log: Literal["all", "errors", "off"] = "errors"
+
+    @model_validator(mode="after")
+    def _one_active_key(self) -> Settings:
+        active = [k.kid for k in self.keys if k.active]
+        if len(active) != 1:
+            raise ValueError(f"exactly one key must be active (found {len(active)})")
+        if len({k.kid for k in self.keys}) != len(self.keys):
+            raise ValueError("key ids (kid) must be unique")
+        return self
+
+
+# IdP ids are path segments (/login/{idp}, /oidc/{idp}/callback, /saml/{idp}/acs, /saml/{idp}/metadata).
+# An id that equals a fixed segment at the same place would be shadowed by the broker's own route:
+# `idp` by /saml/idp/metadata (the broker's SAML IdP metadata). tests/security/test_web_routes.py derives
+# the collisions from the routes and checks that each is listed here.
+RESERVED_IDP_IDS = frozenset({"idp"})
+
+
+def _not_reserved(idp_id: str) -> str:
+    if idp_id in RESERVED_IDP_IDS:
+        raise ValueError(f"{idp_id!r} is reserved: it is a fixed path segment of the broker's own URLs "
+                         f"(reserved ids: {', '.join(sorted(RESERVED_IDP_IDS))}); choose another id")
+    return idp_id
+
+
+IdpId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$"), AfterValidator(_not_reserved)]
+
+
+def idp_url(url: str) -> str:
+    """A SAML IdP URL (metadata, SSO): https only (plain http on loopback for tests), never file: or other
+    schemes, no userinfo or fragment; a query is allowed (Entra ?appid=, Google ?idpid=)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"https", "http"}:
+        raise ValueError("must be an https URL (file: and other schemes are refused)")
+    if "@" in parts.netloc or parts.fragment or not parts.hostname:
+        raise ValueError("must be an absolute https URL without userinfo or fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must use https (plain http is allowed only for loopback addresses)")
+    return url
+
+
+def _pem_certificate(text: str) -> str:
+    body = "".join(line.strip() for line in text.strip().splitlines()
+                   if line.strip() and not line.startswith("-----"))
+    if not re.fullmatch(r"[A-Za-z0-9+/=]{100,}", body):
+        raise ValueError("must be an X.509 certificate (PEM, or its base64 body)")
+    return body
+
+
+PemCertificate = Annotated[str, AfterValidator(_pem_certificate)]
+IdpUrl = Annotated[str, AfterValidator(idp_url)]
