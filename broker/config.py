@@ -1,4 +1,5 @@
-"""Configuration: broker.yaml and idp_configs/*.yaml, loaded into pydantic models.
+"""Configuration loading: broker.yaml and idp_configs/*.yaml into the pydantic models of settings.py and
+connectors/*_config.py.
 
 Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
 `${NAME}` in any string is replaced by the environment variable NAME (a missing one is an error).
