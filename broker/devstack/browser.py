@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from broker import urls
+
 
 def browser() -> httpx.Client:
     return httpx.Client(timeout=20.0, follow_redirects=False)
@@ -13,7 +15,7 @@ def browser() -> httpx.Client:
 
 def start_login(client: httpx.Client, broker_url: str, idp: str) -> str:
     """GET /login/{idp}; returns the IdP authorization URL the broker redirected to."""
-    response = client.get(f"{broker_url}/login/{idp}")
+    response = client.get(broker_url + urls.for_idp(urls.LOGIN, idp))
     if response.status_code != 303:
         raise AssertionError(f"/login/{idp} answered {response.status_code}: {response.text[:200]}")
     return response.headers["location"]
