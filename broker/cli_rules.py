@@ -10,13 +10,14 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from broker.config import load_idps, load_rules, read_yaml, validation_problems
+from broker.config import load_idps, read_yaml, validation_problems
 from broker.errors import ConfigError
 from broker.rules.evaluate import evaluate
 from broker.rules.explain import as_text
 from broker.rules.lint import lint
 from broker.rules.schema import IdentitySpec, RuleSet, TestCase
 from broker.rules.testing import FIXED_NOW, identity_of, run_cases
+from broker.rules_source import load_rules
 
 
 def _print_problems(problems: list[str]) -> None:

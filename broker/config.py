@@ -24,7 +24,6 @@ from broker.connectors.oidc_config import OidcIdpConfig
 from broker.connectors.saml_config import SamlIdpConfig, SamlSpKeys
 from broker.connectors.token_config import TokenIdpConfig
 from broker.errors import ConfigError
-from broker.rules.schema import RuleSet
 from broker.settings import AuditConfig, Settings
 from broker.yaml_limits import yaml_shape_problem
 
@@ -217,13 +216,3 @@ def _saml_paths(file: Path, idp: SamlIdpConfig, lines: Lines) -> tuple[SamlIdpCo
         if path is not None and not path.is_file():
             problems.append(_located(file, lines, (loc,), f"no such file: {path}"))
     return idp.model_copy(update=update), problems
-
-
-def load_rules(file: Path) -> RuleSet:
-    data, problems, lines = read_yaml(file)
-    if problems:
-        raise ConfigError(problems)
-    try:
-        return RuleSet.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(validation_problems(file, exc, lines)) from None

@@ -7,11 +7,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from broker.audit import AuditLog
-from broker.config import load_rules
+from broker.config import read_yaml, validation_problems
 from broker.errors import ConfigError
 from broker.rules.evaluate import compiled_of
 from broker.rules.schema import RuleSet
+
+
+def load_rules(file: Path) -> RuleSet:
+    """The rules file, validated. Raises ConfigError listing all problems (with line numbers)."""
+    data, problems, lines = read_yaml(file)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return RuleSet.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(file, exc, lines)) from None
 
 
 class RulesSource:

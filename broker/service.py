@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from broker.audit import AuditLog
-from broker.config import IdpConfig, load_idps, load_rules
+from broker.config import IdpConfig, load_idps
 from broker.connectors.saml import SamlConnector
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import check_metadata_file
@@ -34,7 +34,7 @@ from broker.rules.evaluate import Decision, evaluate
 from broker.rules.explain import as_json, for_audit
 from broker.rules.schema import IdentitySpec, RuleSet
 from broker.rules.testing import identity_of
-from broker.rules_source import RulesSource
+from broker.rules_source import RulesSource, load_rules
 from broker.settings import Settings
 from broker.store import StateStore, open_store
 from broker.token_exchange import Exchanged, ExchangeRequest, ExchangeTrace, TokenExchange

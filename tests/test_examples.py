@@ -27,7 +27,7 @@ def test_examples_pass_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_demo_rules_are_valid() -> None:
-    from broker.config import load_rules
     from broker.devstack.stack import DEMO_RULES
+    from broker.rules_source import load_rules
 
     assert [r.id for r in load_rules(DEMO_RULES).rules] == ["platform-admins", "developers", "no-contractors"]

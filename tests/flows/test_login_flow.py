@@ -102,10 +102,11 @@ def test_minted_token_verifies_independently(stack: DevStack) -> None:
         config = http.get(f"{stack.broker_url}/.well-known/openid-configuration").json()
         assert config["issuer"] == stack.broker_url
         jwks = jwt.PyJWKClient(config["jwks_uri"])
-    from broker.config import load_idps, load_rules  # the app's own pieces build one token to check
+    from broker.config import load_idps  # the app's own pieces build one token to check
     from broker.issuers.signing import KeyRing
     from broker.issuers.web_identity import WebIdentityIssuer
     from broker.rules.evaluate import evaluate
+    from broker.rules_source import load_rules
     from tests.factories import identity
 
     rules = load_rules(stack.settings.rules)

@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 
 from broker.audit import AuditLog
-from broker.config import load_rules
 from broker.rules.evaluate import evaluate
-from broker.rules_source import RulesSource
+from broker.rules_source import RulesSource, load_rules
 from tests.factories import identity
 
 GOOD = "version: 1\nrules:\n  - id: r\n    grant: [{role: 'arn:aws:iam::111122223333:role/%s'}]\n"

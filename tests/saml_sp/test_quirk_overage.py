@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from broker.cli import main
-from broker.config import load_rules
 from broker.devstack.dev_saml_idp import MFA_CONTEXT
 from broker.identity import GROUPS_OVERAGE, Identity
 from broker.rules.evaluate import evaluate
 from broker.rules.explain import as_json, as_text
+from broker.rules_source import load_rules
 from tests.saml_sp.conftest import audit_events
 from tests.saml_sp.quirk_world import REPO, QuirkWorld, quirk_world, role_names, roles_view
 from tests.saml_sp.test_quirk_vendors import ADMINS_GUID, AUTHN_METHODS, ENTRA, MS_CLAIMS

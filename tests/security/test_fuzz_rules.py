@@ -1,4 +1,4 @@
-"""Fuzzing the rules loader (broker/config.py load_rules, broker/rules/schema.py): random YAML documents,
+"""Fuzzing the rules loader (broker/rules_source.py load_rules, broker/rules/schema.py): random YAML documents,
 structural mutations of the shipped rules files, and byte-level noise in their text. A rules file either
 loads (and then compiles and evaluates without error) or is refused with a ConfigError naming the problem;
 never another exception, which `sts-broker check` would print as a traceback and a hot reload would turn
@@ -19,9 +19,9 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.config import load_rules
 from broker.errors import BrokerError, ConfigError
 from broker.rules.evaluate import compiled_of, evaluate
+from broker.rules_source import load_rules
 from tests.factories import identity
 from tests.security._fuzz_support import REPO, fuzz_settings
 

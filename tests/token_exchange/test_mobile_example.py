@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from broker.config import load_idps, load_rules
+from broker.config import load_idps
 from broker.connectors.token_config import TokenIdpConfig
+from broker.rules_source import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 
