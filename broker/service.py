@@ -98,7 +98,7 @@ class BrokerService:
         self.console = ConsoleSignIn(http, issuer_url=parts.settings.public_url,
                                      federation_url=aws.federation_url, console_url=aws.console_url)
         self.token_exchange = TokenExchange(exchange, self.idps.tokens, self.rules_source,
-                                            self.limits, self.issuance)
+                                            self.limits, self.issuance, store)
 
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
@@ -154,6 +154,9 @@ class BrokerService:
 
     def decide(self, identity: Identity) -> Decision:
         return evaluate(self.rules, identity)
+
+    def logged_out(self, identity: Identity) -> None:
+        self.audit.event("logout", idp=identity.idp, subject=identity.subject)
 
     def explain(self, spec: IdentitySpec) -> dict[str, Any]:
         """The admin API: what the current rules decide for an identity described by hand, rule by rule."""

@@ -41,6 +41,7 @@ from broker.rules.evaluate import Decision, evaluate
 from broker.rules.schema import RuleSet
 from broker.rules_source import RulesSource
 from broker.settings import TokenExchangeConfig
+from broker.store import StateStore
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a type URI, not a secret
@@ -157,9 +158,10 @@ class TokenExchange:
     the decisions' rules, rate limits, grant choice, issuance, cache and audit are the service's."""
 
     def __init__(self, settings: TokenExchangeConfig, connectors: TokenConnectors, rules: RulesSource,
-                 limits: RateLimits, issuance: Issuance) -> None:
+                 limits: RateLimits, issuance: Issuance, store: StateStore) -> None:
         self.cors_origins = frozenset(settings.cors_origins)
         self.connectors, self._rules, self._limits, self._issuance = connectors, rules, limits, issuance
+        self._store = store  # the single-use marks of `replay: once` tokens
         self._decisions: dict[str, tuple[int, RuleSet, Decision, dict[str, str]]] = {}
 
     @property
@@ -223,7 +225,7 @@ class TokenExchange:
             return
         exp = identity.claims.get("exp", ("0",))[0]
         ttl = float(exp) + connector.config.leeway.total_seconds() - time.time()
-        if not await self._limits.store.put_new(f"replay:token:{digest}", "1", max(ttl, 1.0)):
+        if not await self._store.put_new(f"replay:token:{digest}", "1", max(ttl, 1.0)):
             raise TokenInvalid("subject token already exchanged (replay: once)", reason="token_replayed")
 
     def _decide(self, identity: Identity, digest: str) -> Decision:

@@ -90,7 +90,7 @@ async def logout(request: Request) -> Response:
         raise NotAuthenticated("logout without a session")
     await checked_form(request, session)
     await sessions_of(request).destroy(session)
-    service_of(request).audit.event("logout", idp=session.identity.idp, subject=session.identity.subject)
+    service_of(request).logged_out(session.identity)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(cookie_name)
     return response
