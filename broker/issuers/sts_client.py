@@ -22,7 +22,8 @@ from broker.errors import BrokerError, StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import Credentials
 
-_UNAVAILABLE = {
+# STS error codes that mean "try again later" (StsUnavailable), not a refusal; sts_http reads them too.
+UNAVAILABLE_CODES = {
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure",
     "InternalError", "IDPCommunicationError",
 }
@@ -43,7 +44,7 @@ def map_client_error(exc: ClientError) -> BrokerError:
     error = exc.response.get("Error", {})
     code, message = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
     detail = f"STS {code}: {message}"
-    if code in _UNAVAILABLE:
+    if code in UNAVAILABLE_CODES:
         return StsUnavailable(detail, reason=f"sts_{_snake(code)}")
     public = _REFUSED_PUBLIC.get(code, "AWS refused the request for this role.")
     return StsRefused(detail, reason=f"sts_{_snake(code)}", public=public)
@@ -51,9 +52,7 @@ def map_client_error(exc: ClientError) -> BrokerError:
 
 def map_transport_error(exc: BotoCoreError) -> BrokerError:
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
-        err = StsUnavailable(f"STS timeout: {type(exc).__name__}", reason="sts_timeout")
-        err.status = 504
-        return err
+        return StsUnavailable(f"STS timeout: {type(exc).__name__}", reason="sts_timeout")
     return StsUnavailable(f"STS unreachable: {type(exc).__name__}", reason="sts_unreachable")
 
 

@@ -29,6 +29,7 @@ import functools
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -48,8 +49,9 @@ from broker.errors import (
     TokenInvalid,
     UpstreamUnavailable,
 )
-from broker.outputs.formats import _expiration
+from broker.outputs.formats import expiration_text
 from broker.token_exchange import CREDENTIALS_TYPE, Exchanged, ExchangeTrace, TokenExchange, parse_form
+from broker.web.errors import ErrorKey, http_status, lookup
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse
 
@@ -58,19 +60,22 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 PREFLIGHT_HEADERS = frozenset({"content-type", "accept"})
 PREFLIGHT_MAX_AGE = "600"
 
-# (error class, OAuth error, status or None to keep the class's own)
-OAUTH_ERRORS: tuple[tuple[type[BrokerError], str, int | None], ...] = (
-    (RateLimited, "temporarily_unavailable", 429),
-    (PayloadTooLarge, "invalid_request", 413),
-    (BadRequest, "invalid_request", 400),
-    (TokenInvalid, "invalid_grant", 400),
-    (OriginNotAllowed, "unauthorized_client", 400),
-    (NotAuthorized, "invalid_target", 400),
-    (StsRefused, "invalid_target", 400),
-    (UpstreamUnavailable, "temporarily_unavailable", None),
-    (StsUnavailable, "temporarily_unavailable", None),
-    (StoreUnavailable, "temporarily_unavailable", None),
-)
+# The OAuth error (RFC 6749 5.2) of every refusal, and its status (None: the web status, HTTP_STATUS): a
+# reason code, else the nearest error class. What is in neither is a server_error.
+OAUTH_ERRORS: Mapping[ErrorKey, tuple[str, int | None]] = {
+    BrokerError: ("server_error", 500),
+    "unsupported_grant_type": ("unsupported_grant_type", 400),
+    RateLimited: ("temporarily_unavailable", 429),
+    PayloadTooLarge: ("invalid_request", 413),
+    BadRequest: ("invalid_request", 400),
+    TokenInvalid: ("invalid_grant", 400),
+    OriginNotAllowed: ("unauthorized_client", 400),
+    NotAuthorized: ("invalid_target", 400),
+    StsRefused: ("invalid_target", 400),
+    UpstreamUnavailable: ("temporarily_unavailable", None),
+    StsUnavailable: ("temporarily_unavailable", None),
+    StoreUnavailable: ("temporarily_unavailable", None),
+}
 DESCRIPTIONS = {
     "token_expired": "The subject token has expired.",
     "token_replayed": "The subject token has already been exchanged.",
@@ -78,12 +83,8 @@ DESCRIPTIONS = {
 
 
 def oauth_error(exc: BrokerError) -> tuple[str, int]:
-    if exc.reason == "unsupported_grant_type":
-        return "unsupported_grant_type", 400
-    for kind, error, status in OAUTH_ERRORS:
-        if isinstance(exc, kind):
-            return error, status if status is not None else exc.status
-    return "server_error", 500
+    error, status = lookup(OAUTH_ERRORS, exc)
+    return error, status if status is not None else http_status(exc)
 
 
 def _exchange(request: Request) -> TokenExchange:
@@ -145,7 +146,7 @@ def success_body(result: Exchanged) -> dict[str, Any]:
             "AccessKeyId": creds.access_key_id,
             "SecretAccessKey": creds.secret_access_key,
             "SessionToken": creds.session_token,
-            "Expiration": _expiration(creds),
+            "Expiration": expiration_text(creds),
         },
     }
 

@@ -20,6 +20,7 @@ from broker.config import OidcIdpConfig, TokenIdpConfig
 from broker.connectors.id_token import Expectations, verify_id_token
 from broker.connectors.jwks import JwksCache
 from broker.errors import TokenInvalid, UpstreamUnavailable
+from broker.web.errors import http_status
 from tests.security import _jwt_support
 from tests.security._jwt_support import (
     MAX_AGE,
@@ -200,7 +201,7 @@ def test_idp_down_past_max_age_fails_closed(idp: RotatingIssuer) -> None:
         clock.now = start + AGE + INTERVAL
         with pytest.raises(UpstreamUnavailable) as err:
             await accepted(cache, idp, good)
-        assert err.value.reason == "idp_http_error" and err.value.status == 502
+        assert err.value.reason == "idp_http_error" and http_status(err.value) == 502
         clock.now += 1
         with pytest.raises(UpstreamUnavailable) as err:
             await accepted(cache, idp, good)
