@@ -36,6 +36,7 @@ from broker.errors import (
     UpstreamUnavailable,
     ViaNotAvailable,
 )
+from broker.web.context import context_of
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, page, wants_json
 
@@ -90,8 +91,8 @@ def http_status(exc: BrokerError) -> int:
 def _audit(request: Request, **fields: str | int | None) -> None:
     idp = request.path_params.get("idp")
     client = client_host(request.scope)
-    request.app.state.audit.event("request_failed", method=request.method, path=request.url.path[:300],
-                                  idp=idp, client=client, **fields)
+    context_of(request).audit.event("request_failed", method=request.method, path=request.url.path[:300],
+                               idp=idp, client=client, **fields)
 
 
 def error_response(request: Request, status: int, reason: str, message: str, error_id: str) -> Response:

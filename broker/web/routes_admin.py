@@ -14,6 +14,7 @@ from broker.rules.explain import as_json
 from broker.rules.schema import IdentitySpec
 from broker.rules.testing import identity_of
 from broker.service import BrokerService
+from broker.web.context import context_of
 from broker.web.render import NO_STORE
 
 
@@ -33,7 +34,7 @@ def _authorize(request: Request, service: BrokerService) -> None:
 
 
 async def explain(request: Request) -> Response:
-    service: BrokerService = request.app.state.service
+    service = context_of(request).service
     _authorize(request, service)
     try:
         spec = IdentitySpec.model_validate_json(await request.body())

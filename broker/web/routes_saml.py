@@ -11,9 +11,10 @@ from starlette.responses import RedirectResponse, Response
 from broker.connectors.saml import SamlStart
 from broker.errors import BadRequest, UpstreamUnavailable
 from broker.service import LOGIN_TTL
+from broker.web.context import context_of
 from broker.web.middleware import csp_with
 from broker.web.render import page
-from broker.web.routes_login import client_address, complete_login, service_of, sessions_of
+from broker.web.routes_login import client_address, complete_login
 
 SAML_COOKIE = "sts_broker_saml"
 MAX_FORM_FIELDS = 8
@@ -24,21 +25,21 @@ def _acs_path(idp: str) -> str:
 
 
 async def metadata(request: Request) -> Response:
-    connector = service_of(request).saml_connector(request.path_params["idp"])
+    connector = context_of(request).service.saml_connector(request.path_params["idp"])
     return Response(connector.sp_metadata(), media_type="application/samlmetadata+xml")
 
 
 async def saml_login(request: Request, idp: str) -> Response:
-    service = service_of(request)
+    service = context_of(request).service
     start = await service.start_saml_login(idp, client_address(request))
     if start.binding == "post":
         response = post_page(request, service.saml_connector(idp).config.name, start)
     else:
         response = RedirectResponse(start.url, status_code=303)
-    secure = bool(request.app.state.secure_cookies)
+    secure = context_of(request).secure_cookies
     # The ACS is a cross-site POST from the IdP: over https the cookie that binds the AuthnRequest to this
     # browser must be SameSite=None (and Secure); plain http exists only on loopback, where it is same-site.
-    response.set_cookie(SAML_COOKIE, sessions_of(request).sign_login_state(start.request_id),
+    response.set_cookie(SAML_COOKIE, context_of(request).sessions.sign_login_state(start.request_id),
                         max_age=int(LOGIN_TTL), httponly=True, secure=secure,
                         samesite="none" if secure else "lax", path=_acs_path(idp))
     return response
@@ -74,13 +75,13 @@ def form_origin(url: str) -> str:
 
 async def acs(request: Request) -> Response:
     idp = request.path_params["idp"]
-    service = service_of(request)
+    service = context_of(request).service
     service.saml_connector(idp)  # unknown IdP: 404 before reading the body
     await service.limit_acs(client_address(request))  # 429 before the body is read or any XML parsed
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise BadRequest("ACS expects an HTML form post", reason="saml_not_form")
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    browser_request = sessions_of(request).login_state(request.cookies.get(SAML_COOKIE), int(LOGIN_TTL))
+    browser_request = context_of(request).sessions.login_state(request.cookies.get(SAML_COOKIE), int(LOGIN_TTL))
     identity, return_to = await service.finish_saml_login(idp, fields, browser_request)
     return await complete_login(request, identity, return_to, SAML_COOKIE, _acs_path(idp))

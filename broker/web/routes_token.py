@@ -50,8 +50,9 @@ from broker.errors import (
     UpstreamUnavailable,
 )
 from broker.outputs.formats import expiration_text
-from broker.token_exchange import CREDENTIALS_TYPE, Exchanged, ExchangeTrace, TokenExchange, parse_form
-from broker.web.errors import ErrorKey, http_status, lookup
+from broker.token_exchange import CREDENTIALS_TYPE, Exchanged, ExchangeTrace, parse_form
+from broker.web.context import context_of
+from broker.web.errors import HTTP_STATUS, ErrorKey, http_status, lookup
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse
 
@@ -87,11 +88,6 @@ def oauth_error(exc: BrokerError) -> tuple[str, int]:
     return error, status if status is not None else http_status(exc)
 
 
-def _exchange(request: Request) -> TokenExchange:
-    exchange: TokenExchange = request.app.state.token_exchange
-    return exchange
-
-
 @functools.lru_cache(maxsize=64)
 def _is_utf8_form(content_type: str) -> bool:
     """Judged once per distinct header value: apps send the same one with every request."""
@@ -104,7 +100,7 @@ def _cors(request: Request, origin: str | None) -> dict[str, str]:
     """CORS headers for an allowed browser origin; none for non-browser clients (no Origin header)."""
     if origin is None:
         return {}
-    if origin not in _exchange(request).cors_origins:
+    if origin not in context_of(request).token_exchange.cors_origins:
         raise OriginNotAllowed(f"origin {origin[:100]!r} is not in token_exchange.cors_origins")
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
@@ -158,7 +154,7 @@ async def token(request: Request) -> Response:
     content_type, origin = _first_headers(request)
     try:
         cors = _cors(request, origin)
-        exchange = _exchange(request)
+        exchange = context_of(request).token_exchange
         try:
             _form_content_type(content_type)
             exchange_request = parse_form(await request.body(), client)
@@ -181,7 +177,7 @@ def _refusal(request: Request, exc: BrokerError, trace: ExchangeTrace, cors: dic
              error_id: str | None = None) -> Response:
     error, status = oauth_error(exc)
     error_id = error_id or exc.error_id
-    request.app.state.audit.event(
+    context_of(request).audit.event(
         "request_failed", method=request.method, path=request.url.path, client=client_host(request.scope),
         status=status, reason=exc.reason, oauth_error=error, error_id=error_id, detail=exc.detail[:500], idp=trace.idp,
         subject=trace.subject, role=trace.role,
@@ -201,11 +197,13 @@ def preflight(request: Request) -> Response:
     method = request.headers.get("access-control-request-method", "")
     asked = {h.strip().lower() for h in request.headers.get("access-control-request-headers", "").split(",")
              if h.strip()}
-    if origin not in _exchange(request).cors_origins or method != "POST" or not asked <= PREFLIGHT_HEADERS:
-        request.app.state.audit.event("request_failed", method="OPTIONS", path=request.url.path,
-                                      client=client_host(request.scope), status=403, reason="origin_not_allowed",
-                                      detail=f"preflight from {origin[:100]!r} for {method[:16]!r}")
-        return Response(status_code=403, headers={"Vary": "Origin", **NO_STORE})
+    context = context_of(request)
+    if origin not in context.token_exchange.cors_origins or method != "POST" or not asked <= PREFLIGHT_HEADERS:
+        context.audit.event("request_failed", method="OPTIONS", path=request.url.path,
+                            client=client_host(request.scope), status=HTTP_STATUS[OriginNotAllowed],
+                            reason=OriginNotAllowed.reason,
+                            detail=f"preflight from {origin[:100]!r} for {method[:16]!r}")
+        return Response(status_code=HTTP_STATUS[OriginNotAllowed], headers={"Vary": "Origin", **NO_STORE})
     return Response(status_code=204, headers={
         "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "POST",
         "Access-Control-Allow-Headers": "Content-Type, Accept", "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
