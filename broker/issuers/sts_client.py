@@ -22,8 +22,7 @@ from broker.errors import BrokerError, StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import Credentials
 
-# STS error codes that mean "try again later" (StsUnavailable), not a refusal; sts_http reads them too.
-UNAVAILABLE_CODES = {
+_UNAVAILABLE = {
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure",
     "InternalError", "IDPCommunicationError",
 }
@@ -44,7 +43,7 @@ def map_client_error(exc: ClientError) -> BrokerError:
     error = exc.response.get("Error", {})
     code, message = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
     detail = f"STS {code}: {message}"
-    if code in UNAVAILABLE_CODES:
+    if code in _UNAVAILABLE:
         return StsUnavailable(detail, reason=f"sts_{_snake(code)}")
     public = _REFUSED_PUBLIC.get(code, "AWS refused the request for this role.")
     return StsRefused(detail, reason=f"sts_{_snake(code)}", public=public)

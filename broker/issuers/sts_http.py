@@ -33,7 +33,7 @@ from broker.config import AwsConfig
 from broker.errors import BrokerError, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import Credentials
-from broker.issuers.sts_client import UNAVAILABLE_CODES, map_client_error
+from broker.issuers.sts_client import _UNAVAILABLE, map_client_error
 
 STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 MAX_RESPONSE_BYTES = 256 * 1024
@@ -323,7 +323,7 @@ def parse_answer(status: int, body: bytes, grant: RoleGrant) -> Credentials:
         message = _text(root, f".//{STS_NS}Error/{STS_NS}Message") or _text(root, ".//Error/Message")
         error: BrokerError = map_client_error(ClientError(
             {"Error": {"Code": code, "Message": message}}, "AssumeRoleWithWebIdentity"))
-        if status >= 500 and code not in UNAVAILABLE_CODES:
+        if status >= 500 and code not in _UNAVAILABLE:
             error = StsUnavailable(f"STS {status} {code}: {message}", reason="sts_server_error")
         raise error
     found = list(root.iter(f"{STS_NS}Credentials"))
