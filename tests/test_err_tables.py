@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import pytest
 
 import broker
 from broker.errors import BadRequest, BrokerError, StsUnavailable, TokenInvalid, UpstreamUnavailable
-from broker.web.errors import HTTP_STATUS, entry_for
+from broker.web.errors import HTTP_STATUS, ErrorKey, entry_for
 from broker.web.routes_token import OAUTH_ERRORS
 
 SOURCE = Path(broker.__file__).parent
@@ -54,24 +54,22 @@ def _reason_arg(call: ast.Call) -> ast.expr | None:
     return next((kw.value for kw in call.keywords if kw.arg == "reason"), None)
 
 
+def _constant(node: ast.expr | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
 def _factories(tree: ast.Module) -> dict[str, tuple[type[BrokerError], int, str, str | None]]:
     """Helpers such as `def _refuse(reason, detail): return TokenInvalid(detail, reason=reason)`: their
     name -> (error class, position and name of the reason parameter, its default)."""
-    found = {}
+    found: dict[str, tuple[type[BrokerError], int, str, str | None]] = {}
     for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
         params = [a.arg for a in func.args.args]
         defaults = dict(zip(reversed(params), reversed(func.args.defaults), strict=False))
         for call in (n for n in ast.walk(func) if isinstance(n, ast.Call) and _name(n) in TREE):
             arg = _reason_arg(call)
             if isinstance(arg, ast.Name) and arg.id in params:
-                default = defaults.get(arg.id)
-                text = default.value if isinstance(default, ast.Constant) else None
-                found[func.name] = (TREE[_name(call)], params.index(arg.id), arg.id, text)
+                found[func.name] = (TREE[_name(call)], params.index(arg.id), arg.id, _constant(defaults.get(arg.id)))
     return found
-
-
-def _constant(node: ast.expr | None) -> str | None:
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
 def _sites_in(path: Path) -> Iterator[Site]:
@@ -85,8 +83,7 @@ def _sites_in(path: Path) -> Iterator[Site]:
             yield Site(where, kind, kind.reason if arg is None else _constant(arg))
         elif name in factories:
             kind, index, param, default = factories[name]
-            given = _reason_arg(call) if param == "reason" else None
-            given = given or next((kw.value for kw in call.keywords if kw.arg == param), None)
+            given = next((kw.value for kw in call.keywords if kw.arg == param), None)
             if given is None and index < len(call.args):
                 given = call.args[index]
             yield Site(where, kind, default if given is None else _constant(given))
@@ -106,7 +103,11 @@ def test_the_scan_finds_what_is_raised() -> None:
     assert (TokenInvalid, "saml_signature_shape") in found  # a helper's default reason
 
 
-@pytest.mark.parametrize(("kind", "reason"), REASONS, ids=lambda v: getattr(v, "__name__", v))
+def _id(value: object) -> str:
+    return str(getattr(value, "__name__", value))
+
+
+@pytest.mark.parametrize(("kind", "reason"), REASONS, ids=_id)
 def test_every_reason_raised_has_a_status(kind: type[BrokerError], reason: str) -> None:
     key = entry_for(HTTP_STATUS, kind, reason)
     assert key is not BrokerError or reason in CATCH_ALL_REASONS, f"{kind.__name__}({reason!r}) is a silent 500"
@@ -118,16 +119,15 @@ def test_every_site_with_a_reason_computed_at_run_time_has_a_status_by_class() -
             assert next(k for k in site.kind.__mro__ if k in HTTP_STATUS) is not BrokerError, site.where
 
 
-@pytest.mark.parametrize("kind", sorted(TREE.values(), key=lambda k: k.__name__), ids=lambda k: k.__name__)
+@pytest.mark.parametrize("kind", [kind for _, kind in sorted(TREE.items())], ids=_id)
 def test_every_error_class_has_a_status(kind: type[BrokerError]) -> None:
     key = entry_for(HTTP_STATUS, kind, kind.reason)
     assert key is not BrokerError or kind.reason in CATCH_ALL_REASONS, f"{kind.__name__} is a silent 500"
 
 
 @pytest.mark.parametrize("table", [HTTP_STATUS, OAUTH_ERRORS], ids=["HTTP_STATUS", "OAUTH_ERRORS"])
-def test_each_reason_key_is_raised_by_one_class(table: object) -> None:
+def test_each_reason_key_is_raised_by_one_class(table: Mapping[ErrorKey, object]) -> None:
     """A reason key decides whatever class carries it: so it must be raised somewhere, by one class only."""
-    assert isinstance(table, dict)
     for key in (k for k in table if isinstance(k, str)):
         kinds = {site.kind for site in SITES if site.reason == key}
         assert len(kinds) == 1, f"{key!r} raised by {sorted(k.__name__ for k in kinds)}"

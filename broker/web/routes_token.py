@@ -1,7 +1,8 @@
 """POST /oauth2/token (RFC 8693 token exchange) and its CORS preflight.
 
 Every answer is JSON with `Cache-Control: no-store`. Refusals follow RFC 6749 5.2 (`error`,
-`error_description`, plus `error_id` to find the audit event); the mapping from the broker's error tree:
+`error_description`, plus `error_id` to find the audit event); the mapping from the broker's error tree
+(OAUTH_ERRORS below; the statuses it leaves open come from web/errors.py HTTP_STATUS):
 
 | refusal                                                                   | error                   | status |
 |---------------------------------------------------------------------------|-------------------------|--------|
