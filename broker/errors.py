@@ -1,5 +1,7 @@
-"""One tree of errors. Each carries an HTTP status, a public message safe to show anyone, and a reason
-code for the audit log. `detail` is for the audit log only: it never reaches a response."""
+"""One tree of errors. Each carries a reason code (for the audit log, and what the web layer maps to an
+answer) and a public message safe to show anyone; `detail` is for the audit log only: it never reaches a
+response. No error knows about HTTP: broker/web/errors.py maps reason or class to the HTTP status
+(HTTP_STATUS), broker/web/routes_token.py to the OAuth error (OAUTH_ERRORS)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import secrets
 
 
 class BrokerError(Exception):
-    status: int = 500
     public_message: str = "The broker could not complete the request."
     reason: str = "internal_error"
 
@@ -36,31 +37,26 @@ class ConfigError(BrokerError):
 
 
 class BadRequest(BrokerError):
-    status = 400
     public_message = "The request is malformed."
     reason = "bad_request"
 
 
 class PayloadTooLarge(BrokerError):
-    status = 413
     public_message = "The request is too large."
     reason = "payload_too_large"
 
 
 class NotFound(BrokerError):
-    status = 404
     public_message = "Not found."
     reason = "not_found"
 
 
 class MethodNotAllowed(BrokerError):
-    status = 405
     public_message = "This method is not allowed here."
     reason = "method_not_allowed"
 
 
 class UnknownIdp(NotFound):
-    status = 404
     public_message = "Unknown identity provider."
     reason = "unknown_idp"
 
@@ -68,7 +64,6 @@ class UnknownIdp(NotFound):
 class LoginStateInvalid(BrokerError):
     """The callback does not belong to a login this browser started (tampered, replayed, expired state)."""
 
-    status = 400
     public_message = "This login link is invalid or has expired. Start the login again."
     reason = "state_invalid"
 
@@ -76,7 +71,6 @@ class LoginStateInvalid(BrokerError):
 class LoginRefused(BrokerError):
     """The identity provider said no (the user denied, or the IdP returned an error)."""
 
-    status = 401
     public_message = "The identity provider did not complete the login."
     reason = "idp_refused"
 
@@ -84,19 +78,16 @@ class LoginRefused(BrokerError):
 class TokenInvalid(BrokerError):
     """What the identity provider sent could not be verified (signature, issuer, audience, time, nonce)."""
 
-    status = 401
     public_message = "The identity provider's answer could not be verified. Start the login again."
     reason = "token_invalid"
 
 
 class NotAuthenticated(BrokerError):
-    status = 401
     public_message = "You are not signed in."
     reason = "not_authenticated"
 
 
 class CsrfFailed(BrokerError):
-    status = 403
     public_message = "The form has expired or did not come from this site. Reload the page and try again."
     reason = "csrf_failed"
 
@@ -104,13 +95,11 @@ class CsrfFailed(BrokerError):
 class NotAuthorized(BrokerError):
     """No grant for this identity, or not the role asked for. One message for both (no user enumeration)."""
 
-    status = 403
     public_message = "You are not authorized for this role."
     reason = "not_authorized"
 
 
 class RateLimited(BrokerError):
-    status = 429
     public_message = "Too many requests. Try again later."
     reason = "rate_limited"
 
@@ -122,7 +111,6 @@ class RateLimited(BrokerError):
 class UpstreamUnavailable(BrokerError):
     """An identity provider, JWKS or metadata endpoint did not answer in time or answered nonsense."""
 
-    status = 502
     public_message = "The identity provider is not reachable right now. Try again shortly."
     reason = "idp_unavailable"
 
@@ -130,7 +118,6 @@ class UpstreamUnavailable(BrokerError):
 class StsRefused(BrokerError):
     """AWS STS refused the request: the role's trust policy or the token does not allow it."""
 
-    status = 403
     public_message = "AWS refused to issue credentials for this role."
     reason = "sts_refused"
 
@@ -138,19 +125,16 @@ class StsRefused(BrokerError):
 class StsUnavailable(BrokerError):
     """AWS STS or the federation endpoint timed out, throttled or failed."""
 
-    status = 503
     public_message = "AWS is not answering right now. Try again shortly."
     reason = "sts_unavailable"
 
 
 class ViaNotAvailable(BrokerError):
-    status = 501
     public_message = "This role is granted through a path this broker version cannot issue yet."
     reason = "via_not_available"
 
 
 class StoreUnavailable(BrokerError):
-    status = 503
     public_message = "The broker's state store is unavailable. Try again shortly."
     reason = "store_unavailable"
 
@@ -169,7 +153,6 @@ class RoleChoiceNeeded(BadRequest):
 class OriginNotAllowed(BrokerError):
     """A browser request from a web origin the configuration does not allow (CORS)."""
 
-    status = 403
     public_message = "This web origin may not call this endpoint."
     reason = "origin_not_allowed"
 
@@ -177,6 +160,5 @@ class OriginNotAllowed(BrokerError):
 class ServerBusy(BrokerError):
     """Bounded work is at its cap (e.g. XML signature checks waiting for a worker): refused at once, not queued."""
 
-    status = 503
     public_message = "The broker is busy. Try again shortly."
     reason = "busy"

@@ -51,9 +51,7 @@ def map_client_error(exc: ClientError) -> BrokerError:
 
 def map_transport_error(exc: BotoCoreError) -> BrokerError:
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
-        err = StsUnavailable(f"STS timeout: {type(exc).__name__}", reason="sts_timeout")
-        err.status = 504
-        return err
+        return StsUnavailable(f"STS timeout: {type(exc).__name__}", reason="sts_timeout")
     return StsUnavailable(f"STS unreachable: {type(exc).__name__}", reason="sts_unreachable")
 
 

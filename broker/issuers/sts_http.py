@@ -218,9 +218,7 @@ class HttpStsClient:
             except _Dropped:
                 continue  # a stale keep-alive connection: the request never reached STS
             except TimeoutError:
-                err = StsUnavailable("STS timeout", reason="sts_timeout")
-                err.status = 504
-                raise err from None
+                raise StsUnavailable("STS timeout", reason="sts_timeout") from None
             except (OSError, ssl.SSLError) as exc:
                 if attempt == 0:
                     continue

@@ -13,7 +13,7 @@ Format = Literal["json", "credential_process", "env", "ini"]
 FORMATS: tuple[Format, ...] = ("json", "credential_process", "env", "ini")
 
 
-def _expiration(creds: Credentials) -> str:
+def expiration_text(creds: Credentials) -> str:
     # SDKs refresh only with a timezone-aware ISO 8601 Expiration.
     return isoformat(creds.expiration).replace("+00:00", "Z")
 
@@ -23,7 +23,7 @@ def as_json(creds: Credentials) -> str:
         "AccessKeyId": creds.access_key_id,
         "SecretAccessKey": creds.secret_access_key,
         "SessionToken": creds.session_token,
-        "Expiration": _expiration(creds),
+        "Expiration": expiration_text(creds),
         "RoleArn": creds.role_arn,
         "AssumedRoleArn": creds.assumed_role_arn,
     }, indent=2)
@@ -35,7 +35,7 @@ def as_credential_process(creds: Credentials) -> str:
         "AccessKeyId": creds.access_key_id,
         "SecretAccessKey": creds.secret_access_key,
         "SessionToken": creds.session_token,
-        "Expiration": _expiration(creds),
+        "Expiration": expiration_text(creds),
     })
 
 
@@ -44,7 +44,7 @@ def as_env(creds: Credentials) -> str:
         "AWS_ACCESS_KEY_ID": creds.access_key_id,
         "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
         "AWS_SESSION_TOKEN": creds.session_token,
-        "AWS_CREDENTIAL_EXPIRATION": _expiration(creds),
+        "AWS_CREDENTIAL_EXPIRATION": expiration_text(creds),
     }
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in pairs.items())
 

@@ -29,6 +29,7 @@ from broker.web import (
     routes_static,
     routes_token,
 )
+from broker.web.context import WebContext, context_of_app
 from broker.web.errors import broker_error, http_error, unexpected_error
 from broker.web.middleware import BodyLimit, SecurityHeaders
 from broker.web.proxy import ForwardedFor, IpNetwork
@@ -88,23 +89,20 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
     # chooses it: `Host: evil.example` -> `http://evil.example/roles`). Absolute URLs come only from
     # public_url, so a path with a stray slash is a 404 like any other unknown path.
     app.router.redirect_slashes = False
-    app.state.service = service
-    app.state.token_exchange = service.token_exchange
-    app.state.audit = audit
-    app.state.metrics = metrics
-    app.state.templates = templates()
-    app.state.sessions = SessionManager(
-        service.store, settings.session.secret.get_secret_value(), settings.session.lifetime.total_seconds()
+    app.state.context = WebContext(
+        service=service, token_exchange=service.token_exchange, audit=audit, metrics=metrics, templates=templates(),
+        sessions=SessionManager(service.store, settings.session.secret.get_secret_value(),
+                                settings.session.lifetime.total_seconds()),
+        cookie_name=settings.session.cookie_name,
+        secure_cookies=urlsplit(settings.public_url).scheme == "https",
     )
-    app.state.cookie_name = settings.session.cookie_name
-    app.state.secure_cookies = urlsplit(settings.public_url).scheme == "https"
     return app
 
 
 def metrics_app(app: Starlette) -> Starlette:
     """The app of `metrics.listen`: GET /metrics over the main app's state (the same counters, the same
     token check), everything else the broker's 404."""
-    settings: Settings = app.state.service.settings
+    settings = context_of_app(app).service.settings
     side = Starlette(
         routes=[Route("/metrics", routes_meta.metrics)],
         middleware=[Middleware(SecurityHeaders, access=settings.access_log)],

@@ -1,27 +1,98 @@
-"""The one error handler: every BrokerError becomes its status, public message and error id, and an audit
-event with the reason code and the private detail. Anything unexpected is a 500 with an error id."""
+"""The one error handler: every BrokerError becomes its status (HTTP_STATUS, the one table from reason or
+error class to HTTP status), public message and error id, and an audit event with the reason code and the
+private detail. Anything unexpected is a 500 with an error id."""
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
+from typing import TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker.errors import BadRequest, BrokerError, MethodNotAllowed, NotFound, RateLimited
+from broker.errors import (
+    BadRequest,
+    BrokerError,
+    ConfigError,
+    CsrfFailed,
+    LoginRefused,
+    LoginStateInvalid,
+    MethodNotAllowed,
+    NotAuthenticated,
+    NotAuthorized,
+    NotFound,
+    OriginNotAllowed,
+    PayloadTooLarge,
+    RateLimited,
+    ServerBusy,
+    StoreUnavailable,
+    StsRefused,
+    StsUnavailable,
+    TokenInvalid,
+    UnknownIdp,
+    UpstreamUnavailable,
+    ViaNotAvailable,
+)
+from broker.web.context import context_of
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, page, wants_json
 
 log = logging.getLogger("broker.errors")
+T = TypeVar("T")
+ErrorKey = str | type[BrokerError]
+
+# The HTTP status of every refusal: a reason code, else the nearest error class (subclasses inherit).
+# A reason key holds whatever class raises it; tests/test_err_tables.py checks that every reason raised in
+# broker/ lands on an entry below the BrokerError catch-all.
+HTTP_STATUS: Mapping[ErrorKey, int] = {
+    BrokerError: 500,
+    ConfigError: 500,
+    BadRequest: 400,
+    LoginStateInvalid: 400,
+    LoginRefused: 401,
+    TokenInvalid: 401,
+    NotAuthenticated: 401,
+    CsrfFailed: 403,
+    NotAuthorized: 403,
+    OriginNotAllowed: 403,
+    StsRefused: 403,
+    NotFound: 404,
+    UnknownIdp: 404,
+    MethodNotAllowed: 405,
+    PayloadTooLarge: 413,
+    RateLimited: 429,
+    ViaNotAvailable: 501,
+    UpstreamUnavailable: 502,
+    StsUnavailable: 503,
+    StoreUnavailable: 503,
+    ServerBusy: 503,
+    "sts_timeout": 504,  # STS did not answer in time (a gateway timeout, not STS saying it is down)
+}
+
+
+def entry_for(table: Mapping[ErrorKey, T], kind: type[BrokerError], reason: str) -> ErrorKey:
+    """The key of `table` that decides for an error: its reason, else its nearest class in the table."""
+    if reason in table:
+        return reason
+    return next(k for k in kind.__mro__ if k in table)
+
+
+def lookup(table: Mapping[ErrorKey, T], exc: BrokerError) -> T:
+    return table[entry_for(table, type(exc), exc.reason)]
+
+
+def http_status(exc: BrokerError) -> int:
+    return lookup(HTTP_STATUS, exc)
 
 
 def _audit(request: Request, **fields: str | int | None) -> None:
     idp = request.path_params.get("idp")
     client = client_host(request.scope)
-    request.app.state.audit.event("request_failed", method=request.method, path=request.url.path[:300],
-                                  idp=idp, client=client, **fields)
+    context_of(request).audit.event("request_failed", method=request.method, path=request.url.path[:300],
+                               idp=idp, client=client, **fields)
 
 
 def error_response(request: Request, status: int, reason: str, message: str, error_id: str) -> Response:
@@ -34,8 +105,12 @@ def error_response(request: Request, status: int, reason: str, message: str, err
 
 async def broker_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BrokerError)
-    _audit(request, status=exc.status, reason=exc.reason, error_id=exc.error_id, detail=exc.detail[:500])
-    response = error_response(request, exc.status, exc.reason, exc.public_message, exc.error_id)
+    return _refusal(request, exc, http_status(exc))
+
+
+def _refusal(request: Request, exc: BrokerError, status: int) -> Response:
+    _audit(request, status=status, reason=exc.reason, error_id=exc.error_id, detail=exc.detail[:500])
+    response = error_response(request, status, exc.reason, exc.public_message, exc.error_id)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
@@ -46,16 +121,14 @@ def _as_broker_error(exc: HTTPException) -> BrokerError:
         return NotFound("no route for this path", reason="route_not_found")
     if exc.status_code == 405:
         return MethodNotAllowed("no route for this method")
-    error = BadRequest(f"HTTP {exc.status_code} from the framework", reason=f"http_{exc.status_code}")
-    error.status = exc.status_code
-    return error
+    return BadRequest(f"HTTP {exc.status_code} from the framework", reason=f"http_{exc.status_code}")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no route, wrong method, a malformed form): the broker's page or JSON,
-    audited, never Starlette's plain text."""
+    audited, never Starlette's plain text. The framework chose the status: it is kept."""
     assert isinstance(exc, HTTPException)
-    response = await broker_error(request, _as_broker_error(exc))
+    response = _refusal(request, _as_broker_error(exc), exc.status_code)
     for name, value in (exc.headers or {}).items():  # Allow, on a 405
         response.headers[name] = value
     return response

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker.token_exchange import CREDENTIALS_TYPE, GRANT_TYPE, ID_TOKEN_TYPE
+from broker.web.context import context_of
 
 OAUTH_ERROR_CODES = ["invalid_request", "unsupported_grant_type", "invalid_grant", "unauthorized_client",
                      "invalid_target", "temporarily_unavailable", "server_error"]
@@ -119,5 +120,5 @@ def document(public_url: str) -> dict[str, Any]:
 
 
 async def openapi(request: Request) -> Response:
-    return JSONResponse(document(request.app.state.service.settings.public_url),
+    return JSONResponse(document(context_of(request).service.settings.public_url),
                         headers={"Cache-Control": "public, max-age=300"})

@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
+from broker.web.context import context_of
+
 TEMPLATES = Path(__file__).parent / "templates"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -36,5 +38,4 @@ def templates() -> Jinja2Templates:
 
 
 def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
-    tpl: Jinja2Templates = request.app.state.templates
-    return tpl.TemplateResponse(request, name, context, status_code=status, headers=NO_STORE)
+    return context_of(request).templates.TemplateResponse(request, name, context, status_code=status, headers=NO_STORE)

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from broker.errors import BadRequest, NotAuthenticated, NotFound
 from broker.rules.schema import IdentitySpec
 from broker.service import BrokerService
+from broker.web.context import context_of
 from broker.web.render import NO_STORE
 
 
@@ -30,7 +31,7 @@ def _authorize(request: Request, service: BrokerService) -> None:
 
 
 async def explain(request: Request) -> Response:
-    service: BrokerService = request.app.state.service
+    service = context_of(request).service
     _authorize(request, service)
     try:
         spec = IdentitySpec.model_validate_json(await request.body())

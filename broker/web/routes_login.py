@@ -7,51 +7,39 @@ from starlette.responses import RedirectResponse, Response
 
 from broker import urls
 from broker.errors import NotAuthenticated
-from broker.service import LOGIN_TTL, BrokerService
+from broker.service import LOGIN_TTL
+from broker.web.context import context_of
 from broker.web.proxy import client_host
 from broker.web.render import page
 from broker.web.routes_roles import checked_form
 from broker.web.saml_post import post_page
-from broker.web.sessions import SessionManager
 
 LOGIN_COOKIE = "sts_broker_login"  # the OIDC state, for the callback
 SAML_COOKIE = "sts_broker_saml"  # the AuthnRequest ID, for the ACS
-
-
-def service_of(request: Request) -> BrokerService:
-    service: BrokerService = request.app.state.service
-    return service
-
-
-def sessions_of(request: Request) -> SessionManager:
-    sessions: SessionManager = request.app.state.sessions
-    return sessions
 
 
 def client_address(request: Request) -> str:
     return client_host(request.scope)
 
 
-def _secure(request: Request) -> bool:
-    return bool(request.app.state.secure_cookies)
-
-
 async def index(request: Request) -> Response:
-    session = await sessions_of(request).load(request.cookies.get(request.app.state.cookie_name))
+    context = context_of(request)
+    session = await context.sessions.load(request.cookies.get(context.cookie_name))
     if session is not None:
         return RedirectResponse("/roles", status_code=303)
-    idps = [{"id": idp_id, "name": name} for idp_id, name in service_of(request).browser_idps()]
+    idps = [{"id": idp_id, "name": name} for idp_id, name in context.service.browser_idps()]
     return page(request, "index.html", {"idps": sorted(idps, key=lambda i: i["name"])})
 
 
 async def login(request: Request) -> Response:
-    start = await service_of(request).start_login(request.path_params["idp"], client_address(request))
+    start = await context_of(request).service.start_login(request.path_params["idp"], client_address(request))
     response = post_page(request, start) if start.fields else RedirectResponse(start.url, status_code=303)
-    secure = _secure(request)
+    secure = context_of(request).secure_cookies
     # Binds the login to this browser: an answer carrying someone else's state is refused. An answer that
     # comes back as a cross-site POST (SAML ACS) needs SameSite=None over https (and Secure); plain http
     # exists only on loopback, where it is same-site.
-    response.set_cookie(_cookie(start.cross_site_finish), sessions_of(request).sign_login_state(start.state),
+    sessions = context_of(request).sessions
+    response.set_cookie(_cookie(start.cross_site_finish), sessions.sign_login_state(start.state),
                         max_age=int(LOGIN_TTL), httponly=True, secure=secure,
                         samesite="none" if secure and start.cross_site_finish else "lax", path=start.finish_path)
     return response
@@ -69,28 +57,28 @@ async def finish(request: Request, template: str, params: dict[str, str]) -> Res
     """The end of any browser login (OIDC callback, SAML ACS): verified by the core, then a fresh session
     (rotated id) and the browser sent to the allow-listed path the core returned."""
     idp = request.path_params["idp"]
-    service, sessions = service_of(request), sessions_of(request)
+    service, sessions = context_of(request).service, context_of(request).sessions
     cookie = _cookie(template == urls.SAML_ACS)
     browser_state = sessions.login_state(request.cookies.get(cookie), int(LOGIN_TTL))
     identity, return_to = await service.finish_login(idp, template, params, browser_state)
     service.login_succeeded(identity, client_address(request))
-    cookie_name = request.app.state.cookie_name
+    cookie_name = context_of(request).cookie_name
     _, session_cookie = await sessions.create(identity, request.cookies.get(cookie_name))
     response = RedirectResponse(return_to, status_code=303)
     response.set_cookie(cookie_name, session_cookie, max_age=int(sessions.lifetime), httponly=True,
-                        secure=_secure(request), samesite="lax")
+                        secure=context_of(request).secure_cookies, samesite="lax")
     response.delete_cookie(cookie, path=urls.for_idp(template, idp))
     return response
 
 
 async def logout(request: Request) -> Response:
-    cookie_name = request.app.state.cookie_name
-    session = await sessions_of(request).load(request.cookies.get(cookie_name))
+    context = context_of(request)
+    session = await context.sessions.load(request.cookies.get(context.cookie_name))
     if session is None:
         raise NotAuthenticated("logout without a session")
     await checked_form(request, session)
-    await sessions_of(request).destroy(session)
-    service_of(request).logged_out(session.identity)
+    await context_of(request).sessions.destroy(session)
+    context_of(request).service.logged_out(session.identity)
     response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(cookie_name)
+    response.delete_cookie(context.cookie_name)
     return response

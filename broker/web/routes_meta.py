@@ -9,8 +9,7 @@ from starlette.responses import JSONResponse, Response
 from broker.errors import BrokerError, NotAuthenticated
 from broker.issuers.saml_idp import idp_metadata
 from broker.issuers.signing import ALGORITHM
-from broker.metrics import Metrics
-from broker.service import BrokerService
+from broker.web.context import context_of
 from broker.web.errors import broker_error
 from broker.web.routes_admin import bearer_ok
 
@@ -18,7 +17,7 @@ PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
 
 
 async def openid_configuration(request: Request) -> Response:
-    service: BrokerService = request.app.state.service
+    service = context_of(request).service
     base = service.settings.public_url
     return JSONResponse({
         "issuer": base,
@@ -32,13 +31,13 @@ async def openid_configuration(request: Request) -> Response:
 
 
 async def jwks(request: Request) -> Response:
-    service: BrokerService = request.app.state.service
+    service = context_of(request).service
     return JSONResponse(service.keys.jwks(), headers=PUBLIC_CACHE)
 
 
 async def saml_idp_metadata(request: Request) -> Response:
     """The broker as a SAML IdP: register this document as an IAM SAML provider for the assertions it mints."""
-    service: BrokerService = request.app.state.service
+    service = context_of(request).service
     document = idp_metadata(service.settings.public_url, service.saml_keys)
     return Response(document, media_type="application/samlmetadata+xml", headers=PUBLIC_CACHE)
 
@@ -48,7 +47,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    service: BrokerService = request.app.state.service
+    service = context_of(request).service
     checks = {"store": "ok", "keys": "ok" if service.keys.jwks()["keys"] else "missing"}
     try:
         await service.store.ping()
@@ -63,12 +62,12 @@ METRICS_CHALLENGE = 'Bearer realm="sts-broker metrics"'
 
 async def metrics(request: Request) -> Response:
     """Prometheus; with `metrics.token` set, only for a scraper that sends it (401 and an audit event)."""
-    service: BrokerService = request.app.state.service
+    service = context_of(request).service
     token = service.settings.metrics.token
     if token is not None and not bearer_ok(request, token):
         response = await broker_error(request, NotAuthenticated("/metrics without the metrics token",
                                                                 reason="metrics_token_invalid"))
         response.headers["WWW-Authenticate"] = METRICS_CHALLENGE
         return response
-    registry: Metrics = request.app.state.metrics
+    registry = context_of(request).metrics
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

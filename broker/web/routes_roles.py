@@ -12,13 +12,14 @@ from broker.errors import BadRequest, CsrfFailed, NotAuthenticated
 from broker.outputs.formats import FORMATS, MEDIA_TYPES, render
 from broker.rules.notices import notice_json
 from broker.service import BrokerService
+from broker.web.context import context_of
 from broker.web.render import NO_STORE, page, wants_json
-from broker.web.sessions import Session, SessionManager
+from broker.web.sessions import Session
 
 
 async def _session(request: Request) -> Session:
-    sessions: SessionManager = request.app.state.sessions
-    session = await sessions.load(request.cookies.get(request.app.state.cookie_name))
+    context = context_of(request)
+    session = await context.sessions.load(request.cookies.get(context.cookie_name))
     if session is None:
         raise NotAuthenticated("no valid session cookie", reason="session_missing_or_invalid")
     return session
@@ -60,7 +61,7 @@ def _view(service: BrokerService, session: Session) -> dict[str, Any]:
 
 
 async def roles(request: Request) -> Response:
-    service: BrokerService = request.app.state.service
+    service = context_of(request).service
     try:
         session = await _session(request)
     except NotAuthenticated:
@@ -74,7 +75,7 @@ async def roles(request: Request) -> Response:
 
 
 async def console(request: Request) -> Response:
-    service: BrokerService = request.app.state.service
+    service = context_of(request).service
     session = await _session(request)
     form = await checked_form(request, session)
     url = await service.console_url(session.identity, _role(form))
@@ -82,7 +83,7 @@ async def console(request: Request) -> Response:
 
 
 async def credentials(request: Request) -> Response:
-    service: BrokerService = request.app.state.service
+    service = context_of(request).service
     session = await _session(request)
     form = await checked_form(request, session)
     fmt = form.get("format", "json")

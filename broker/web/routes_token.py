@@ -1,7 +1,8 @@
 """POST /oauth2/token (RFC 8693 token exchange) and its CORS preflight.
 
 Every answer is JSON with `Cache-Control: no-store`. Refusals follow RFC 6749 5.2 (`error`,
-`error_description`, plus `error_id` to find the audit event); the mapping from the broker's error tree:
+`error_description`, plus `error_id` to find the audit event); the mapping from the broker's error tree
+(OAUTH_ERRORS below; the statuses it leaves open come from web/errors.py HTTP_STATUS):
 
 | refusal                                                                   | error                   | status |
 |---------------------------------------------------------------------------|-------------------------|--------|
@@ -29,6 +30,7 @@ import functools
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -48,8 +50,10 @@ from broker.errors import (
     TokenInvalid,
     UpstreamUnavailable,
 )
-from broker.outputs.formats import _expiration
-from broker.token_exchange import CREDENTIALS_TYPE, Exchanged, ExchangeTrace, TokenExchange, parse_form
+from broker.outputs.formats import expiration_text
+from broker.token_exchange import CREDENTIALS_TYPE, Exchanged, ExchangeTrace, parse_form
+from broker.web.context import context_of
+from broker.web.errors import HTTP_STATUS, ErrorKey, http_status, lookup
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse
 
@@ -58,19 +62,22 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 PREFLIGHT_HEADERS = frozenset({"content-type", "accept"})
 PREFLIGHT_MAX_AGE = "600"
 
-# (error class, OAuth error, status or None to keep the class's own)
-OAUTH_ERRORS: tuple[tuple[type[BrokerError], str, int | None], ...] = (
-    (RateLimited, "temporarily_unavailable", 429),
-    (PayloadTooLarge, "invalid_request", 413),
-    (BadRequest, "invalid_request", 400),
-    (TokenInvalid, "invalid_grant", 400),
-    (OriginNotAllowed, "unauthorized_client", 400),
-    (NotAuthorized, "invalid_target", 400),
-    (StsRefused, "invalid_target", 400),
-    (UpstreamUnavailable, "temporarily_unavailable", None),
-    (StsUnavailable, "temporarily_unavailable", None),
-    (StoreUnavailable, "temporarily_unavailable", None),
-)
+# The OAuth error (RFC 6749 5.2) of every refusal, and its status (None: the web status, HTTP_STATUS): a
+# reason code, else the nearest error class. What is in neither is a server_error.
+OAUTH_ERRORS: Mapping[ErrorKey, tuple[str, int | None]] = {
+    BrokerError: ("server_error", 500),
+    "unsupported_grant_type": ("unsupported_grant_type", 400),
+    RateLimited: ("temporarily_unavailable", 429),
+    PayloadTooLarge: ("invalid_request", 413),
+    BadRequest: ("invalid_request", 400),
+    TokenInvalid: ("invalid_grant", 400),
+    OriginNotAllowed: ("unauthorized_client", 400),
+    NotAuthorized: ("invalid_target", 400),
+    StsRefused: ("invalid_target", 400),
+    UpstreamUnavailable: ("temporarily_unavailable", None),
+    StsUnavailable: ("temporarily_unavailable", None),
+    StoreUnavailable: ("temporarily_unavailable", None),
+}
 DESCRIPTIONS = {
     "token_expired": "The subject token has expired.",
     "token_replayed": "The subject token has already been exchanged.",
@@ -78,17 +85,8 @@ DESCRIPTIONS = {
 
 
 def oauth_error(exc: BrokerError) -> tuple[str, int]:
-    if exc.reason == "unsupported_grant_type":
-        return "unsupported_grant_type", 400
-    for kind, error, status in OAUTH_ERRORS:
-        if isinstance(exc, kind):
-            return error, status if status is not None else exc.status
-    return "server_error", 500
-
-
-def _exchange(request: Request) -> TokenExchange:
-    exchange: TokenExchange = request.app.state.token_exchange
-    return exchange
+    error, status = lookup(OAUTH_ERRORS, exc)
+    return error, status if status is not None else http_status(exc)
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,7 +101,7 @@ def _cors(request: Request, origin: str | None) -> dict[str, str]:
     """CORS headers for an allowed browser origin; none for non-browser clients (no Origin header)."""
     if origin is None:
         return {}
-    if origin not in _exchange(request).cors_origins:
+    if origin not in context_of(request).token_exchange.cors_origins:
         raise OriginNotAllowed(f"origin {origin[:100]!r} is not in token_exchange.cors_origins")
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
@@ -145,7 +143,7 @@ def success_body(result: Exchanged) -> dict[str, Any]:
             "AccessKeyId": creds.access_key_id,
             "SecretAccessKey": creds.secret_access_key,
             "SessionToken": creds.session_token,
-            "Expiration": _expiration(creds),
+            "Expiration": expiration_text(creds),
         },
     }
 
@@ -157,7 +155,7 @@ async def token(request: Request) -> Response:
     content_type, origin = _first_headers(request)
     try:
         cors = _cors(request, origin)
-        exchange = _exchange(request)
+        exchange = context_of(request).token_exchange
         try:
             _form_content_type(content_type)
             exchange_request = parse_form(await request.body(), client)
@@ -180,7 +178,7 @@ def _refusal(request: Request, exc: BrokerError, trace: ExchangeTrace, cors: dic
              error_id: str | None = None) -> Response:
     error, status = oauth_error(exc)
     error_id = error_id or exc.error_id
-    request.app.state.audit.event(
+    context_of(request).audit.event(
         "request_failed", method=request.method, path=request.url.path, client=client_host(request.scope),
         status=status, reason=exc.reason, oauth_error=error, error_id=error_id, detail=exc.detail[:500], idp=trace.idp,
         subject=trace.subject, role=trace.role,
@@ -200,11 +198,13 @@ def preflight(request: Request) -> Response:
     method = request.headers.get("access-control-request-method", "")
     asked = {h.strip().lower() for h in request.headers.get("access-control-request-headers", "").split(",")
              if h.strip()}
-    if origin not in _exchange(request).cors_origins or method != "POST" or not asked <= PREFLIGHT_HEADERS:
-        request.app.state.audit.event("request_failed", method="OPTIONS", path=request.url.path,
-                                      client=client_host(request.scope), status=403, reason="origin_not_allowed",
-                                      detail=f"preflight from {origin[:100]!r} for {method[:16]!r}")
-        return Response(status_code=403, headers={"Vary": "Origin", **NO_STORE})
+    context = context_of(request)
+    if origin not in context.token_exchange.cors_origins or method != "POST" or not asked <= PREFLIGHT_HEADERS:
+        context.audit.event("request_failed", method="OPTIONS", path=request.url.path,
+                            client=client_host(request.scope), status=HTTP_STATUS[OriginNotAllowed],
+                            reason=OriginNotAllowed.reason,
+                            detail=f"preflight from {origin[:100]!r} for {method[:16]!r}")
+        return Response(status_code=HTTP_STATUS[OriginNotAllowed], headers={"Vary": "Origin", **NO_STORE})
     return Response(status_code=204, headers={
         "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "POST",
         "Access-Control-Allow-Headers": "Content-Type, Accept", "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from broker.connectors.id_token import Expectations, verify_id_token
 from broker.connectors.jwks import JwksCache
 from broker.errors import TokenInvalid
+from broker.web.errors import http_status
 from tests.support.token_issuer import TokenIssuer, new_key, running_issuer
 
 
@@ -45,7 +46,7 @@ def refused(issuer: TokenIssuer, token: str, reason: str, **overrides: Any) -> N
     with pytest.raises(TokenInvalid) as err:
         verify(issuer, token, **overrides)
     assert err.value.reason == reason
-    assert err.value.status == 401
+    assert http_status(err.value) == 401
 
 
 def _b64(data: bytes) -> str:

@@ -15,6 +15,7 @@ from broker.issuers.credentials import Credentials
 from broker.issuers.sts_client import map_client_error, map_transport_error
 from broker.outputs.console import ConsoleSignIn
 from broker.outputs.formats import as_credential_process
+from broker.web.errors import http_status
 
 CREDS = Credentials("ASIAEXAMPLE", "secret-key-value", "session-token-value",
                     datetime(2030, 1, 1, tzinfo=UTC), "arn:aws:iam::1:role/R", "arn:aws:sts::1:assumed-role/R/x")
@@ -71,11 +72,11 @@ def _client_error(code: str) -> ClientError:
 
 def test_sts_errors_map_to_the_tree() -> None:
     denied = map_client_error(_client_error("AccessDenied"))
-    assert isinstance(denied, StsRefused) and denied.reason == "sts_access_denied" and denied.status == 403
+    assert isinstance(denied, StsRefused) and denied.reason == "sts_access_denied" and http_status(denied) == 403
     expired = map_client_error(_client_error("ExpiredTokenException"))
     assert expired.reason == "sts_expired_token"
     throttled = map_client_error(_client_error("Throttling"))
-    assert isinstance(throttled, StsUnavailable) and throttled.status == 503
+    assert isinstance(throttled, StsUnavailable) and http_status(throttled) == 503
     timeout = map_transport_error(ConnectTimeoutError(endpoint_url="http://x"))
-    assert timeout.status == 504 and timeout.reason == "sts_timeout"
+    assert http_status(timeout) == 504 and timeout.reason == "sts_timeout"
     assert map_transport_error(EndpointConnectionError(endpoint_url="http://x")).reason == "sts_unreachable"

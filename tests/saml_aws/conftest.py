@@ -33,6 +33,7 @@ from broker.issuers.signing import generate_key_file
 from broker.service import BrokerService
 from broker.settings import KeyConfig
 from broker.web.app import create_app
+from broker.web.context import context_of_app
 
 ACCOUNT = "310987654321"  # its own moto account: no other suite's IAM state leaks in
 PROVIDER = f"arn:aws:iam::{ACCOUNT}:saml-provider/sts-broker"
@@ -77,7 +78,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SamlEnv]:
             assert served.status_code == 200
             assert served.headers["content-type"].startswith("application/samlmetadata+xml")
             client(aws, "iam").create_saml_provider(Name="sts-broker", SAMLMetadataDocument=served.text)
-            service: BrokerService = app.state.service
+            service: BrokerService = context_of_app(app).service
             yield SamlEnv(aws, service, served.content, service.saml_issuer._key, workdir)
 
 

@@ -26,6 +26,7 @@ from broker.connectors.saml_metadata import MetadataSource, parse_metadata
 from broker.devstack.dev_saml_idp import DevSamlIdp, saml_idp_config, write_key_and_cert
 from broker.errors import TokenInvalid, UpstreamUnavailable
 from broker.metrics import Metrics
+from broker.web.errors import http_status
 from tests.saml_sp._meta_support import (
     DS,
     Served,
@@ -212,7 +213,7 @@ def test_no_good_copy_at_all(fed: Federation, tmp_path: Path) -> None:
             fed.served.body = fed.document().encode()
             with pytest.raises(UpstreamUnavailable) as info:
                 await _login(fed, broker)
-            assert info.value.reason == "saml_metadata_unsigned" and info.value.status == 502
+            assert info.value.reason == "saml_metadata_unsigned" and http_status(info.value) == 502
             [event] = broker.events("saml_metadata_refused")
             assert event["kept_last_good"] is False and broker.count("saml_metadata_unsigned") == 1
             fed.served.body = fed.signed().encode()

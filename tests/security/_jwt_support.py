@@ -34,6 +34,7 @@ from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.devstack.stack import SECRET_ENV, aws_client, write_config
 from broker.token_exchange import GRANT_TYPE, ID_TOKEN_TYPE
 from broker.web.app import create_app
+from broker.web.context import context_of_app
 from tests.support.token_issuer import TokenIssuer, public_jwk, running_issuer
 
 ACCOUNT = "555566667777"
@@ -135,7 +136,7 @@ class SecEnv:
         return sum(e["event"] in {"credentials_issued", "console_issued"} for e in self.events())
 
     def sts_calls(self) -> int:
-        return int(self.app.state.token_exchange.cache.issued)
+        return int(context_of_app(self.app).token_exchange.cache.issued)
 
 
 def _idps(issuer: str, rotating: str) -> dict[str, dict[str, Any]]:

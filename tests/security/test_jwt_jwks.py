@@ -21,6 +21,7 @@ from broker.connectors.jwks import JwksCache
 from broker.connectors.oidc_config import OidcIdpConfig
 from broker.connectors.token_config import TokenIdpConfig
 from broker.errors import TokenInvalid, UpstreamUnavailable
+from broker.web.errors import http_status
 from tests.security import _jwt_support
 from tests.security._jwt_support import (
     MAX_AGE,
@@ -201,7 +202,7 @@ def test_idp_down_past_max_age_fails_closed(idp: RotatingIssuer) -> None:
         clock.now = start + AGE + INTERVAL
         with pytest.raises(UpstreamUnavailable) as err:
             await accepted(cache, idp, good)
-        assert err.value.reason == "idp_http_error" and err.value.status == 502
+        assert err.value.reason == "idp_http_error" and http_status(err.value) == 502
         clock.now += 1
         with pytest.raises(UpstreamUnavailable) as err:
             await accepted(cache, idp, good)

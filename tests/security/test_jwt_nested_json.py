@@ -19,6 +19,7 @@ from broker.connectors.jwks import JwksCache
 from broker.devstack.servers import http_server
 from broker.errors import UpstreamUnavailable
 from broker.safe_json import MAX_DEPTH, JsonRefused, loads, loads_object
+from broker.web.errors import http_status
 from tests.security import _jwt_support
 from tests.security._jwt_support import (
     HEADER,
@@ -133,7 +134,7 @@ def test_jwks_document_hostile(hostile_documents: tuple[str, dict[str, bytes]], 
             await JwksCache(http, f"{url}/{name}/jwks", timeout=3).key_set("k1")
     with pytest.raises(UpstreamUnavailable) as err:
         asyncio.run(run())
-    assert err.value.reason == "idp_bad_answer" and err.value.status == 502
+    assert err.value.reason == "idp_bad_answer" and http_status(err.value) == 502
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_DOCUMENTS))

@@ -25,6 +25,7 @@ from broker.devstack.local_aws import run_local_aws
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.devstack.stack import SECRET_ENV, aws_client, write_config
 from broker.web.app import create_app
+from broker.web.context import context_of_app
 from tests.support.token_issuer import running_issuer
 from tests.token_exchange.conftest import ExchangeEnv, assert_refused, exchange, mobile_claims, token_idps
 
@@ -80,7 +81,7 @@ def rules_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExchangeEnv]
 @pytest.fixture
 def sent(rules_env: ExchangeEnv) -> Iterator[list[dict[str, str]]]:
     """The AssumeRoleWithWebIdentity parameters as the connection pool writes them to the wire."""
-    sts, calls = rules_env.app.state.token_exchange.sts, []
+    sts, calls = context_of_app(rules_env.app).token_exchange.sts, []
     wire = sts._call
 
     async def recording(request: bytes) -> Any:

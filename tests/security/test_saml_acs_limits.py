@@ -20,6 +20,7 @@ from broker.connectors.saml_xml import XmlRejected, _parser, guarded_parse
 from broker.connectors.xml_workers import XmlWorkers
 from broker.devstack import browser
 from broker.errors import ServerBusy
+from broker.web.context import context_of_app
 from tests.saml_sp.conftest import NS, SamlWorld, assert_refused, assertion_of, audit_events, client, saml_world
 from tests.security._saml_support import Broker, encoded, other_broker, xml_text, xslt_recursion
 
@@ -106,7 +107,7 @@ def test_acs_rate_limit(saml_world: SamlWorld, limited: Broker) -> None:
 
 def test_full_xml_queue_is_a_fast_503(saml_world: SamlWorld, limited: Broker) -> None:
     """With every worker slot taken, a post is refused at once (503, audited) and its request stays usable."""
-    workers: XmlWorkers = limited.app.state.service.xml_workers
+    workers: XmlWorkers = context_of_app(limited.app).service.xml_workers
     with browser.browser() as client:
         client.headers["Accept"] = "application/json"
         time.sleep(2.1)  # a fresh rate-limit window

@@ -26,6 +26,7 @@ from broker.devstack.stack import SECRET_ENV, aws_client, write_config
 from broker.settings import Settings
 from broker.token_exchange import GRANT_TYPE, ID_TOKEN_TYPE
 from broker.web.app import create_app
+from broker.web.context import context_of_app
 from tests.support.token_issuer import TokenIssuer, running_issuer
 
 ACCOUNT = "111122223333"
@@ -58,7 +59,7 @@ class ExchangeEnv:
         return sum(e["event"] == "credentials_issued" for e in self.events())
 
     def sts_calls(self) -> int:
-        return int(self.app.state.token_exchange.cache.issued)
+        return int(context_of_app(self.app).token_exchange.cache.issued)
 
 
 def token_idps(issuer: str) -> dict[str, dict[str, Any]]:

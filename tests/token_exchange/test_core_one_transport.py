@@ -7,6 +7,7 @@ import pytest
 
 from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
+from broker.web.context import context_of_app
 from tests.token_exchange.conftest import ExchangeEnv, extra_broker
 
 
@@ -14,10 +15,11 @@ from tests.token_exchange.conftest import ExchangeEnv, extra_broker
 def test_every_flow_reaches_sts_through_one_client(env: ExchangeEnv, transport: str, kind: type) -> None:
     config = env.settings.token_exchange.model_copy(update={"sts_transport": transport})
     with extra_broker(env, token_exchange=config) as (_, app):
-        service = app.state.service
+        context = context_of_app(app)
+        service = context.service
         sts = service.sts
         assert isinstance(sts, kind)
-        assert app.state.token_exchange.sts is sts and service.issuance.sts is sts
+        assert context.token_exchange.sts is sts and service.issuance.sts is sts
         assert service.web_identity._sts is sts and service.saml_issuer._sts is sts
         assert set(service.issuance.issuers) == {"web_identity", "saml"}
         assert service.issuance.issuers["web_identity"] is service.web_identity

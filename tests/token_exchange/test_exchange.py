@@ -16,6 +16,7 @@ import yaml
 
 from broker.devstack.stack import aws_client
 from broker.token_exchange import CREDENTIALS_TYPE
+from broker.web.context import context_of_app
 from tests.token_exchange.conftest import (
     ACCOUNT,
     GOOGLE_ISS,
@@ -77,7 +78,7 @@ def test_minted_carries_tags_and_session_policy_to_sts(env: ExchangeEnv, transpo
     config = env.settings.token_exchange.model_copy(update={"sts_transport": transport})
     with extra_broker(env, token_exchange=config) as (url, app):
         sent: list[dict[str, str]] = []
-        sts = app.state.token_exchange.sts
+        sts = context_of_app(app).token_exchange.sts
         if transport == "boto3":
             def recording(request: Any, **_: Any) -> None:  # botocore's last hook before the wire
                 body = request.body if isinstance(request.body, bytes) else str(request.body).encode()
@@ -144,7 +145,7 @@ def test_cache_off_calls_sts_every_time(env: ExchangeEnv) -> None:
     with extra_broker(env, token_exchange=settings) as (url, app):
         token = mobile_token(env.idp)
         keys = {creds_of(exchange(url, token))["Credentials"]["AccessKeyId"] for _ in range(2)}
-        assert len(keys) == 2 and app.state.token_exchange.cache.issued == 2
+        assert len(keys) == 2 and context_of_app(app).token_exchange.cache.issued == 2
 
 
 def test_replay_allowed_by_default_once_when_configured(env: ExchangeEnv) -> None:
@@ -203,5 +204,5 @@ def test_new_rules_apply_at_once(env: ExchangeEnv, tmp_path: Path) -> None:
         text = yaml.safe_load(rules.read_text())
         text["rules"] = [r for r in text["rules"] if r["id"] != "mobile-pro"]
         rules.write_text(yaml.safe_dump(text))
-        assert app.state.service.rules_source.reload_if_changed()
+        assert context_of_app(app).service.rules_source.reload_if_changed()
         assert creds_of(exchange(url, token))["role_arn"] == PASSTHROUGH

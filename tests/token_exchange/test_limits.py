@@ -17,6 +17,7 @@ from broker.audit import AuditLog
 from broker.devstack.redis_server import running_redis
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.web.app import create_app
+from broker.web.context import context_of_app
 from tests.support.token_issuer import new_key
 from tests.token_exchange.conftest import (
     UNTRUSTED,
@@ -38,11 +39,12 @@ def test_per_client_address(env: ExchangeEnv) -> None:
     with extra_broker(env, **limits(env, client=3)) as (url, app):
         for _ in range(3):
             assert exchange(url, mobile_token(env.idp)).status_code == 200
-        calls, jwks, issued = app.state.token_exchange.cache.issued, env.idp.jwks_requests, env.issued()
+        calls, jwks, issued = context_of_app(app).token_exchange.cache.issued, env.idp.jwks_requests, env.issued()
         response = exchange(url, mobile_token(env.idp))
         assert_refused(env, response, 429, "temporarily_unavailable", "rate_limited")
         assert response.headers["retry-after"] == "60"
-        assert (app.state.token_exchange.cache.issued, env.idp.jwks_requests, env.issued()) == (calls, jwks, issued)
+        cache = context_of_app(app).token_exchange.cache
+        assert (cache.issued, env.idp.jwks_requests, env.issued()) == (calls, jwks, issued)
 
 
 def test_a_token_exchanged_again_still_counts_its_client(env: ExchangeEnv) -> None:
@@ -51,9 +53,9 @@ def test_a_token_exchanged_again_still_counts_its_client(env: ExchangeEnv) -> No
         token = mobile_token(env.idp)
         for _ in range(3):
             assert exchange(url, token).status_code == 200
-        issued = app.state.token_exchange.cache.issued
+        issued = context_of_app(app).token_exchange.cache.issued
         assert_refused(env, exchange(url, token), 429, "temporarily_unavailable", "rate_limited")
-        assert app.state.token_exchange.cache.issued == issued
+        assert context_of_app(app).token_exchange.cache.issued == issued
 
 
 def test_a_token_exchanged_again_still_counts_its_subject(env: ExchangeEnv) -> None:
@@ -81,14 +83,14 @@ def test_per_subject_refuses_before_jwks_and_sts(env: ExchangeEnv) -> None:
         claims = mobile_claims(env.idp)
         for n in range(2):
             assert exchange(url, env.idp.sign({**claims, "iat": claims["iat"] - n})).status_code == 200
-        calls, jwks = app.state.token_exchange.cache.issued, env.idp.jwks_requests
+        calls, jwks = context_of_app(app).token_exchange.cache.issued, env.idp.jwks_requests
         # A fresh token of that subject, under a kid nobody knows: a JWKS refresh would be due, but the
         # subject is over its limit, so nothing is fetched, verified or called.
         fresh = env.idp.sign({**claims, "iat": claims["iat"] - 5}, kid="rotated-key-id")
         response = exchange(url, fresh)
         assert_refused(env, response, 429, "temporarily_unavailable", "rate_limited")
         assert int(response.headers["retry-after"]) > 0
-        assert (app.state.token_exchange.cache.issued, env.idp.jwks_requests) == (calls, jwks)
+        assert (context_of_app(app).token_exchange.cache.issued, env.idp.jwks_requests) == (calls, jwks)
         # Another person is not affected.
         assert exchange(url, mobile_token(env.idp)).status_code == 200
 
@@ -123,7 +125,8 @@ def test_replicas_share_limits_and_credentials(env: ExchangeEnv, replicas: Repli
     first = exchange(a, token).json()
     second = exchange(b, token).json()  # the other replica finds the credentials in the shared store
     assert second["Credentials"] == first["Credentials"]
-    assert (app_a.state.token_exchange.cache.issued, app_b.state.token_exchange.cache.issued) == (1, 0)
+    cache_a, cache_b = context_of_app(app_a).token_exchange.cache, context_of_app(app_b).token_exchange.cache
+    assert (cache_a.issued, cache_b.issued) == (1, 0)
     assert exchange(a, mobile_token(env.idp)).status_code == 200
     assert exchange(b, mobile_token(env.idp)).status_code == 200
     assert_refused(env, exchange(a, mobile_token(env.idp)), 429, "temporarily_unavailable", "rate_limited")
@@ -141,7 +144,8 @@ def test_replicas_count_a_token_exchanged_again_in_one_round_trip(env: ExchangeE
 def test_credentials_in_the_store_are_sealed(env: ExchangeEnv, replicas: Replicas) -> None:
     a, _, app_a, _ = replicas
     body = exchange(a, mobile_token(env.idp)).json()
-    client = redis.Redis.from_url(app_a.state.service.settings.store.url.get_secret_value(), decode_responses=True)
+    store_url = context_of_app(app_a).service.settings.store.url.get_secret_value()
+    client = redis.Redis.from_url(store_url, decode_responses=True)
     try:
         sealed = [v for v in client.mget(client.keys("sts-broker:creds:*")) if v]
     finally:

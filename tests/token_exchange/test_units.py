@@ -22,6 +22,7 @@ from broker.issuers.credentials import Credentials
 from broker.issuers.sts_http import HttpStsClient, default_endpoint, parse_answer
 from broker.settings import AwsConfig, TokenExchangeConfig
 from broker.store import MemoryStore
+from broker.web.errors import http_status
 from tests.factories import identity
 
 GRANT = RoleGrant(role_arn="arn:aws:iam::111122223333:role/R", via="web_identity", provider_arn=None,
@@ -204,7 +205,7 @@ def test_http_sts_deadlines() -> None:
                                        read_timeout=timedelta(seconds=0.3)))
         with pytest.raises(StsUnavailable) as late:
             await slow.assume_role_with_web_identity(GRANT, "t.o.k")
-        assert late.value.reason == "sts_timeout" and late.value.status == 504
+        assert late.value.reason == "sts_timeout" and http_status(late.value) == 504
         await slow.close()
         busy = HttpStsClient(AwsConfig(sts_endpoint_url=f"http://{LOOPBACK}:{port}",
                                        connect_timeout=timedelta(seconds=0.2)), max_connections=1)
