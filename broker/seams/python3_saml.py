@@ -1,4 +1,11 @@
-"""Speed for python3-saml without changing what it decides.
+"""python3-saml's internals, reached for speed without changing what it decides (the one module that does).
+
+- `ParsedResponse`: `OneLogin_Saml2_Response.__init__` replaced (it sets the library's private `_settings`,
+  `_error` and calls `_query`, `_decrypt_assertion`), so the response is built over the tree the broker's XML
+  guard already parsed instead of parsing the same bytes again.
+- `cached_validation()`: `OneLogin_Saml2_XML.validate_xml` and `.query`,
+  `OneLogin_Saml2_Utils.parse_SAML_to_time` and the `xmlsec` module attribute of `onelogin.saml2.utils`
+  are replaced (once, by `install`) with versions that defer to the stock code unless the context is active.
 
 Stock `is_valid` re-reads and re-compiles the protocol XSD (with its imports) on every response, loads
 the IdP certificate from PEM on every signature check, compiles each of its ~30 XPath queries anew and
@@ -10,7 +17,8 @@ certificate itself (which it would otherwise copy twice per check); the common t
 without strptime (anything else goes to the library's function). The schema files ship with the library and never
 change at run time, so a cached schema validates exactly as a fresh one. Outside the context (the stock
 baseline in bench/saml_acs.py) the library behaves as shipped; tests/saml_sp/test_speed.py proves
-identical decisions on every test response.
+identical decisions on every response of its corpus, for each piece alone and all together, and
+tests/test_seam_pins.py pins the versions below. Upgrading any of them: docs/upgrade-checklist.md.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from copy import deepcopy
 from datetime import datetime
 from os.path import dirname, join
 from typing import Any
@@ -31,9 +40,16 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree  # type: ignore[import-untyped]
 from onelogin.saml2 import utils as saml_utils
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
+from onelogin.saml2.response import OneLogin_Saml2_Response
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
-_active: ContextVar[bool] = ContextVar("saml_cache_active", default=False)
+# The releases this module was read against; any other installed release fails tests/test_seam_pins.py.
+WRITTEN_FOR = {"python3-saml": "1.16.0", "xmlsec": "1.3.17", "lxml": "6.1.3"}
+
+# The pieces `cached_validation` can switch on (bench/seams.py measures each alone against stock).
+PIECES = frozenset({"schema", "xpath", "keys", "time"})
+_active: ContextVar[frozenset[str]] = ContextVar("saml_cache_active", default=frozenset())
 _local = threading.local()
 _install_lock = threading.Lock()
 _stock_validate_xml: Any = None
@@ -52,7 +68,7 @@ def _schemas() -> dict[str, etree.XMLSchema]:
 
 
 def _cached_validate_xml(xml: Any, schema: str, debug: bool = False) -> Any:
-    if not _active.get():
+    if "schema" not in _active.get():
         return _stock_validate_xml(xml, schema, debug)
     try:
         xml = OneLogin_Saml2_XML.to_etree(xml)
@@ -66,7 +82,7 @@ def _cached_validate_xml(xml: Any, schema: str, debug: bool = False) -> Any:
 
 
 def _cached_query(dom: Any, query: str, context: Any = None, tagid: Any = None) -> Any:
-    if not _active.get():
+    if "xpath" not in _active.get():
         return _stock_query(dom, query, context, tagid)
     try:
         xpath = _local.xpaths[query]
@@ -90,7 +106,7 @@ _PLAIN_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}
 def _fast_saml_time(timestr: Any) -> Any:
     """The library's common case (yyyy-mm-ddThh:mm:ssZ) without strptime; anything else, or a value the
     datetime constructor refuses, goes to the library's own function, so results and errors are its own."""
-    match = _PLAIN_TIME.fullmatch(timestr) if _active.get() and isinstance(timestr, str) else None
+    match = _PLAIN_TIME.fullmatch(timestr) if "time" in _active.get() and isinstance(timestr, str) else None
     if match is not None:
         try:
             year, month, day, hour, minute, second = (int(g) for g in match.groups())
@@ -124,7 +140,7 @@ class _KeyCache:
 
     @staticmethod
     def from_memory(data: Any, fmt: Any, password: Any = None) -> Any:
-        if not _active.get() or fmt != xmlsec.KeyFormat.CERT_PEM:  # type: ignore[attr-defined]
+        if "keys" not in _active.get() or fmt != xmlsec.KeyFormat.CERT_PEM:  # type: ignore[attr-defined]
             return xmlsec.Key.from_memory(data, fmt, password)
         keys: dict[Any, Any] | None = getattr(_local, "keys", None)
         if keys is None or len(keys) > MAX_KEYS:
@@ -162,10 +178,24 @@ def install() -> None:
 
 
 @contextmanager
-def cached_validation() -> Iterator[None]:
+def cached_validation(pieces: frozenset[str] = PIECES) -> Iterator[None]:
+    """All pieces by default (what the ACS uses); fewer for measuring and checking each alone."""
     install()
-    token = _active.set(True)
+    token = _active.set(pieces)
     try:
         yield
     finally:
         _active.reset(token)
+
+
+class ParsedResponse(OneLogin_Saml2_Response):  # type: ignore[misc]
+    """python3-saml's Response over the tree the XML guard already parsed from the same bytes (a parser at
+    least as strict as the library's: no DTD, no entities, no network; comments and PIs already refused),
+    so the document is parsed once. Everything else is the library's own code."""
+
+    def __init__(self, settings: OneLogin_Saml2_Settings, raw: bytes, root: Any) -> None:
+        self._settings, self._error, self.response, self.document = settings, None, raw, root
+        self.decrypted_document, self.encrypted, self.valid_scd_not_on_or_after = None, None, None
+        if self._query("/samlp:Response/saml:EncryptedAssertion"):
+            self.encrypted = True
+            self.decrypted_document = self._decrypt_assertion(deepcopy(root))

@@ -1,4 +1,12 @@
-"""The HTTP/1.1 protocol `sts-broker serve` runs: uvicorn's httptools protocol, one socket write per response.
+"""uvicorn's internals (the one module that reaches them): the HTTP/1.1 protocol `sts-broker serve` runs.
+
+`HttpProtocol` subclasses uvicorn's `HttpToolsProtocol` (not a public API: its constructor, `connection_made`,
+`data_received`, the httptools callbacks `on_message_begin` / `on_headers_complete` and the attributes
+`transport`, `loop`, `server_state`, `connections`, `headers`, `url` are uvicorn's own) for two things
+uvicorn does not offer with httptools: bounded request heads (size, field count, time: a security limit)
+and one socket write per response (speed). tests/test_server_protocol.py and
+tests/security/test_web_limits.py prove both over real sockets against uvicorn's own protocol;
+tests/test_seam_pins.py pins the versions below. Upgrading: docs/upgrade-checklist.md.
 
 uvicorn writes a response's head as soon as the app sends `http.response.start`, and its body with the
 next message: two send() calls, two TCP segments, for every answer. Over loopback each send also runs the
@@ -17,6 +25,9 @@ import math
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# The releases this module was read against; any other installed release fails tests/test_seam_pins.py.
+WRITTEN_FOR = {"uvicorn": "0.54.0", "httptools": "0.9.0"}
 
 # Past this many held bytes the writes go out at once, so the transport's own flow control (pause_writing
 # past its high-water mark) still sees a large body written within one turn.
