@@ -149,9 +149,11 @@ class HttpProtocol(HttpToolsProtocol):
     head_started = math.inf
     _unparsed = 0  # bytes received while a head was incomplete (httptools holds a header until it ends)
     _read = 0  # the size of the read being parsed
+    join_writes = True  # False only in bench/seams.py, which measures the head limits alone against this
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
+        joined = _JoinedWrites(transport, self.loop) if self.join_writes else transport
+        super().connection_made(joined)  # type: ignore[arg-type]
         self.head_started = self.loop.time()
         sweeper: _HeadSweep | None = getattr(self.server_state, "head_sweep", None)
         if sweeper is None:
