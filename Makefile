@@ -58,6 +58,7 @@ bench: $(STAMP) wrk sys
 	$(BIN)/python -m bench.token_exchange
 	$(BIN)/python -m bench.store_redis
 	$(BIN)/python -m bench.acs_attack
+	$(BIN)/python -m bench.seams
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

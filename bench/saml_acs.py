@@ -33,7 +33,6 @@ from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from broker.connectors.saml import SamlConnector, request_data
-from broker.connectors.saml_cache import cached_validation
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_descriptor import IdpDescriptor
 from broker.devstack.dev_saml_idp import DevSamlIdp, saml_idp_config, write_key_and_cert
@@ -42,6 +41,7 @@ from broker.issuers.signing import KeyRing, generate_key_file
 from broker.issuers.web_identity import web_identity_claims
 from broker.rules.evaluate import evaluate
 from broker.rules.schema import RuleSet
+from broker.seams.python3_saml import cached_validation
 from broker.settings import KeyConfig
 from broker.store import MemoryStore
 

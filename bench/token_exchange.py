@@ -196,7 +196,7 @@ def broker(config: Path, port: int, workers: int) -> Iterator[Broker]:
     # As `sts-broker serve` runs uvicorn: its HTTP protocol (one write per response), no WebSockets, no
     # access log of uvicorn's own, no proxy-header rewriting.
     args = [sys.executable, "-m", "uvicorn", "--factory", "bench.token_exchange:bench_app", "--host", LOOPBACK,
-            "--port", str(port), "--http", "broker.web.server:HttpProtocol", "--ws", "none",
+            "--port", str(port), "--http", "broker.seams.uvicorn:HttpProtocol", "--ws", "none",
             "--log-level", "warning", "--no-access-log", "--no-proxy-headers",
             "--workers", str(workers)]
     with process(args, {"BENCH_BROKER_CONFIG": str(config), "PYTHONPATH": root}) as proc:

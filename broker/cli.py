@@ -56,9 +56,9 @@ def _run(app: Starlette, host: str, port: int, metrics_listen: str | None) -> in
 
     import uvicorn
 
+    from broker.seams.uvicorn import HttpProtocol
     from broker.settings import split_listen
     from broker.web.app import metrics_app
-    from broker.web.server import HttpProtocol
 
     # uvicorn's access log prints query strings, which carry authorization codes: the app logs its own.
     # X-Forwarded-For is believed only from the load balancers named, and only as an IP address (the app's

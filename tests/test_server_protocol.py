@@ -1,4 +1,4 @@
-"""broker.web.server.HttpProtocol: uvicorn's protocol with one socket write per response, over real sockets.
+"""broker.seams.uvicorn.HttpProtocol: uvicorn's protocol with one socket write per response, over real sockets.
 
 The write counts come from a recorder between uvicorn's protocol and the event loop's real transport: it
 forwards every call and only counts. The same recorder under uvicorn's own protocol counts two writes
@@ -19,7 +19,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from broker.devstack.servers import LOOPBACK, asgi_server
-from broker.web.server import HOLD_MAX, HttpProtocol
+from broker.seams.uvicorn import HOLD_MAX, HttpProtocol
 
 BIG = 3 * HOLD_MAX + 17
 WRITES: list[int] = []  # sizes of the writes that reached the real transport, in order

@@ -139,7 +139,7 @@ class OidcConnector:
             "grant_type": "authorization_code", "code": code, "redirect_uri": pending.redirect_uri,
             "code_verifier": pending.code_verifier, "client_id": self.config.client_id,
         }
-        auth: httpx.Auth | httpx._client.UseClientDefault = httpx.USE_CLIENT_DEFAULT
+        auth: httpx.Auth | None = None  # as httpx's default here: the broker's client sets no auth of its own
         if self.config.client_secret is not None:
             # RFC 6749 2.3.1: form-encode id and secret before HTTP Basic.
             auth = httpx.BasicAuth(quote(self.config.client_id, safe=""),

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Mapping
-from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +39,6 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from broker import urls
 from broker.audit import AuditLog
-from broker.connectors.saml_cache import cached_validation
 from broker.connectors.saml_checks import SAML, check_assertion, read_identity
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_descriptor import IdpDescriptor, SsoBinding
@@ -50,6 +48,7 @@ from broker.connectors.saml_xml import guard_tree, guarded_parse
 from broker.connectors.xml_workers import XmlWorkers
 from broker.errors import BadRequest, TokenInvalid
 from broker.identity import Evidence, Identity
+from broker.seams.python3_saml import ParsedResponse, cached_validation
 
 SAMLP = C.NS_SAMLP
 _CODES = {v: k.lower() for k, v in vars(OneLogin_Saml2_ValidationError).items()
@@ -251,19 +250,6 @@ class SamlConnector:
                 raise TokenInvalid(f"python3-saml: {type(exc).__name__}: {str(exc)[:200]}",
                                    reason="saml_invalid") from None
         return response
-
-
-class ParsedResponse(OneLogin_Saml2_Response):  # type: ignore[misc]
-    """python3-saml's Response over the tree the XML guard already parsed from the same bytes (a parser at
-    least as strict as the library's: no DTD, no entities, no network; comments and PIs already refused),
-    so the document is parsed once. Everything else is the library's own code."""
-
-    def __init__(self, settings: OneLogin_Saml2_Settings, raw: bytes, root: Any) -> None:
-        self._settings, self._error, self.response, self.document = settings, None, raw, root
-        self.decrypted_document, self.encrypted, self.valid_scd_not_on_or_after = None, None, None
-        if self._query("/samlp:Response/saml:EncryptedAssertion"):
-            self.encrypted = True
-            self.decrypted_document = self._decrypt_assertion(deepcopy(root))
 
 
 XENC, XENC11 = C.NS_XENC, "http://www.w3.org/2009/xmlenc11#"  # python3-saml names no XML Encryption 1.1 URI

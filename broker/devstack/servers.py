@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 import werkzeug.serving
 
-from broker.web.server import HttpProtocol
+from broker.seams.uvicorn import HttpProtocol
 
 LOOPBACK = "127.0.0.1"
 

@@ -41,7 +41,16 @@ def _snake(code: str) -> str:
 
 def map_client_error(exc: ClientError) -> BrokerError:
     error = exc.response.get("Error", {})
-    code, message = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
+    return sts_error(str(error.get("Code", "Unknown")), str(error.get("Message", "")))
+
+
+def is_unavailable_code(code: str) -> bool:
+    """An STS error code that means "try later" (throttling, STS or the IdP down), not a refusal."""
+    return code in _UNAVAILABLE
+
+
+def sts_error(code: str, message: str) -> BrokerError:
+    """STS's error code and message as the broker's error, whichever transport read them."""
     detail = f"STS {code}: {message}"
     if code in _UNAVAILABLE:
         return StsUnavailable(detail, reason=f"sts_{_snake(code)}")

@@ -8,9 +8,10 @@ client's CPU per call (140 us against 75 us on uvloop, measured against the stub
 coroutine on the loop, and the HTTP answer is parsed by httptools (llhttp, also what uvicorn serves with):
 this module only pools connections, writes the request and caps what it reads.
 
-Same contract as `sts_client.StsClient`'s two calls: the same parameters, timeouts
-(connect, read) and error mapping (`map_client_error`), one retry for throttling, 5xx and a dropped
-keep-alive connection. Neither the token nor the credentials ever reach a log or an exception message.
+Same contract as `sts_client.StsClient`'s two calls: the same parameters, timeouts (connect, read) and
+error mapping (`sts_error`, which boto3's `map_client_error` also uses: no botocore object is faked), one
+retry for throttling, 5xx and a dropped keep-alive connection. Neither the token nor the credentials ever
+reach a log or an exception message.
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ from typing import cast
 from urllib.parse import quote, urlsplit
 
 import httptools
-from botocore.exceptions import ClientError
 from lxml import etree  # type: ignore[import-untyped]
 
 from broker.errors import BrokerError, StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import Credentials
-from broker.issuers.sts_client import _UNAVAILABLE, map_client_error
+from broker.issuers.sts_client import is_unavailable_code, sts_error
 from broker.settings import AwsConfig
 
 STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
@@ -339,9 +339,8 @@ def parse_answer(status: int, body: bytes, grant: RoleGrant,
     if status != 200:
         code = _text(root, f".//{STS_NS}Error/{STS_NS}Code") or _text(root, ".//Error/Code") or "Unknown"
         message = _text(root, f".//{STS_NS}Error/{STS_NS}Message") or _text(root, ".//Error/Message")
-        error: BrokerError = map_client_error(ClientError(
-            {"Error": {"Code": code, "Message": message}}, operation))
-        if status >= 500 and code not in _UNAVAILABLE:
+        error: BrokerError = sts_error(code, message)
+        if status >= 500 and not is_unavailable_code(code):
             error = StsUnavailable(f"STS {status} {code}: {message}", reason="sts_server_error")
         raise error
     found = list(root.iter(f"{STS_NS}Credentials"))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from broker.web.server import HEAD_TIMEOUT, MAX_HEAD_BYTES, MAX_HEADER_FIELDS
+from broker.seams.uvicorn import HEAD_TIMEOUT, MAX_HEAD_BYTES, MAX_HEADER_FIELDS
 from tests.flows.test_forwarded import config_tree, serving
 
 FAST = 2.0  # seconds: a refusal is answered at once, not after reading what was announced

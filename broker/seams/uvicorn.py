@@ -1,4 +1,12 @@
-"""The HTTP/1.1 protocol `sts-broker serve` runs: uvicorn's httptools protocol, one socket write per response.
+"""uvicorn's internals (the one module that reaches them): the HTTP/1.1 protocol `sts-broker serve` runs.
+
+`HttpProtocol` subclasses uvicorn's `HttpToolsProtocol` (not a public API: its constructor, `connection_made`,
+`data_received`, the httptools callbacks `on_message_begin` / `on_headers_complete` and the attributes
+`transport`, `loop`, `server_state`, `connections`, `headers`, `url` are uvicorn's own) for two things
+uvicorn does not offer with httptools: bounded request heads (size, field count, time: a security limit)
+and one socket write per response (speed). tests/test_server_protocol.py and
+tests/security/test_web_limits.py prove both over real sockets against uvicorn's own protocol;
+tests/test_seam_pins.py pins the versions below. Upgrading: docs/upgrade-checklist.md.
 
 uvicorn writes a response's head as soon as the app sends `http.response.start`, and its body with the
 next message: two send() calls, two TCP segments, for every answer. Over loopback each send also runs the
@@ -7,7 +15,9 @@ receiver's side of TCP in the sender's time, so the second one is most of a sysc
 writes of one event-loop turn are joined and sent once, at the end of that turn: the same bytes, in the
 same order, one turn later at most (measured under bench/token_exchange.py, same run, alternating: broker
 CPU per exchange 395 -> 318 us with STS calls, 200 -> 153 us from the credential cache; the bare endpoint
-133 -> 103 us). Everything else is uvicorn's own protocol. The broker serves no WebSockets: `ws="none"`.
+133 -> 103 us; and by bench/seams.py, the seam against itself with writes not joined, server thread CPU
+per request under wrk -c32: 10-13% less). Everything else is uvicorn's own protocol. The broker serves no
+WebSockets: `ws="none"`.
 """
 
 from __future__ import annotations
@@ -17,6 +27,9 @@ import math
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# The releases this module was read against; any other installed release fails tests/test_seam_pins.py.
+WRITTEN_FOR = {"uvicorn": "0.54.0", "httptools": "0.9.0"}
 
 # Past this many held bytes the writes go out at once, so the transport's own flow control (pause_writing
 # past its high-water mark) still sees a large body written within one turn.
@@ -138,9 +151,11 @@ class HttpProtocol(HttpToolsProtocol):
     head_started = math.inf
     _unparsed = 0  # bytes received while a head was incomplete (httptools holds a header until it ends)
     _read = 0  # the size of the read being parsed
+    join_writes = True  # False only in bench/seams.py, which measures the head limits alone against this
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
+        joined = _JoinedWrites(transport, self.loop) if self.join_writes else transport
+        super().connection_made(joined)  # type: ignore[arg-type]
         self.head_started = self.loop.time()
         sweeper: _HeadSweep | None = getattr(self.server_state, "head_sweep", None)
         if sweeper is None:

@@ -1,27 +1,36 @@
-"""Speed for python3-saml without changing what it decides.
+"""python3-saml's internals, reached for speed without changing what it decides (the one module that does).
 
-Stock `is_valid` re-reads and re-compiles the protocol XSD (with its imports) on every response, loads
-the IdP certificate from PEM on every signature check, compiles each of its ~30 XPath queries anew and
-parses each timestamp with strptime. Inside `cached_validation()` (what the broker's ACS uses) the
-compiled schema is reused, one per thread (lxml schema objects keep an error log, so they are not shared
-between threads); compiled XPath queries are reused per query text (the values vary through $tagid, not
-the text); the certificate's public key is loaded once per PEM text and handed to xmlsec without the
-certificate itself (which it would otherwise copy twice per check); the common timestamp form is parsed
-without strptime (anything else goes to the library's function). The schema files ship with the library and never
-change at run time, so a cached schema validates exactly as a fresh one. Outside the context (the stock
-baseline in bench/saml_acs.py) the library behaves as shipped; tests/saml_sp/test_speed.py proves
-identical decisions on every test response.
+- `ParsedResponse`: `OneLogin_Saml2_Response.__init__` replaced (it sets the library's private `_settings`,
+  `_error` and calls `_query`, `_decrypt_assertion`), so the response is built over the tree the broker's XML
+  guard already parsed instead of parsing the same bytes again.
+- `cached_validation()`: `OneLogin_Saml2_XML.validate_xml` and `.query` and the `xmlsec` module attribute
+  of `onelogin.saml2.utils` are replaced (once, by `install`) with versions that defer to the stock code
+  unless the context is active.
+
+Stock `is_valid` re-reads and re-compiles the protocol XSD (with its imports) on every response, loads the
+IdP certificate from PEM on every signature check, and compiles each of its ~30 XPath queries anew. Inside
+`cached_validation()` (what the broker's ACS uses) the compiled schema is reused, one per thread (lxml
+schema objects keep an error log, so they are not shared between threads); compiled XPath queries are
+reused per query text (the values vary through $tagid, not the text); the certificate's public key is
+loaded once per PEM text and handed to xmlsec without the certificate itself (which it would otherwise copy
+twice per check). The schema files ship with the library and never change at run time, so a cached schema
+validates exactly as a fresh one. Outside the context (the stock baseline in bench/saml_acs.py) the
+library behaves as shipped.
+
+Each piece stays because the public path is more than 5% slower on the whole ACS path (bench/seams.py,
+same run; figures in docs/upgrade-checklist.md); a faster strptime-free timestamp parse was removed, its
+gain being 2.3%. tests/saml_sp/test_speed.py proves identical decisions to stock python3-saml on every
+response of its corpus, for each piece alone and all together; tests/test_seam_pins.py pins the versions
+below. Upgrading any of them: docs/upgrade-checklist.md.
 """
 
 from __future__ import annotations
 
-import calendar
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from copy import deepcopy
 from os.path import dirname, join
 from typing import Any
 
@@ -31,15 +40,21 @@ from cryptography.hazmat.primitives import serialization
 from lxml import etree  # type: ignore[import-untyped]
 from onelogin.saml2 import utils as saml_utils
 from onelogin.saml2.constants import OneLogin_Saml2_Constants as C
+from onelogin.saml2.response import OneLogin_Saml2_Response
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
-_active: ContextVar[bool] = ContextVar("saml_cache_active", default=False)
+# The releases this module was read against; any other installed release fails tests/test_seam_pins.py.
+WRITTEN_FOR = {"python3-saml": "1.16.0", "xmlsec": "1.3.17", "lxml": "6.1.3"}
+
+# The pieces `cached_validation` can switch on (bench/seams.py measures each alone against stock).
+PIECES = frozenset({"schema", "xpath", "keys"})
+_active: ContextVar[frozenset[str]] = ContextVar("saml_cache_active", default=frozenset())
 _local = threading.local()
 _install_lock = threading.Lock()
 _stock_validate_xml: Any = None
 _stock_xmlsec: Any = None
 _stock_query: Any = None
-_stock_parse_time: Any = None
 MAX_KEYS = 64
 MAX_XPATHS = 256
 
@@ -52,7 +67,7 @@ def _schemas() -> dict[str, etree.XMLSchema]:
 
 
 def _cached_validate_xml(xml: Any, schema: str, debug: bool = False) -> Any:
-    if not _active.get():
+    if "schema" not in _active.get():
         return _stock_validate_xml(xml, schema, debug)
     try:
         xml = OneLogin_Saml2_XML.to_etree(xml)
@@ -66,7 +81,7 @@ def _cached_validate_xml(xml: Any, schema: str, debug: bool = False) -> Any:
 
 
 def _cached_query(dom: Any, query: str, context: Any = None, tagid: Any = None) -> Any:
-    if not _active.get():
+    if "xpath" not in _active.get():
         return _stock_query(dom, query, context, tagid)
     try:
         xpath = _local.xpaths[query]
@@ -82,22 +97,6 @@ def _compile(query: str) -> etree.XPath:
         compiled = _local.xpaths = {}
     xpath = compiled[query] = etree.XPath(query, namespaces=C.NSMAP)
     return xpath
-
-
-_PLAIN_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
-
-
-def _fast_saml_time(timestr: Any) -> Any:
-    """The library's common case (yyyy-mm-ddThh:mm:ssZ) without strptime; anything else, or a value the
-    datetime constructor refuses, goes to the library's own function, so results and errors are its own."""
-    match = _PLAIN_TIME.fullmatch(timestr) if _active.get() and isinstance(timestr, str) else None
-    if match is not None:
-        try:
-            year, month, day, hour, minute, second = (int(g) for g in match.groups())
-            return calendar.timegm(datetime(year, month, day, hour, minute, second).utctimetuple())
-        except ValueError:
-            pass
-    return _stock_parse_time(timestr)
 
 
 def _verification_key(data: Any, fmt: Any, password: Any) -> Any:
@@ -124,7 +123,7 @@ class _KeyCache:
 
     @staticmethod
     def from_memory(data: Any, fmt: Any, password: Any = None) -> Any:
-        if not _active.get() or fmt != xmlsec.KeyFormat.CERT_PEM:  # type: ignore[attr-defined]
+        if "keys" not in _active.get() or fmt != xmlsec.KeyFormat.CERT_PEM:  # type: ignore[attr-defined]
             return xmlsec.Key.from_memory(data, fmt, password)
         keys: dict[Any, Any] | None = getattr(_local, "keys", None)
         if keys is None or len(keys) > MAX_KEYS:
@@ -145,7 +144,7 @@ class _XmlsecProxy:
 
 def install() -> None:
     """Idempotent; what it installs defers to the stock code unless `cached_validation()` is active."""
-    global _stock_validate_xml, _stock_xmlsec, _stock_query, _stock_parse_time
+    global _stock_validate_xml, _stock_xmlsec, _stock_query
     with _install_lock:
         if _stock_validate_xml is None:
             _stock_validate_xml = OneLogin_Saml2_XML.validate_xml
@@ -153,19 +152,30 @@ def install() -> None:
         if _stock_query is None:
             _stock_query = OneLogin_Saml2_XML.query
             OneLogin_Saml2_XML.query = staticmethod(_cached_query)
-        if _stock_parse_time is None:
-            _stock_parse_time = saml_utils.OneLogin_Saml2_Utils.parse_SAML_to_time
-            saml_utils.OneLogin_Saml2_Utils.parse_SAML_to_time = staticmethod(_fast_saml_time)
         if _stock_xmlsec is None:
             _stock_xmlsec = saml_utils.xmlsec
             saml_utils.xmlsec = _XmlsecProxy()
 
 
 @contextmanager
-def cached_validation() -> Iterator[None]:
+def cached_validation(pieces: frozenset[str] = PIECES) -> Iterator[None]:
+    """All pieces by default (what the ACS uses); fewer for measuring and checking each alone."""
     install()
-    token = _active.set(True)
+    token = _active.set(pieces)
     try:
         yield
     finally:
         _active.reset(token)
+
+
+class ParsedResponse(OneLogin_Saml2_Response):  # type: ignore[misc]
+    """python3-saml's Response over the tree the XML guard already parsed from the same bytes (a parser at
+    least as strict as the library's: no DTD, no entities, no network; comments and PIs already refused),
+    so the document is parsed once. Everything else is the library's own code."""
+
+    def __init__(self, settings: OneLogin_Saml2_Settings, raw: bytes, root: Any) -> None:
+        self._settings, self._error, self.response, self.document = settings, None, raw, root
+        self.decrypted_document, self.encrypted, self.valid_scd_not_on_or_after = None, None, None
+        if self._query("/samlp:Response/saml:EncryptedAssertion"):
+            self.encrypted = True
+            self.decrypted_document = self._decrypt_assertion(deepcopy(root))
