@@ -9,32 +9,12 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from broker.identity import Identity
+from broker.identity_codec import identity_from_dict, identity_to_dict
 from broker.store import StateStore
-
-
-def identity_to_dict(identity: Identity) -> dict[str, Any]:
-    return {
-        "idp": identity.idp, "protocol": identity.protocol, "issuer": identity.issuer,
-        "subject": identity.subject, "email": identity.email, "email_verified": identity.email_verified,
-        "groups": list(identity.groups), "mfa": identity.mfa,
-        "claims": {k: list(v) for k, v in identity.claims.items()},
-        "authenticated_at": identity.authenticated_at.isoformat(),
-    }
-
-
-def identity_from_dict(data: dict[str, Any]) -> Identity:
-    return Identity(
-        idp=data["idp"], protocol=data["protocol"], issuer=data["issuer"], subject=data["subject"],
-        email=data["email"], email_verified=data["email_verified"], groups=tuple(data["groups"]),
-        mfa=data["mfa"], claims={k: tuple(v) for k, v in data["claims"].items()},
-        authenticated_at=datetime.fromisoformat(data["authenticated_at"]),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +60,11 @@ class SessionManager:
         if raw is None:
             return None
         data = json.loads(raw)
-        return Session(sid, identity_from_dict(data["identity"]), data["csrf"])
+        try:
+            identity = identity_from_dict(data["identity"])
+        except ValueError:  # a layout this version did not write (e.g. from before evidence was kept): log in again
+            return None
+        return Session(sid, identity, data["csrf"])
 
     async def destroy(self, session: Session) -> None:
         await self._store.delete(f"session:{session.sid}")
