@@ -237,7 +237,7 @@ class BrokerService:
             # The rules language can say assume_role; this version does not issue through it yet.
             raise ViaNotAvailable(f"grant via {grant.via} for {grant.role_arn}")
         self.audit.event("credentials_issued", idp=identity.idp, subject=identity.subject,
-                         role=grant.role_arn, rule=grant.rule_id, via=grant.via,
+                         role=grant.role_arn, rule=grant.rule_id, via=grant.via, passthrough=grant.passthrough,
                          access_key_id=creds.access_key_id, expires=isoformat(creds.expiration))
         return grant, creds
 
