@@ -82,18 +82,42 @@ def test_identity_round_trips_through_the_session_store(manager: SessionManager,
     assert_same(loaded.identity, identity)
 
 
-def test_a_session_stored_without_evidence_field_is_no_session(manager: SessionManager,
-                                                               loop: asyncio.Runner) -> None:
-    """A session written before evidence was kept (the old layout) means: sign in again, not a 500."""
-    identity = Identity(idp="dev", protocol="oidc", issuer="https://idp", subject="alice", email=None,
-                        email_verified=None, groups=(), mfa=False, claims={},
-                        authenticated_at=datetime.now(UTC))
-    session, cookie = loop.run(manager.create(identity, None))
-    old = identity_to_dict(identity)
+def _alice(evidence: Evidence | None = None) -> Identity:
+    return Identity(idp="dev", protocol="oidc", issuer="https://idp", subject="alice", email="alice@example.com",
+                    email_verified=True, groups=("admins",), mfa=False, claims={}, authenticated_at=datetime.now(UTC),
+                    evidence=evidence)
+
+
+def test_a_session_written_by_the_previous_version_means_sign_in_again(manager: SessionManager,
+                                                                       loop: asyncio.Runner) -> None:
+    """Before: plain JSON without evidence. Sealed or not, that layout is no session (a new login), not a 500."""
+    session, cookie = loop.run(manager.create(_alice(), None))
+    old = identity_to_dict(_alice())
     del old["evidence"]
+    key, document = f"session:{session.sid}", json.dumps({"identity": old, "csrf": "x"})
     store: StateStore = manager._store  # the store under test, written as the previous version did
-    loop.run(store.put(f"session:{session.sid}", json.dumps({"identity": old, "csrf": "x"}), 60))
+    loop.run(store.put(key, document, 60))
     assert loop.run(manager.load(cookie)) is None
+    loop.run(store.put(key, manager._sealer.seal(document, key), 60))
+    assert loop.run(manager.load(cookie)) is None
+
+
+def test_the_store_holds_the_session_sealed(manager: SessionManager, loop: asyncio.Runner) -> None:
+    """Reading the store (a Redis replica, a backup) without the session secret shows neither the person nor the
+    IdP's token; a sealed session moved under another session id, or read with another secret, is no session."""
+    token = f"eyJ.s3cr3t-{secrets.token_hex(8)}.sig"
+    first, first_cookie = loop.run(manager.create(_alice(Evidence("id_token", token)), None))
+    store: StateStore = manager._store
+    raw = loop.run(store.get(f"session:{first.sid}"))
+    assert raw is not None and "s3cr3t" not in raw and "alice" not in raw and first.csrf_token not in raw
+    second, second_cookie = loop.run(manager.create(_alice(), None))
+    loop.run(store.put(f"session:{second.sid}", raw, 60))
+    assert loop.run(manager.load(second_cookie)) is None
+    stranger = SessionManager(store, secrets.token_urlsafe(48), 3600)
+    stranger._session_signer = manager._session_signer  # even with a valid cookie, another secret opens nothing
+    assert loop.run(stranger.load(first_cookie)) is None
+    loaded = loop.run(manager.load(first_cookie))
+    assert loaded is not None and loaded.identity.evidence == Evidence("id_token", token)
 
 
 @pytest.mark.parametrize("change", [
