@@ -76,5 +76,5 @@ class Issuance:
 
     def issued(self, identity: Identity, grant: RoleGrant, creds: Credentials, **context: Any) -> None:
         self.audit.event("credentials_issued", idp=identity.idp, subject=identity.subject, role=grant.role_arn,
-                         rule=grant.rule_id, via=grant.via, access_key_id=creds.access_key_id,
-                         expires=isoformat(creds.expiration), **context)
+                         rule=grant.rule_id, via=grant.via, passthrough=grant.passthrough,
+                         access_key_id=creds.access_key_id, expires=isoformat(creds.expiration), **context)

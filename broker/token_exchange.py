@@ -186,7 +186,7 @@ class TokenExchange:
         await self._consume_if_single_use(connector, digest, identity)
         key = self._cache_key(identity, digest, grant) if self.cache.enabled else ""
         creds, cached = await self._issuance.issue_cached(
-            identity, grant, key, channel="token_exchange", issuer=identity.issuer, passthrough=grant.passthrough,
+            identity, grant, key, channel="token_exchange", issuer=identity.issuer,
             client=request.client)
         return Exchanged(identity, grant, creds, cached)
 

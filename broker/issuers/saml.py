@@ -12,6 +12,7 @@ from broker.errors import StsRefused
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
+from broker.issuers.passthrough import check_saml_response
 from broker.issuers.saml_assertion import AssertionContent, recipient_for, signed_response
 from broker.issuers.saml_idp import SamlKey, entity_id
 
@@ -71,4 +72,5 @@ def upstream_response(identity: Identity, grant: RoleGrant) -> str:
     if not pairs & {(grant.role_arn, grant.provider_arn), (grant.provider_arn, grant.role_arn)}:
         raise StsRefused(f"upstream Role attribute does not name {grant.role_arn}", reason="passthrough_role_absent",
                          public="The identity provider's assertion does not allow this role.")
+    check_saml_response(identity.evidence, grant)  # still valid, and addressed to AWS
     return identity.evidence.value

@@ -14,6 +14,7 @@ from broker.errors import StsRefused
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
+from broker.issuers.passthrough import check_id_token
 from broker.issuers.signing import KeyRing
 
 TAGS_CLAIM = "https://aws.amazon.com/tags"
@@ -73,4 +74,5 @@ def _upstream_token(identity: Identity) -> str:
     if identity.evidence is None or identity.evidence.kind != "id_token":
         raise StsRefused("pass-through grant without the upstream ID token", reason="passthrough_unavailable",
                          public="This role needs the identity provider's own token, which this sign-in lacks.")
+    check_id_token(identity.evidence)  # a browser session outlives the ID token it keeps
     return identity.evidence.value

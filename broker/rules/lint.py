@@ -11,7 +11,7 @@ from broker.rules.templates import parse_template
 
 # Always present on an Identity, whatever the IdP.
 BUILTIN_FIELDS = {"email", "subject", "idp", "issuer", "groups", "email_verified", "mfa", "sub"}
-ISSUED_VIA = {"web_identity"}
+ISSUED_VIA = {"web_identity", "saml"}  # service.BrokerService.credentials: assume_role is not issued yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ def not_issuable(ruleset: RuleSet) -> list[Finding]:
             via = merged(spec, ruleset.defaults)["via"] or "web_identity"
             if via not in ISSUED_VIA:
                 found.append(Finding(("rules", str(i), "grant", str(j), "via"),
-                                     f"via {via}: this broker version issues via web_identity only; "
+                                     f"via {via}: this broker version issues via web_identity and saml only; "
                                      "the grant is refused at issue time"))
     return found
 

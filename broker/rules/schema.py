@@ -267,8 +267,10 @@ def grant_problems(spec: GrantSpec, defaults: GrantFields, roles: dict[str, Role
     unknown = set(fields["transitive_tags"] or []) - set(fields["tags"] or {})
     if unknown:
         problems.append(f"transitive_tags names keys that are not tags: {', '.join(sorted(unknown))}")
-    if fields["token"] == "passthrough" and fields["via"] not in (None, "web_identity"):  # noqa: S105
-        problems.append("token: passthrough applies to via web_identity only")
+    # Pass-through forwards the IdP's own ID token (web_identity) or SAMLResponse (saml); AssumeRole has no
+    # upstream token to forward.
+    if fields["token"] == "passthrough" and fields["via"] not in (None, "web_identity", "saml"):  # noqa: S105
+        problems.append("token: passthrough applies to via web_identity or saml only")
     return problems
 
 

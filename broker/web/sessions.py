@@ -1,4 +1,4 @@
-"""Browser sessions: a signed cookie holding only an opaque id; the data lives in the state store.
+"""Browser sessions: a signed cookie holding only an opaque id; the data lives in the state store, sealed.
 
 The id is rotated at every login (no fixation) and deleted at logout (revocable server-side).
 """
@@ -9,32 +9,13 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from broker.identity import Identity
+from broker.identity_codec import identity_from_dict, identity_to_dict
+from broker.sealing import Sealer
 from broker.store import StateStore
-
-
-def identity_to_dict(identity: Identity) -> dict[str, Any]:
-    return {
-        "idp": identity.idp, "protocol": identity.protocol, "issuer": identity.issuer,
-        "subject": identity.subject, "email": identity.email, "email_verified": identity.email_verified,
-        "groups": list(identity.groups), "mfa": identity.mfa,
-        "claims": {k: list(v) for k, v in identity.claims.items()},
-        "authenticated_at": identity.authenticated_at.isoformat(),
-    }
-
-
-def identity_from_dict(data: dict[str, Any]) -> Identity:
-    return Identity(
-        idp=data["idp"], protocol=data["protocol"], issuer=data["issuer"], subject=data["subject"],
-        email=data["email"], email_verified=data["email_verified"], groups=tuple(data["groups"]),
-        mfa=data["mfa"], claims={k: tuple(v) for k, v in data["claims"].items()},
-        authenticated_at=datetime.fromisoformat(data["authenticated_at"]),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +33,9 @@ class SessionManager:
         self._store, self.lifetime = store, lifetime
         self._session_signer = URLSafeTimedSerializer(secret, salt="sts-broker.session")
         self._login_signer = URLSafeTimedSerializer(secret, salt="sts-broker.login-state")
+        # The session holds the IdP's own token or SAMLResponse (pass-through): sealed, so reading the store
+        # (a Redis replica, a backup) without the session secret reveals no identity and no upstream token.
+        self._sealer = Sealer(secret, purpose="sts-broker session v1")
 
     def __repr__(self) -> str:
         return f"SessionManager(lifetime={self.lifetime})"
@@ -62,7 +46,8 @@ class SessionManager:
             await self._store.delete(f"session:{old}")
         session = Session(secrets.token_urlsafe(32), identity, secrets.token_urlsafe(32))
         data = {"identity": identity_to_dict(identity), "csrf": session.csrf_token}
-        await self._store.put(f"session:{session.sid}", json.dumps(data), self.lifetime)
+        key = f"session:{session.sid}"
+        await self._store.put(key, self._sealer.seal(json.dumps(data), key), self.lifetime)
         return session, self._session_signer.dumps(session.sid)
 
     def unsign(self, cookie: str) -> str | None:
@@ -76,11 +61,17 @@ class SessionManager:
         sid = self.unsign(cookie) if cookie else None
         if sid is None:
             return None
-        raw = await self._store.get(f"session:{sid}")
-        if raw is None:
+        key = f"session:{sid}"
+        raw = await self._store.get(key)
+        opened = None if raw is None else self._sealer.open(raw, key)
+        if opened is None:  # none, or not sealed by this secret for this key (an older version's plain JSON)
             return None
-        data = json.loads(raw)
-        return Session(sid, identity_from_dict(data["identity"]), data["csrf"])
+        data = json.loads(opened)
+        try:
+            identity = identity_from_dict(data["identity"])
+        except ValueError:  # a layout this version did not write: log in again
+            return None
+        return Session(sid, identity, data["csrf"])
 
     async def destroy(self, session: Session) -> None:
         await self._store.delete(f"session:{session.sid}")

@@ -14,12 +14,12 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from broker.settings import AwsConfig
 from broker.devstack.servers import http_server
 from broker.errors import BrokerError
 from broker.grants import RoleGrant
 from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
+from broker.settings import AwsConfig
 
 GRANT = RoleGrant(role_arn="arn:aws:iam::111122223333:role/R", via="web_identity", provider_arn=None,
                   session_name="alice", source_identity=None, duration=timedelta(hours=1))

@@ -10,6 +10,7 @@ from broker.grants import RoleGrant
 from broker.identity import Evidence
 from broker.issuers.web_identity import WebIdentityIssuer
 from tests.factories import identity
+from tests.support.ident_evidence import id_token
 
 
 class RecordingSts:
@@ -32,9 +33,10 @@ PASSTHROUGH = RoleGrant("arn:aws:iam::111122223333:role/R", "web_identity", None
 
 def test_passthrough_forwards_the_upstream_token_unchanged() -> None:
     sts = RecordingSts()
-    person = identity(evidence=Evidence("id_token", "header.payload.signature"))
+    token = id_token()
+    person = identity(evidence=Evidence("id_token", token))
     asyncio.run(issuer(sts).issue(person, PASSTHROUGH))
-    assert sts.tokens == ["header.payload.signature"]
+    assert sts.tokens == [token]
 
 
 def test_passthrough_without_upstream_token_is_refused_before_sts() -> None:

@@ -15,6 +15,7 @@ from broker.issuers.credentials import Credentials
 from broker.issuers.saml import ROLE_ATTRIBUTE, SamlIssuer
 from tests.factories import identity
 from tests.saml_aws.conftest import PROVIDER, SamlEnv, decode
+from tests.support.ident_evidence import saml_response
 
 ROLE = "arn:aws:iam::310987654321:role/Passthrough"
 
@@ -47,10 +48,11 @@ def test_minted_by_default(env: SamlEnv) -> None:
 
 def test_passthrough_forwards_the_upstream_response_when_its_role_attribute_allows(env: SamlEnv) -> None:
     sts = RecordingSts()
-    upstream = identity(protocol="saml", evidence=Evidence("saml_response", "PHVwc3RyZWFtLz4="),
+    response = saml_response(ROLE, PROVIDER)
+    upstream = identity(protocol="saml", evidence=Evidence("saml_response", response),
                         claims={ROLE_ATTRIBUTE: (f"{PROVIDER},{ROLE}",)})
     anyio.run(issuer(env, sts).issue, upstream, grant(passthrough=True))
-    assert sts.sent == ["PHVwc3RyZWFtLz4="]
+    assert sts.sent == [response]
 
 
 @pytest.mark.parametrize(("evidence", "claims", "reason"), [

@@ -30,6 +30,7 @@ from broker.rules.templates import NAME, TemplateError, parse_template
 from broker.settings import AwsConfig, KeyConfig, SessionConfig
 from broker.token_exchange import ROLE_ARN as RESOURCE_ARN
 from tests.factories import identity
+from tests.support.ident_evidence import saml_response
 
 ACCOUNT = "111122223333"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/Admin"
@@ -178,9 +179,9 @@ def test_passthrough_role_attribute_is_compared_as_aws_reads_it(separator: str) 
     """The upstream assertion goes to AWS unchanged, so its Role value is compared with spaces trimmed only."""
     grant = RoleGrant(role_arn=f"arn:aws:iam::{ACCOUNT}:role/ADFS-Dev", via="saml", provider_arn=PROVIDER,
                       session_name="alice", source_identity=None, duration=timedelta(hours=1), passthrough=True)
-    evidence = Evidence("saml_response", "PHg+")
+    evidence = Evidence("saml_response", saml_response(grant.role_arn, PROVIDER))
     good = identity(protocol="saml", evidence=evidence, claims={ROLE_CLAIM: (f"{grant.role_arn} , {PROVIDER}",)})
-    assert upstream_response(good, grant) == "PHg+"
+    assert upstream_response(good, grant) == evidence.value
     bad = identity(protocol="saml", evidence=evidence,
                    claims={ROLE_CLAIM: (f"{grant.role_arn}{separator}{PROVIDER}",)})
     with pytest.raises(StsRefused) as info:
