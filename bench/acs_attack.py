@@ -40,7 +40,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from bench.token_exchange import process, wait_for
 from broker.devstack.dev_saml_idp import DevSamlIdp, saml_idp_config
@@ -101,7 +101,8 @@ def hostile_template(idp: DevSamlIdp, acs: str, entity: str, shape: Callable[[et
     root = etree.fromstring(idp.response_xml("alice", in_response_to=REQUEST_PLACEHOLDER, destination=acs,
                                              sp_entity_id=entity).encode())
     shape(root)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return data.decode()
 
 
 # ---- the broker under test --------------------------------------------------------------------------------

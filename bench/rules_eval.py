@@ -21,13 +21,14 @@ TARGET_MS_1000 = 0.5
 
 def rule(i: int) -> dict[str, Any]:
     kind = i % 4
-    when: dict[str, Any] = [
+    whens: list[dict[str, Any]] = [
         {"groups": {"contains": f"team-{i}"}},
         {"department": {"equals": f"dept-{i}"}, "email_verified": {"equals": True}},
         {"email": {"regex": f"user{i}\\.[a-z]+@example\\.com"}},
         {"any": [{"groups": {"contains": f"ops-{i}"}}, {"not": {"groups": {"contains": "contractors"}}}],
          "idp": {"equals": f"idp-{i}"}},
-    ][kind]
+    ]
+    when = whens[kind]
     return {"id": f"r{i}", "idps": ["okta"] if kind == 0 else None, "when": when,
             "grant": [{"role": f"arn:aws:iam::111122223333:role/R{i}", "tags": {"team": "{claims.department}"}}]}
 

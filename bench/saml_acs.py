@@ -86,7 +86,7 @@ def _b64(xml: str) -> str:
 
 def corpus(s: Setup) -> list[tuple[str, str]]:
     """Responses for the comparison: valid ones, and attacks both stacks must refuse."""
-    from lxml import etree
+    from lxml import etree  # type: ignore[import-untyped]
 
     acs, entity = s.connector.acs_url, s.connector.sp_entity_id
 

@@ -238,8 +238,19 @@ end
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    duration = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if duration is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    value, unit = duration.groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _reported(pattern: str, out: str) -> str:
+    """A figure wrk's --latency report always carries (its first group)."""
+    found = re.search(pattern, out)
+    if found is None:
+        raise ValueError(f"wrk's report has no {pattern!r}: {out[:400]!r}")
+    return found.group(1)
 
 
 def wrk(target: Broker, script: Path, connections: int, seconds: int = SECONDS) -> Result:
@@ -249,10 +260,10 @@ def wrk(target: Broker, script: Path, connections: int, seconds: int = SECONDS) 
                          check=True).stdout
     cpu_after, elapsed = cpu_seconds(target.pid), time.monotonic() - started
     cores = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / elapsed
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rps = float(_reported(r"Requests/sec:\s+([\d.]+)", out))
+    p50 = _ms(_reported(r"\s50%\s+(\S+)", out))
+    p99 = _ms(_reported(r"\s99%\s+(\S+)", out))
+    requests = int(_reported(r"(\d+) requests in", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)

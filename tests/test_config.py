@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from broker.cli import main
-from broker.config import load_idps, load_settings
+from broker.config import OidcIdpConfig, load_idps, load_settings
 from broker.errors import ConfigError
 from broker.issuers.signing import generate_key_file
 
@@ -47,7 +47,9 @@ def test_good_config_loads_with_env_and_relative_paths(tmp_path: Path) -> None:
     assert settings.session.secret.get_secret_value() == STRONG
     assert settings.rules == tmp_path / "rules.yaml"
     idps = load_idps(settings.idp_configs)
-    secret = idps["okta"].client_secret
+    okta = idps["okta"]
+    assert isinstance(okta, OidcIdpConfig)
+    secret = okta.client_secret
     assert secret is not None and secret.get_secret_value() == "okta-client-secret-value"
     assert "okta-client-secret-value" not in repr(idps) and STRONG not in repr(settings)
 

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from broker import redis_pipe
-from broker.devstack.redis_server import RedisServer, free_port, running_redis
+from broker.devstack.redis_server import RedisServer, running_redis
+from broker.devstack.servers import free_port
 from broker.errors import StoreUnavailable
 from broker.redis_pipe import Endpoint, PipeError, RedisPipe
 from broker.store import _INCR_SCRIPT, RedisStore

@@ -80,7 +80,7 @@ def _read_response(sock: socket.socket, buffer: bytearray) -> tuple[bytes, bytes
     length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                    if line.lower().startswith(b"content-length:")), None)
     if length is None:  # chunked
-        body = bytearray()
+        chunked = bytearray()
         while True:
             while b"\r\n" not in buffer:
                 _recv_into(sock, buffer)
@@ -89,10 +89,10 @@ def _read_response(sock: socket.socket, buffer: bytearray) -> tuple[bytes, bytes
             while len(rest) < size + 2:
                 _recv_into(sock, buffer)
                 size_line, _, rest = bytes(buffer).partition(b"\r\n")
-            body += rest[:size]
+            chunked += rest[:size]
             buffer[:] = rest[size + 2:]
             if size == 0:
-                return head, bytes(body)
+                return head, bytes(chunked)
     while len(buffer) < length:
         _recv_into(sock, buffer)
     body = bytes(buffer[:length])

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import redis.asyncio
 
-from broker.devstack.redis_server import RedisServer, free_port, running_redis
+from broker.devstack.redis_server import RedisServer, running_redis
+from broker.devstack.servers import free_port
 from broker.errors import StoreUnavailable
 from broker.store import MemoryStore, RedisStore, StateStore, open_store
 

@@ -75,15 +75,17 @@ def test_es256_token_with_list_audience(issuer: Issuer, sts: Any, trusted_role: 
 
 def test_tags_and_source_identity_granted_when_trusted(issuer: Issuer, sts: Any, make_role: MakeRole) -> None:
     role_arn = make_role(allow(issuer, actions=[ASSUME, "sts:TagSession", "sts:SetSourceIdentity"]))
-    token = issuer.token(**{"https://aws.amazon.com/tags": {"principal_tags": {"team": ["blue"], "Équipe": ["été"]},
-                                                            "transitive_tag_keys": ["team"]},
-                            "https://aws.amazon.com/source_identity": "alice@example.com"})
+    claims: dict[str, Any] = {"https://aws.amazon.com/tags": {"principal_tags": {"team": ["blue"], "Équipe": ["été"]},
+                                                              "transitive_tag_keys": ["team"]},
+                              "https://aws.amazon.com/source_identity": "alice@example.com"}
+    token = issuer.token(**claims)
     assert assume(sts, role_arn, token)["SourceIdentity"] == "alice@example.com"
 
 
 def test_sts_wildcard_action_allows_tag_session(issuer: Issuer, sts: Any, make_role: MakeRole) -> None:
     role_arn = make_role(allow(issuer, actions=["sts:*"]))
-    token = issuer.token(**{"https://aws.amazon.com/tags": {"principal_tags": {"team": ["blue"]}}})
+    claims: dict[str, Any] = {"https://aws.amazon.com/tags": {"principal_tags": {"team": ["blue"]}}}
+    token = issuer.token(**claims)
     assert assume(sts, role_arn, token)["Credentials"]["AccessKeyId"]
 
 
@@ -239,12 +241,14 @@ def test_explicit_deny_wins(issuer: Issuer, sts: Any, make_role: MakeRole) -> No
 
 
 def test_tags_without_tag_session(issuer: Issuer, sts: Any, trusted_role: str) -> None:
-    token = issuer.token(**{"https://aws.amazon.com/tags": {"principal_tags": {"team": ["blue"]}}})
+    claims: dict[str, Any] = {"https://aws.amazon.com/tags": {"principal_tags": {"team": ["blue"]}}}
+    token = issuer.token(**claims)
     refused(sts, trusted_role, token, "AccessDenied", 403)
 
 
 def test_source_identity_without_set_source_identity(issuer: Issuer, sts: Any, trusted_role: str) -> None:
-    token = issuer.token(**{"https://aws.amazon.com/source_identity": "alice"})
+    claims: dict[str, Any] = {"https://aws.amazon.com/source_identity": "alice"}
+    token = issuer.token(**claims)
     refused(sts, trusted_role, token, "AccessDenied", 403)
 
 
@@ -264,12 +268,13 @@ def tagging_role(issuer: Issuer, make_role: MakeRole) -> str:
     {"principal_tags": {"team": ["blue"]}, "transitive_tag_keys": ["dept"]},
 ], ids=["aws-prefix", "51-tags", "two-values", "long-value", "transitive-not-a-tag"])
 def test_invalid_session_tags(issuer: Issuer, sts: Any, tagging_role: str, tags: dict[str, Any]) -> None:
-    refused(sts, tagging_role, issuer.token(**{"https://aws.amazon.com/tags": tags}), "InvalidIdentityToken")
+    claims: dict[str, Any] = {"https://aws.amazon.com/tags": tags}
+    refused(sts, tagging_role, issuer.token(**claims), "InvalidIdentityToken")
 
 
 def test_fifty_tags_are_accepted(issuer: Issuer, sts: Any, tagging_role: str) -> None:
-    tags = {"principal_tags": {f"k{i}": ["v"] for i in range(50)}}
-    assert assume(sts, tagging_role, issuer.token(**{"https://aws.amazon.com/tags": tags}))["Credentials"]
+    claims: dict[str, Any] = {"https://aws.amazon.com/tags": {"principal_tags": {f"k{i}": ["v"] for i in range(50)}}}
+    assert assume(sts, tagging_role, issuer.token(**claims))["Credentials"]
 
 
 # --- issuer URL rules and the loopback relaxation -------------------------------------------------------

@@ -53,6 +53,9 @@ class BrokenIam:
     def client_ids(self, provider_arn: str) -> list[str] | None:
         raise RuntimeError("IAM is down")
 
+    def saml_metadata(self, provider_arn: str) -> str | None:
+        raise RuntimeError("IAM is down")
+
 
 def test_unexpected_failure_is_an_aws_shaped_500() -> None:
     ledger = CredentialLedger()

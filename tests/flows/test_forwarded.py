@@ -64,8 +64,8 @@ def serving(config: Path, *extra: str, port: int = 0, output: Path | None = None
     finally:
         proc.terminate()
         proc.wait(10)
-        if output is not None:
-            sink.close()  # type: ignore[union-attr]
+        if not isinstance(sink, int):  # a file of ours (subprocess.DEVNULL is an int)
+            sink.close()
 
 
 def refused_clients(config: Path) -> list[str]:

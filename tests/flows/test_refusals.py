@@ -7,7 +7,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from html import unescape
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -110,7 +110,14 @@ def test_mixup_callback_at_another_idp(stack: DevStack, client: httpx.Client) ->
 # ---- tokens from the hand-made IdP: built with PyJWT, delivered by its real token endpoint ----------------
 
 
-def handmade_login(stack: DevStack, client: httpx.Client, idp: TokenIssuer, **claims: Any) -> httpx.Response:
+class BrokerAt(Protocol):
+    """All a login needs of the world it runs in: where the broker answers (a DevStack, or another test's)."""
+
+    @property
+    def broker_url(self) -> str: ...
+
+
+def handmade_login(stack: BrokerAt, client: httpx.Client, idp: TokenIssuer, **claims: Any) -> httpx.Response:
     authorize = urlsplit(browser.start_login(client, stack.broker_url, "handmade"))
     params = {k: v[0] for k, v in parse_qs(authorize.query).items()}
     key = claims.pop("key", None)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ ADMIN = "arn:aws:iam::111122223333:role/Admin"
 DEV = "arn:aws:iam::111122223333:role/Dev"
 
 
-def ruleset(*rules: dict[str, object]) -> RuleSet:
+def ruleset(*rules: Mapping[str, object]) -> RuleSet:
     return RuleSet.model_validate({"version": 1, "rules": list(rules)})
 
 

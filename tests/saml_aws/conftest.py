@@ -20,7 +20,7 @@ import pytest
 import xmlsec
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 from moto.sts.models import sts_backends
 
 from broker.config import load_settings

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.grants import RoleGrant
 from broker.issuers.saml_assertion import ATTR, recipient_for
@@ -48,7 +48,7 @@ def grant(role: str, **overrides: Any) -> RoleGrant:
     return RoleGrant(**fields)
 
 
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {},
     "tags": {"tags": {"team": "a<b>&\"c'", "cost center": "x"}, "transitive_tags": ("team",)},
     "source_identity": {"source_identity": "alice@example.com"},

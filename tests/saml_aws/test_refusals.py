@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import xmlsec
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.devstack.stack import saml_trust_policy
 from broker.issuers.saml_assertion import ATTR, sign_assertion

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 from saml2.sigver import CryptoBackendXmlSec1, pre_signature_part
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
@@ -52,7 +52,8 @@ def sp_entity(entity_id: str) -> str:
 
 def _body(xml: str) -> str:
     """An entity without its XML declaration, to place inside an aggregate."""
-    return etree.tostring(etree.fromstring(xml.encode())).decode()
+    data: bytes = etree.tostring(etree.fromstring(xml.encode()))
+    return data.decode()
 
 
 def aggregate(*parts: str | list[str], root_id: str = "_federation20261203", valid_until: str | None = None,
@@ -103,7 +104,8 @@ def replace_entity(xml: str, entity_id: str, replacement: str) -> str:
     root = etree.fromstring(xml.encode())
     old = next(e for e in root.iter(f"{{{MD}}}EntityDescriptor") if e.get("entityID") == entity_id)
     old.getparent().replace(old, etree.fromstring(replacement.encode()))
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return data.decode()
 
 
 def wrap_signed(signed: str, attacker_entity: str) -> str:
@@ -112,14 +114,16 @@ def wrap_signed(signed: str, attacker_entity: str) -> str:
     original = etree.fromstring(signed.encode())
     wrapper = etree.fromstring(aggregate(attacker_entity, root_id="_wrapper").encode())
     wrapper.append(deepcopy(original))
-    return etree.tostring(wrapper, xml_declaration=True, encoding="UTF-8").decode()
+    data: bytes = etree.tostring(wrapper, xml_declaration=True, encoding="UTF-8")
+    return data.decode()
 
 
 def add_outside_signed(signed: str, attacker_entity: str) -> str:
     """A second entity, with the attacker's certificate, added to a signed aggregate after it was signed."""
     root = etree.fromstring(signed.encode())
     root.append(etree.fromstring(attacker_entity.encode()))
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return data.decode()
 
 
 class Served:

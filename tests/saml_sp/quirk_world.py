@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.config import load_settings
 from broker.connectors.saml import SamlConnector

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.devstack.dev_saml_idp import write_key_and_cert
 from tests.saml_sp.conftest import NS, SamlWorld, assert_refused, assertion_of, audit_events
@@ -24,7 +24,8 @@ def _iso(delta: timedelta) -> str:
 
 
 def _xml(root: Any) -> str:
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return data.decode()
 
 
 def _evil_copy(assertion: Any, name_id: str = "admin@example.com") -> Any:
@@ -277,6 +278,7 @@ def test_request_from_another_browser(saml_world: SamlWorld, client: httpx.Clien
 def test_request_id_single_use(saml_world: SamlWorld, client: httpx.Client) -> None:
     request_id = saml_world.start(client)
     binding = client.cookies.get("sts_broker_saml")
+    assert binding is not None
     assert saml_world.post(client, saml_world.signed("bob", request_id)).status_code == 303
     client.cookies.clear()
     client.cookies.set("sts_broker_saml", binding, path="/saml/corp/acs")  # the same browser, again

@@ -7,7 +7,7 @@ import zlib
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.devstack.dev_saml_idp import MFA_CONTEXT, browser_login
 from tests.saml_sp.conftest import NS, SamlWorld, audit_events

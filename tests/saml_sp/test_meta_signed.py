@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import xmlsec
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.audit import AuditLog
 from broker.connectors.saml import SamlConnector
@@ -178,7 +178,7 @@ def test_the_xpath_transform_attack_is_real(fed: Federation) -> None:
     root = etree.fromstring(document.encode())
     xmlsec.tree.add_ids(root, ["ID"])
     context = xmlsec.SignatureContext()
-    context.key = xmlsec.Key.from_file(str(fed.cert), xmlsec.KeyFormat.CERT_PEM)
+    context.key = xmlsec.Key.from_file(str(fed.cert), xmlsec.constants.KeyDataFormatCertPem)
     context.verify(root.find(f"{{{DS}}}Signature"))  # no exception: verified
     assert fed.attacker_cert.read_text().splitlines()[1] in document
 

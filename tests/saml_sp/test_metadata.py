@@ -12,7 +12,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import ValidationError
 
 from broker.connectors.saml import SamlConnector
@@ -128,8 +128,8 @@ def test_signed_authn_request(idp: DevSamlIdp, tmp_path: Path) -> None:
     assert params["SigAlg"] == ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"] and request_id
     signed = "&".join(f"{name}={quote(params[name][0], safe='')}" for name in ("SAMLRequest", "RelayState", "SigAlg"))
     public_key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
-    public_key.verify(base64.b64decode(params["Signature"][0]), signed.encode(),  # type: ignore[union-attr,call-arg]
-                      padding.PKCS1v15(), hashes.SHA256())  # type: ignore[arg-type]
+    assert isinstance(public_key, rsa.RSAPublicKey)  # write_key_and_cert makes RSA keys
+    public_key.verify(base64.b64decode(params["Signature"][0]), signed.encode(), padding.PKCS1v15(), hashes.SHA256())
     unsigned = asyncio.run(SamlConnector(_cfg(**_inline(idp, [idp.certificate])), BROKER, None).start("/roles")).url
     assert "Signature=" not in unsigned
 

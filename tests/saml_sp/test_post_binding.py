@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.connectors.saml import relay_path
 from broker.devstack import browser
@@ -38,8 +38,9 @@ def client() -> Iterator[httpx.Client]:
         yield c
 
 
-def _page(world: PostWorld, client: httpx.Client, idp: str, **kw: object) -> httpx.Response:
-    response = client.get(f"{world.url}/login/{idp}", **kw)  # type: ignore[arg-type]
+def _page(world: PostWorld, client: httpx.Client, idp: str, *, params: dict[str, str] | None = None,
+          headers: dict[str, str] | None = None) -> httpx.Response:
+    response = client.get(f"{world.url}/login/{idp}", params=params, headers=headers)
     assert response.status_code == 200, response.text[:300]
     return response
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 from saml2.saml import NameID
 
 from broker.connectors.saml_config import NAMEID_FORMATS

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from tests.saml_sp.conftest import NS, assert_refused, assertion_of, audit_events
 from tests.saml_sp.quirk_world import QuirkWorld, quirk_world, role_names, roles_view

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.devstack.dev_saml_idp import MFA_CONTEXT, PASSWORD_CONTEXT
 from tests.saml_sp.conftest import NS, assert_refused, assertion_of

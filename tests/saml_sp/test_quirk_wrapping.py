@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from tests.saml_sp.conftest import NS, assert_refused, assertion_of, audit_events
 from tests.saml_sp.quirk_world import QuirkWorld, quirk_world

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 from pydantic import SecretStr
 
 from broker.audit import AuditLog

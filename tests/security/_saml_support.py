@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import xmlsec
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.config import load_settings
 from broker.devstack.dev_saml_idp import saml_idp_config
@@ -60,7 +60,8 @@ def q(tag: str, ns: str = SAML) -> str:
 
 
 def xml_text(root: Any) -> str:
-    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8").decode()  # with siblings
+    data: bytes = etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")  # with siblings
+    return data.decode()
 
 
 def signature_of(element: Any) -> Any:

@@ -72,7 +72,7 @@ def make_stack(exits: ExitStack, workdir: Path, account: str, serve_broker: Any 
     rules = workdir / "rules-src.yaml"
     workdir.mkdir(parents=True, exist_ok=True)
     rules.write_text(rules_for(account))
-    extra = {
+    extra: dict[str, dict[str, Any]] = {
         "handmade": {"id": "handmade", "type": "oidc", "name": "Hand-made IdP", "issuer": handmade.url,
                      "client_id": "client-1", "client_secret": HANDMADE_SECRET},
         "tokapp": {"id": "tokapp", "type": "token", "issuer": handmade.url, "jwks_uri": f"{handmade.url}/jwks",

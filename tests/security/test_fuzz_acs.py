@@ -10,13 +10,13 @@ import asyncio
 import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.connectors.saml import SamlConnector
 from broker.connectors.saml_config import SamlIdpConfig
@@ -41,7 +41,8 @@ from tests.security._fuzz_support import (
 FORM = "application/x-www-form-urlencoded"
 
 # Generated documents: small trees of SAML-ish elements, as the root or as a Response's children.
-ELEMENTS = st.recursive(
+Node: TypeAlias = tuple[str, dict[str, str], "str | None", list["Node"]]  # tag, attributes, text, children
+ELEMENTS: st.SearchStrategy[Node] = st.recursive(
     st.builds(lambda tag, text: (tag, {}, text, []), st.sampled_from(TAGS), VALUES),
     lambda children: st.builds(lambda tag, attrs, kids: (tag, attrs, None, kids), st.sampled_from(TAGS),
                                st.dictionaries(st.sampled_from(ATTRS), VALUES, max_size=3),
@@ -50,7 +51,7 @@ ELEMENTS = st.recursive(
 )
 
 
-def _build(node: tuple[str, dict[str, str], str | None, list[Any]]) -> Any:
+def _build(node: Node) -> Any:
     tag, attrs, text, kids = node
     el = etree.Element(tag)
     for name, value in attrs.items():
@@ -61,7 +62,7 @@ def _build(node: tuple[str, dict[str, str], str | None, list[Any]]) -> Any:
     return el
 
 
-def _generated(nodes: list[Any], shape: str) -> bytes:
+def _generated(nodes: list[Node], shape: str) -> bytes:
     """A bare generated element, or a samlp:Response around generated children (with an Assertion that
     holds them, so the structure check passes and the library meets the generated content)."""
     if shape == "bare" and nodes:
@@ -113,7 +114,7 @@ def _post(web: tuple[httpx.Client, AuditTail], url: str, fields: list[tuple[str,
           content_type: str = FORM, accept: str = "application/json") -> None:
     client, audit = web
     client.cookies.clear()
-    body = str(httpx.QueryParams(fields)) if content_type.startswith(FORM) else "&".join(v for _, v in fields)
+    body = str(httpx.QueryParams(tuple(fields))) if content_type.startswith(FORM) else "&".join(v for _, v in fields)
     response = client.post(url, content=body.encode(), headers={"Content-Type": content_type, "Accept": accept})
     assert_handled(response, audit)
 

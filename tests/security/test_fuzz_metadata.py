@@ -16,7 +16,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from broker.connectors.saml import SamlConnector

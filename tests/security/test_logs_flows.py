@@ -203,13 +203,23 @@ def test_no_secret_reaches_any_log(debug_stack: tuple[Stack, Path], monkeypatch:
     assert leaking <= {"httpx", "httpcore.http11"}
 
 
+class _Kept(logging.Handler):
+    """A handler that keeps every record it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_the_floor_holds_for_loggers_and_handlers_added_later(caplog: pytest.LogCaptureFixture) -> None:
     """After quiet_chatty_loggers, DEBUG on everything lets no library DEBUG/INFO record through: neither
     from an existing library logger nor from one created afterwards (the root handlers' filter)."""
     root = logging.getLogger()
-    handler = logging.Handler()
-    records: list[logging.LogRecord] = []
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler = _Kept()
+    records = handler.records
     root.addHandler(handler)
     secret = secrets.token_urlsafe(32)
     try:

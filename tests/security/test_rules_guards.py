@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 import broker
 from broker.connectors import id_token
@@ -78,10 +78,10 @@ def test_template_field_names_and_role_arn_checks() -> None:
     (lambda v: Rule(id=v, grant=[GrantSpec(role=ROLE)]), "admins", ["admins\n", "adm\u0131ns"]),
     (lambda v: AwsConfig(region=v), "eu-west-1", ["eu-west-1\n", "eu-west-\u0661"]),
     (lambda v: AwsConfig(signin_region=v), "eu-west-1", ["eu-west-1\n", "eu-west-\u0661"]),
-    (lambda v: KeyConfig(kid=v, file="k.pem"), "k2026a", ["k2026a\n", "k2026\u0430"]),
-    (lambda v: SessionConfig(secret=secrets.token_urlsafe(48), cookie_name=v), "sid", ["sid\n", "s\u0131d"]),
+    (lambda v: KeyConfig(kid=v, file=Path("k.pem")), "k2026a", ["k2026a\n", "k2026\u0430"]),
+    (lambda v: SessionConfig(secret=SecretStr(secrets.token_urlsafe(48)), cookie_name=v), "sid", ["sid\n", "s\u0131d"]),
     (lambda v: OidcIdpConfig(id=v, type="oidc", name="n", issuer="https://idp.example.com", client_id="c",
-                             client_secret="s"), "okta", ["okta\n", "\u043ekta"]),
+                             client_secret=SecretStr("s")), "okta", ["okta\n", "\u043ekta"]),
 ])
 def test_field_patterns_refuse_newlines_and_look_alikes(build: Any, good: str, bad: list[str]) -> None:
     build(good)

@@ -5,6 +5,7 @@ an email before or after '@'); and what it renders is always valid for STS."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -156,7 +157,8 @@ def _rendered(template: str, value: str) -> dict[str, Any]:
     return out
 
 
-FILTERS = {"": lambda s: s, "|lower": ascii_lower, "|upper": ascii_upper, "|strip": lambda s: s.strip(" \t\n\r\v\f")}
+FILTERS: dict[str, Callable[[str], str]] = {"": lambda s: s, "|lower": ascii_lower, "|upper": ascii_upper,
+                                             "|strip": lambda s: s.strip(" \t\n\r\v\f")}
 
 
 @settings(max_examples=300, deadline=None)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import parse_metadata

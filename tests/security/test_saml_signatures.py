@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from broker.devstack import browser
 from broker.devstack.dev_saml_idp import write_key_and_cert

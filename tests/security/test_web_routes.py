@@ -93,9 +93,11 @@ def test_check_refuses_a_reserved_idp_id(tmp_path: Path, kind: str, monkeypatch:
     monkeypatch.setenv("SESSION_SECRET", STRONG)
     monkeypatch.setenv("OKTA_SECRET", "okta-client-secret-value")
     file = good_tree(tmp_path)
-    idp = {"oidc": {"type": "oidc", "name": "I", "issuer": "https://idp.example", "client_id": "c"},
-           "saml": {"type": "saml", "name": "I", "metadata_url": "https://idp.example/metadata"},
-           "token": {"type": "token", "issuer": "https://idp.example", "client_ids": ["c"]}}[kind]
+    idps: dict[str, dict[str, object]] = {
+        "oidc": {"type": "oidc", "name": "I", "issuer": "https://idp.example", "client_id": "c"},
+        "saml": {"type": "saml", "name": "I", "metadata_url": "https://idp.example/metadata"},
+        "token": {"type": "token", "issuer": "https://idp.example", "client_ids": ["c"]}}
+    idp = idps[kind]
     (tmp_path / "idp_configs" / "reserved.yaml").write_text(yaml.safe_dump({"id": "idp", **idp}))
     assert main(["check", "--config", str(file)]) == 1
     err = capsys.readouterr().err

@@ -7,7 +7,7 @@ import zlib
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 
 def authn_request_id(client: httpx.Client, broker_url: str, idp: str) -> str:

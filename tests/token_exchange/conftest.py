@@ -163,7 +163,7 @@ def exchange(url: str, token: str, *, headers: dict[str, str] | None = None, **e
 def assert_refused(env: ExchangeEnv, response: httpx.Response, status: int, error: str, reason: str) -> dict[str, Any]:
     assert response.status_code == status, response.text[:400]
     assert response.headers["cache-control"] == "no-store"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["error"] == error and body["error_description"] and body["error_id"], body
     assert "AccessKeyId" not in response.text and "Credentials" not in body
     [event] = [e for e in env.events() if e.get("error_id") == body["error_id"]]

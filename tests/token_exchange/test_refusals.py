@@ -158,7 +158,7 @@ def test_two_content_types_are_refused_whichever_comes_first(env: ExchangeEnv, c
 
 
 def _encoded(pairs: list[tuple[str, str]]) -> bytes:
-    return httpx.QueryParams(pairs).__str__().encode()
+    return httpx.QueryParams(tuple(pairs)).__str__().encode()
 
 
 FORMS: dict[str, tuple[Callable[[TokenIssuer], list[tuple[str, str]]], str, str]] = {

@@ -112,7 +112,7 @@ async def call_with(reply: Reply, calls: int = 1, between: float = 0.0) -> tuple
 
 
 def run(coro: Awaitable[tuple[list[object], WireServer]]) -> tuple[list[object], WireServer]:
-    return asyncio.run(asyncio.wait_for(coro, 20))  # type: ignore[arg-type]
+    return asyncio.run(asyncio.wait_for(coro, 20))
 
 
 def test_chunked_and_byte_by_byte_answers_are_read_and_the_connection_reused() -> None:

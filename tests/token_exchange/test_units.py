@@ -87,7 +87,7 @@ def test_not_reused_when_no_longer_comfortably_valid() -> None:
 
         first, _ = await cache.get_or_issue("creds:short", issue)
         assert (await cache.get_or_issue("creds:short", issue))[0].access_key_id == first.access_key_id
-        cache._clock = lambda: datetime.now(UTC).timestamp() + 9 * 60  # type: ignore[method-assign]
+        cache._clock = lambda: datetime.now(UTC).timestamp() + 9 * 60
         assert (await cache.get_or_issue("creds:short", issue))[0].access_key_id == "B"
 
     asyncio.run(run())
@@ -124,6 +124,7 @@ def test_http_sts_keeps_connections_and_maps_errors() -> None:
             assert len({c.access_key_id for c in got}) == 12 and all(c.expiration.tzinfo for c in got)
             assert len(client._idle) <= 4
             for conn in list(client._idle):
+                assert conn.transport is not None  # an idle connection is an open one
                 conn.transport.abort()  # the server's side of keep-alive went away
             await asyncio.sleep(0.05)
             assert (await client.assume_role_with_web_identity(GRANT, "t.o.k")).role_arn == GRANT.role_arn
