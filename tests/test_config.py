@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from broker.cli import main
-from broker.config import OidcIdpConfig, load_idps, load_settings
+from broker.config import load_idps, load_settings
+from broker.connectors.oidc_config import OidcIdpConfig
 from broker.errors import ConfigError
 from broker.issuers.signing import generate_key_file
 

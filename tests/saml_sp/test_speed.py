@@ -16,8 +16,8 @@ from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from bench.saml_acs import BROKER_URL, REQUEST_ID, Setup, build, corpus, measure, stock_verdict, verdicts
-from broker.config import SamlIdpConfig
 from broker.connectors.saml import SamlConnector, request_data
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_xml import guarded_parse
 from broker.devstack.dev_saml_idp import saml_idp_config, write_key_and_cert
 from broker.seams.python3_saml import PIECES, ParsedResponse, cached_validation

@@ -24,6 +24,7 @@ from broker.config import load_settings
 from broker.devstack.local_aws import run_local_aws
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.devstack.stack import SECRET_ENV, aws_client, write_config
+from broker.issuers.sts_http import HttpStsClient
 from broker.web.app import create_app
 from broker.web.context import context_of_app
 from tests.support.token_issuer import running_issuer
@@ -82,15 +83,16 @@ def rules_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExchangeEnv]
 def sent(rules_env: ExchangeEnv) -> Iterator[list[dict[str, str]]]:
     """The AssumeRoleWithWebIdentity parameters as the connection pool writes them to the wire."""
     sts, calls = context_of_app(rules_env.app).token_exchange.sts, []
+    assert isinstance(sts, HttpStsClient)
     wire = sts._call
 
     async def recording(request: bytes) -> Any:
         calls.append(dict(parse_qsl(request.split(b"\r\n\r\n", 1)[1].decode())))
         return await wire(request)
 
-    sts._call = recording
+    sts._call = recording  # type: ignore[method-assign,assignment]
     yield calls
-    sts._call = wire
+    sts._call = wire  # type: ignore[method-assign]
 
 
 def _issued(env: ExchangeEnv, email: str, **extra: Any) -> dict[str, Any]:

@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from broker.devstack.stack import aws_client
+from broker.issuers.sts_client import StsClient
+from broker.issuers.sts_http import HttpStsClient
 from broker.token_exchange import CREDENTIALS_TYPE
 from broker.web.context import context_of_app
 from tests.token_exchange.conftest import (
@@ -84,15 +86,17 @@ def test_minted_carries_tags_and_session_policy_to_sts(env: ExchangeEnv, transpo
                 body = request.body if isinstance(request.body, bytes) else str(request.body).encode()
                 sent.append(dict(parse_qsl(body.decode())))
 
+            assert isinstance(sts, StsClient)
             sts._client.meta.events.register("before-send.sts.AssumeRoleWithWebIdentity", recording)
         else:
+            assert isinstance(sts, HttpStsClient)
             wire = sts._call
 
             async def recording_call(request: bytes) -> Any:  # the request bytes the pool writes
                 sent.append(dict(parse_qsl(request.split(b"\r\n\r\n", 1)[1].decode())))
                 return await wire(request)
 
-            sts._call = recording_call
+            sts._call = recording_call  # type: ignore[method-assign,assignment]
         claims = mobile_claims(env.idp, plan="pro")
         body = creds_of(exchange(url, env.idp.sign(claims), resource=MINTED))
     assert caller_arn(env, body).endswith(f":assumed-role/MobileMinted/{claims['sub']}")

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from starlette.applications import Starlette
 
+from broker.issuers.sts_http import HttpStsClient
 from broker.web.context import context_of_app
 from tests.token_exchange.conftest import (
     IOS,
@@ -106,13 +107,14 @@ def test_passthrough_credentials_follow_the_token_sts_sees(env: ExchangeEnv) -> 
     with extra_broker(env, token_exchange=config) as (url, app):
         sent: list[str] = []
         sts = context_of_app(app).token_exchange.sts
+        assert isinstance(sts, HttpStsClient)
         wire = sts._call
 
         async def recording_call(request: bytes) -> Any:  # the request bytes the pool writes
             sent.append(dict(parse_qsl(request.split(b"\r\n\r\n", 1)[1].decode()))["WebIdentityToken"])
             return await wire(request)
 
-        sts._call = recording_call
+        sts._call = recording_call  # type: ignore[method-assign,assignment]
         claims = mobile_claims(env.idp)
         android, ios = env.idp.sign(claims), env.idp.sign({**claims, "azp": IOS})
         first = creds_of(exchange(url, android))["Credentials"]
