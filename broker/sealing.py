@@ -1,8 +1,7 @@
 """AES-GCM sealing of values the broker keeps in the state store, with a key derived (HKDF-SHA256) from a
 broker secret: whoever can read the store (a Redis replica, a backup, a MONITOR session) without that secret
 reads nothing. The associated data binds a sealed value to its store key, so it cannot be moved to another.
-
-(broker/issuers/cache.py seals cached credentials the same way with its own code; it could use this.)
+Used for browser sessions (web/sessions.py) and cached credentials (issuers/cache.py), each with its purpose.
 """
 
 from __future__ import annotations

@@ -17,31 +17,26 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.util import urlsafe_b64decode
 
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
 from broker.safe_json import loads_object
+from broker.sealing import Sealer
 from broker.store import StateStore
 
 LOCAL_MAX = 10000
-_INFO = b"sts-broker credential cache v1"
+_PURPOSE = "sts-broker credential cache v1"  # the HKDF info: the key stays what it was
 
 
 # Claims of a pass-through token that differ between two tokens of one sign-in scope and that no trust
@@ -92,13 +87,13 @@ def _passed_through(identity: Identity, grant: RoleGrant) -> str | None:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _to_json(creds: Credentials, until: float) -> bytes:
+def _to_json(creds: Credentials, until: float) -> str:
     fields = {f.name: getattr(creds, f.name) for f in dataclasses.fields(creds)}
     fields["expiration"] = creds.expiration.isoformat()
-    return json.dumps({"credentials": fields, "until": until}).encode()
+    return json.dumps({"credentials": fields, "until": until})
 
 
-def _from_json(data: bytes) -> tuple[Credentials, float]:
+def _from_json(data: str) -> tuple[Credentials, float]:
     document = json.loads(data)
     fields = document["credentials"]
     fields["expiration"] = datetime.fromisoformat(fields["expiration"])
@@ -110,8 +105,7 @@ class CredentialCache:
                  clock: Callable[[], float] = time.time) -> None:
         self._store, self._clock, self.enabled = store, clock, enabled
         self._min_remaining = min_remaining.total_seconds()
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret.encode())
-        self._aead = AESGCM(key)
+        self._sealer = Sealer(secret, purpose=_PURPOSE)
         self._local: OrderedDict[str, tuple[Credentials, float]] = OrderedDict()
         self._flights: dict[str, asyncio.Future[Credentials]] = {}
         self.issued = 0  # STS calls made through the cache (tests and benchmarks read it)
@@ -181,12 +175,13 @@ class CredentialCache:
         return opened[0]
 
     def _seal(self, key: str, creds: Credentials, until: float) -> str:
-        nonce = os.urandom(12)
-        return base64.b64encode(nonce + self._aead.encrypt(nonce, _to_json(creds, until), key.encode())).decode()
+        return self._sealer.seal(_to_json(creds, until), key)
 
     def _open(self, key: str, sealed: str) -> tuple[Credentials, float] | None:
-        try:
-            data = base64.b64decode(sealed)
-            return _from_json(self._aead.decrypt(data[:12], data[12:], key.encode()))
-        except (InvalidTag, ValueError, KeyError, TypeError):
+        opened = self._sealer.open(sealed, key)
+        if opened is None:
             return None  # not ours (another secret, tampered): treat as absent, a new call replaces it
+        try:
+            return _from_json(opened)
+        except (ValueError, KeyError, TypeError):
+            return None

@@ -209,7 +209,7 @@ class HttpStsClient:
         body = (SAML_ACTION + _encoded(params, grant.policy, grant.policy_arns)).encode()
         body += b"&SAMLAssertion=%s" % _form_value(assertion)
         status, answer = await self._call(b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body))
-        return parse_answer(status, answer, grant, "AssumeRoleWithSAML")
+        return parse_answer(status, answer, grant)
 
     async def _call(self, body: bytes) -> tuple[int, bytes]:
         for attempt in range(2):
@@ -331,8 +331,7 @@ def _text(root: etree._Element, path: str) -> str:
     return str(node.text or "") if node is not None else ""
 
 
-def parse_answer(status: int, body: bytes, grant: RoleGrant,
-                 operation: str = "AssumeRoleWithWebIdentity") -> Credentials:
+def parse_answer(status: int, body: bytes, grant: RoleGrant) -> Credentials:
     root = _xml(body)
     if root is None:
         raise StsUnavailable(f"STS answered {status} without XML", reason="sts_bad_answer")

@@ -32,14 +32,14 @@ async def index(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    start = await context_of(request).service.start_login(request.path_params["idp"], client_address(request))
+    context = context_of(request)
+    start = await context.service.start_login(request.path_params["idp"], client_address(request))
     response = post_page(request, start) if start.fields else RedirectResponse(start.url, status_code=303)
-    secure = context_of(request).secure_cookies
+    secure = context.secure_cookies
     # Binds the login to this browser: an answer carrying someone else's state is refused. An answer that
     # comes back as a cross-site POST (SAML ACS) needs SameSite=None over https (and Secure); plain http
     # exists only on loopback, where it is same-site.
-    sessions = context_of(request).sessions
-    response.set_cookie(_cookie(start.cross_site_finish), sessions.sign_login_state(start.state),
+    response.set_cookie(_cookie(start.cross_site_finish), context.sessions.sign_login_state(start.state),
                         max_age=int(LOGIN_TTL), httponly=True, secure=secure,
                         samesite="none" if secure and start.cross_site_finish else "lax", path=start.finish_path)
     return response
@@ -57,16 +57,16 @@ async def finish(request: Request, template: str, params: dict[str, str]) -> Res
     """The end of any browser login (OIDC callback, SAML ACS): verified by the core, then a fresh session
     (rotated id) and the browser sent to the allow-listed path the core returned."""
     idp = request.path_params["idp"]
-    service, sessions = context_of(request).service, context_of(request).sessions
+    context = context_of(request)
+    service, sessions, cookie_name = context.service, context.sessions, context.cookie_name
     cookie = _cookie(template == urls.SAML_ACS)
     browser_state = sessions.login_state(request.cookies.get(cookie), int(LOGIN_TTL))
     identity, return_to = await service.finish_login(idp, template, params, browser_state)
     service.login_succeeded(identity, client_address(request))
-    cookie_name = context_of(request).cookie_name
     _, session_cookie = await sessions.create(identity, request.cookies.get(cookie_name))
     response = RedirectResponse(return_to, status_code=303)
     response.set_cookie(cookie_name, session_cookie, max_age=int(sessions.lifetime), httponly=True,
-                        secure=context_of(request).secure_cookies, samesite="lax")
+                        secure=context.secure_cookies, samesite="lax")
     response.delete_cookie(cookie, path=urls.for_idp(template, idp))
     return response
 
