@@ -162,7 +162,11 @@ def load_settings(file: Path) -> Settings:
     audit_path = settings.audit.path
     if audit_path != "-":
         audit_path = str(_resolve(base, Path(audit_path)))
+    aws = settings.aws
+    if aws.credentials_file is not None:
+        aws = aws.model_copy(update={"credentials_file": _resolve(base, aws.credentials_file)})
     return settings.model_copy(update={
+        "aws": aws,
         "audit": AuditConfig(path=audit_path),
         "idp_configs": _resolve(base, settings.idp_configs),
         "rules": _resolve(base, settings.rules),

@@ -17,8 +17,11 @@ from broker.connectors.xml_workers import XmlWorkers
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuance import Issuance, choose_grant
+from broker.issuers.assume_role import AssumeRoleIssuer
 from broker.issuers.cache import CredentialCache
 from broker.issuers.credentials import Credentials
+from broker.issuers.federation_token import FederationTokenIssuer
+from broker.issuers.own_credentials import OwnCredentials
 from broker.issuers.saml import SamlIssuer
 from broker.issuers.saml_idp import SamlKey, load_saml_keys
 from broker.issuers.signing import KeyRing
@@ -92,8 +95,12 @@ class BrokerService:
         exchange = parts.settings.token_exchange
         cache = CredentialCache(store, parts.settings.session.secret.get_secret_value(),
                                 min_remaining=exchange.cache_min_remaining, enabled=exchange.cache_credentials)
-        self.issuance = Issuance(self.sts, {"web_identity": self.web_identity, "saml": self.saml_issuer}, cache,
-                                 audit)
+        # The broker's own AWS credentials (assume_role without from:, federation_token), found on first use.
+        own = OwnCredentials(profile=aws.credentials_profile, credentials_file=aws.credentials_file)
+        self.issuance = Issuance(self.sts, {"web_identity": self.web_identity, "saml": self.saml_issuer,
+                                            "federation_token": FederationTokenIssuer(self.sts, own)}, cache, audit)
+        # A role chain's hub session comes through the issuance (and its cache) itself.
+        self.issuance.add("assume_role", AssumeRoleIssuer(self.sts, own, self.issuance))
         self.limits = RateLimits(store, parts.settings.rate_limits)
         self.console = ConsoleSignIn(http, issuer_url=parts.settings.public_url,
                                      federation_url=aws.federation_url, console_url=aws.console_url)

@@ -100,6 +100,10 @@ class AwsConfig(Model):
     signin_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
     connect_timeout: Duration = timedelta(seconds=3)
     read_timeout: Duration = timedelta(seconds=10)
+    # The broker's own credentials (via assume_role without from:, via federation_token): botocore's standard
+    # chain, from this profile and shared credentials file when set (else the chain's defaults).
+    credentials_profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.+@-]{1,64}$")
+    credentials_file: Path | None = None
 
 
 class IssuerConfig(Model):

@@ -2,7 +2,8 @@
 
 - Key: SHA-256 over the identity ((idp, issuer, subject) plus the attributes rules read) and every field
   of the RoleGrant but the rule id (role, via, token kind, session name, source identity, duration, tags,
-  transitive tags, session policy, policy ARNs). Any difference in scope is a different key. For a
+  transitive tags, session policy, policy ARNs, ExternalId, and for a role chain the hub grant's whole
+  scope). Any difference in scope is a different key. For a
   pass-through grant, also a digest of the upstream token's claims (all but the time and instance ones)
   or of the SAML response, which STS is shown: another app's token of the same person (another
   `aud`/`azp`) is another key.
@@ -51,6 +52,8 @@ def _plain(value: Any) -> Any:
         return tuple(sorted((str(k), _plain(v)) for k, v in value.items()))
     if isinstance(value, timedelta):
         return value.total_seconds()
+    if isinstance(value, RoleGrant):  # a chain's hub grant: its whole scope too
+        return tuple(_plain(getattr(value, name)) for name in _SCOPE_FIELDS)
     if isinstance(value, list | tuple):
         return tuple(_plain(v) for v in value)
     return value

@@ -2,6 +2,12 @@
 
 STS's own messages go to the audit log (detail); the person sees a public message. Neither contains the
 token: botocore never echoes WebIdentityToken in an error.
+
+The client is unsigned (the web-identity and SAML calls are unsigned by design). AssumeRole and
+GetFederationToken are signed per call with the caller's credentials (the broker's own or a hub session's):
+the call carries them in an extra parameter that a `provide-client-params` handler takes out into the
+request context before validation, and a `before-sign` handler signs with botocore's SigV4 signer (both are
+events botocore documents for extensions). So one client serves every caller.
 """
 
 from __future__ import annotations
@@ -14,13 +20,20 @@ from typing import Any
 import anyio.to_thread
 import boto3
 from botocore import UNSIGNED
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials as BotoCredentials
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from broker.errors import BrokerError, StsRefused, StsUnavailable
 from broker.grants import RoleGrant
-from broker.issuers.credentials import Credentials
+from broker.issuers.credentials import CallerKeys, Credentials
+from broker.issuers.sts_params import assume_role_params, federation_token_params
 from broker.settings import AwsConfig
+
+_CALLER = "BrokerCaller"  # the extra parameter carrying a signed call's credentials (never sent)
+_SIGNED = ("AssumeRole", "GetFederationToken")
 
 _UNAVAILABLE = {
     "Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure",
@@ -32,6 +45,14 @@ _REFUSED_PUBLIC = {
     "ExpiredTokenException": "AWS did not accept the broker's identity token for this role.",
     "IDPRejectedClaim": "AWS did not accept the broker's identity token for this role.",
     "RegionDisabledException": "AWS STS is not enabled in the configured region for this account.",
+    # AssumeRole / GetFederationToken (signed calls)
+    "ValidationError": ("AWS refused the request for this role as invalid (a duration above the role's maximum, "
+                        "or above 1 hour in a role chain?)."),
+    "MalformedPolicyDocument": "AWS refused the session policy of this role's grant.",
+    "PackedPolicyTooLarge": "AWS refused this role's session policy and tags together as too large.",
+    "ExpiredToken": "The credentials the broker signs this role's request with have expired.",
+    "InvalidClientTokenId": "AWS does not know the credentials the broker signs this role's request with.",
+    "SignatureDoesNotMatch": "AWS did not accept the signature of the broker's request for this role.",
 }
 
 
@@ -76,6 +97,25 @@ class StsClient:
         self._client = session.client(
             "sts", region_name=aws.region, endpoint_url=aws.sts_endpoint_url, config=config
         )
+        self._region = aws.region
+        for operation in _SIGNED:
+            self._client.meta.events.register(f"provide-client-params.sts.{operation}", _take_caller)
+            self._client.meta.events.register(f"before-sign.sts.{operation}", self._sign)
+
+    def _sign(self, request: AWSRequest, **_: Any) -> None:
+        caller: CallerKeys = request.context[_CALLER]
+        credentials = BotoCredentials(caller.access_key_id, caller.secret_access_key, caller.session_token)
+        SigV4Auth(credentials, "sts", self._region).add_auth(request)
+
+    async def assume_role(self, grant: RoleGrant, caller: CallerKeys, *, source_identity: str | None) -> Credentials:
+        params = {**assume_role_params(grant, source_identity), _CALLER: caller}
+        response = await self._call(functools.partial(self._client.assume_role, **params))
+        return _credentials(response, grant, caller)
+
+    async def get_federation_token(self, grant: RoleGrant, caller: CallerKeys) -> Credentials:
+        params = {**federation_token_params(grant), _CALLER: caller}
+        response = await self._call(functools.partial(self._client.get_federation_token, **params))
+        return _credentials(response, grant, caller)
 
     async def assume_role_with_web_identity(self, grant: RoleGrant, token: str) -> Credentials:
         params: dict[str, Any] = {
@@ -123,7 +163,13 @@ class StsClient:
         return result
 
 
-def _credentials(response: dict[str, Any], grant: RoleGrant) -> Credentials:
+def _take_caller(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """The caller's credentials out of the parameters (botocore would refuse an unknown one) into the
+    request context, where the before-sign handler finds them."""
+    context[_CALLER] = params.pop(_CALLER)
+
+
+def _credentials(response: dict[str, Any], grant: RoleGrant, caller: CallerKeys | None = None) -> Credentials:
     creds = response["Credentials"]
     expiration: datetime = creds["Expiration"]
     if expiration.tzinfo is None:
@@ -134,6 +180,8 @@ def _credentials(response: dict[str, Any], grant: RoleGrant) -> Credentials:
         session_token=creds["SessionToken"],
         expiration=expiration,
         role_arn=grant.role_arn,
-        assumed_role_arn=response.get("AssumedRoleUser", {}).get("Arn", ""),
+        assumed_role_arn=(response.get("AssumedRoleUser") or response.get("FederatedUser") or {}).get("Arn", ""),
         via=grant.via,
+        chained=caller is not None and caller.temporary and grant.via == "assume_role",
+        caller_key_id=None if caller is None else caller.access_key_id,
     )

@@ -1,14 +1,14 @@
-"""AssumeRoleWithWebIdentity and AssumeRoleWithSAML on the event loop: the STS Query API over a small keep-alive
-HTTP/1.1 pool, for every flow (browser logins and token exchange alike).
-
-The call is unsigned by design, so it needs no SDK: a form POST and an XML answer. boto3 in a worker
+"""Every STS call on the event loop: the STS Query API over a small keep-alive HTTP/1.1 pool, for every flow
+(browser logins and token exchange alike). AssumeRoleWithWebIdentity and AssumeRoleWithSAML are unsigned by
+design: a form POST and an XML answer. AssumeRole and GetFederationToken are the same POST signed with SigV4
+by botocore's signer (sts_params.py), with the broker's own or a hub session's credentials. boto3 in a worker
 thread costs ~2 ms of GIL-holding CPU per call and its thread pool caps the calls in flight (anyio's
 default: 40); httpx's pool grows slower with every connection it holds; aiohttp costs about twice this
 client's CPU per call (140 us against 75 us on uvloop, measured against the stub STS). Here each call is a
 coroutine on the loop, and the HTTP answer is parsed by httptools (llhttp, also what uvicorn serves with):
 this module only pools connections, writes the request and caps what it reads.
 
-Same contract as `sts_client.StsClient`'s two calls: the same parameters, timeouts (connect, read) and
+Same contract as `sts_client.StsClient`'s calls: the same parameters, timeouts (connect, read) and
 error mapping (`sts_error`, which boto3's `map_client_error` also uses: no botocore object is faked), one
 retry for throttling, 5xx and a dropped keep-alive connection. Neither the token nor the credentials ever
 reach a log or an exception message.
@@ -32,8 +32,9 @@ from lxml import etree  # type: ignore[import-untyped]
 
 from broker.errors import BrokerError, StsRefused, StsUnavailable
 from broker.grants import RoleGrant
-from broker.issuers.credentials import Credentials
+from broker.issuers.credentials import CallerKeys, Credentials
 from broker.issuers.sts_client import is_unavailable_code, sts_error
+from broker.issuers.sts_params import assume_role_params, federation_token_params, query_pairs, sigv4_headers
 from broker.settings import AwsConfig
 
 STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
@@ -68,6 +69,10 @@ class Endpoint:
     def authority(self) -> str:
         default = 443 if self.tls else 80
         return self.host if self.port == default else f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.authority}{self.path}"
 
 
 class _Dropped(Exception):
@@ -179,6 +184,7 @@ class HttpStsClient:
         self._connect_timeout = aws.connect_timeout.total_seconds()
         self._read_timeout = aws.read_timeout.total_seconds()
         self._ssl = ssl.create_default_context() if self._endpoint.tls else None
+        self._region = aws.region
         self._idle: deque[_Connection] = deque()
         self._slots = asyncio.Semaphore(max_connections)
         self._head = (f"POST {self._endpoint.path} HTTP/1.1\r\nHost: {self._endpoint.authority}\r\n"
@@ -210,6 +216,23 @@ class HttpStsClient:
         body += b"&SAMLAssertion=%s" % _form_value(assertion)
         status, answer = await self._call(b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body))
         return parse_answer(status, answer, grant)
+
+    async def assume_role(self, grant: RoleGrant, caller: CallerKeys, *, source_identity: str | None) -> Credentials:
+        """AssumeRole signed by `caller` (a hub session in a role chain, or the broker's own credentials)."""
+        pairs = query_pairs("AssumeRole", assume_role_params(grant, source_identity))
+        return await self._signed(pairs, grant, caller)
+
+    async def get_federation_token(self, grant: RoleGrant, caller: CallerKeys) -> Credentials:
+        """GetFederationToken signed by the broker's own IAM user keys."""
+        return await self._signed(query_pairs("GetFederationToken", federation_token_params(grant)), grant, caller)
+
+    async def _signed(self, pairs: list[tuple[str, str]], grant: RoleGrant, caller: CallerKeys) -> Credentials:
+        body = "&".join(f"{name}={quote(value, safe='')}" for name, value in pairs).encode()
+        # Signed once: a retry resends the same bytes, well within SigV4's five minutes.
+        signed = "".join(f"{name}: {value}\r\n" for name, value in
+                         sigv4_headers(self._endpoint.url, self._region, body, caller)).encode()
+        status, answer = await self._call(b"%s%sContent-Length: %d\r\n\r\n%s" % (self._head, signed, len(body), body))
+        return parse_answer(status, answer, grant, caller)
 
     async def _call(self, body: bytes) -> tuple[int, bytes]:
         for attempt in range(2):
@@ -331,7 +354,7 @@ def _text(root: etree._Element, path: str) -> str:
     return str(node.text or "") if node is not None else ""
 
 
-def parse_answer(status: int, body: bytes, grant: RoleGrant) -> Credentials:
+def parse_answer(status: int, body: bytes, grant: RoleGrant, caller: CallerKeys | None = None) -> Credentials:
     root = _xml(body)
     if root is None:
         raise StsUnavailable(f"STS answered {status} without XML", reason="sts_bad_answer")
@@ -357,16 +380,19 @@ def parse_answer(status: int, body: bytes, grant: RoleGrant) -> Credentials:
         access_key_id=values[0], secret_access_key=values[1], session_token=values[2],
         expiration=expiration if expiration.tzinfo else expiration.replace(tzinfo=UTC),
         role_arn=grant.role_arn, assumed_role_arn=_assumed_role_arn(found[0]), via=grant.via,
+        chained=caller is not None and caller.temporary and grant.via == "assume_role",
+        caller_key_id=None if caller is None else caller.access_key_id,
     )
 
 
 def _assumed_role_arn(credentials: etree._Element) -> str:
-    """AssumedRoleUser/Arn beside Credentials in the same Result: no second walk of the whole answer, and
-    no ElementPath (a path find costs twice this walk of the Result's children)."""
+    """AssumedRoleUser/Arn (FederatedUser/Arn for GetFederationToken) beside Credentials in the same Result: no
+    second walk of the whole answer, and no ElementPath (a path find costs twice this walk of the Result's
+    children)."""
     result = credentials.getparent()
     if result is None:
         return ""
-    for user in result.iterchildren(f"{STS_NS}AssumedRoleUser"):
+    for user in result.iterchildren(f"{STS_NS}AssumedRoleUser", f"{STS_NS}FederatedUser"):
         for arn in user.iterchildren(f"{STS_NS}Arn"):
             return str(arn.text or "")
     return ""

@@ -1,6 +1,8 @@
 """Console sign-in through the AWS federation endpoint: getSigninToken, then a login URL.
 
 The partition comes from the role ARN, so a GovCloud or China role never goes to the commercial endpoint.
+SessionDuration (the console session's length) follows the grant, except: never above 1 h for credentials
+from a role chain (AWS caps those), and never sent for federation-token credentials (the call fails with it).
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ PARTITIONS = {
     "aws-cn": Partition("https://signin.amazonaws.cn/federation", "https://console.amazonaws.cn/"),
 }
 MIN_SESSION, MAX_SESSION = 900, 43200
+CHAINED_MAX = 3600
+
+
+def session_duration(creds: Credentials, grant: RoleGrant) -> str | None:
+    """The SessionDuration to ask for, or None to send none."""
+    if creds.via == "federation_token":
+        return None
+    seconds = min(max(int(grant.duration.total_seconds()), MIN_SESSION), MAX_SESSION)
+    return str(min(seconds, CHAINED_MAX) if creds.chained else seconds)
 
 
 class ConsoleSignIn:
@@ -62,9 +73,11 @@ class ConsoleSignIn:
             "sessionKey": creds.secret_access_key,
             "sessionToken": creds.session_token,
         })
-        duration = min(max(int(grant.duration.total_seconds()), MIN_SESSION), MAX_SESSION)
         # POST keeps the credentials out of any access log that records query strings.
-        form = {"Action": "getSigninToken", "SessionDuration": str(duration), "Session": session}
+        form = {"Action": "getSigninToken", "Session": session}
+        duration = session_duration(creds, grant)
+        if duration is not None:
+            form["SessionDuration"] = duration
         try:
             response = await self._http.post(federation_url, data=form)
         except httpx.TimeoutException:

@@ -8,15 +8,16 @@ rule order: grants are sorted by role ARN. Each rule's outcome is traced for exp
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from broker.grants import RoleGrant
+from broker.grants import HUB_VIAS, RoleGrant
 from broker.identity import Identity
+from broker.rules.arns import arn_deny_match
 from broker.rules.conditions import Failure, Node, guard
 from broker.rules.grants_build import GrantError, GrantPlan, build
 from broker.rules.notices import notices_of
-from broker.rules.schema import RoleDecl, Rule, RuleSet, arn_deny_match
+from broker.rules.schema import RoleDecl, Rule, RuleSet
 
 Claims = Mapping[str, tuple[str, ...]]
 
@@ -186,7 +187,17 @@ def evaluate(rules: RuleSet | CompiledRules, identity: Identity, now: datetime |
         for arn in removed:
             del chosen[arn]
         traces[rule.rule_id] = RuleTrace(rule.rule_id, "deny", "matched", removed=tuple(sorted(removed)))
-    return Decision(tuple(chosen[k] for k in sorted(chosen)), tuple(traces.values()), notices_of(claims))
+    return Decision(tuple(_with_hub(chosen[k], chosen) for k in sorted(chosen)), tuple(traces.values()),
+                    notices_of(claims))
+
+
+def _with_hub(grant: RoleGrant, chosen: Mapping[str, RoleGrant]) -> RoleGrant:
+    """A chained grant with this identity's grant of its hub (after the deny rules: a denied hub takes its
+    chains with it). Without one it stays listed and is refused at issue time, saying which hub it needs."""
+    if grant.chain_from is None:
+        return grant
+    hub = chosen.get(grant.chain_from)
+    return replace(grant, hub=hub if hub is not None and hub.via in HUB_VIAS else None)
 
 
 def compiled_of(ruleset: RuleSet) -> CompiledRules:

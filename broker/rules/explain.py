@@ -41,6 +41,8 @@ def as_text(decision: Decision) -> str:
     lines.append("grants:" if decision.grants else "grants: none (not authorized)")
     for g in decision.grants:
         extra = f" tags={dict(g.tags)}" if g.tags else ""
+        if g.chain_from is not None:
+            extra += f" from {g.chain_from}" + ("" if g.hub is not None else " (hub not granted: refused)")
         lines.append(f"  {g.role_arn} via {g.via} for {int(g.duration.total_seconds())}s as "
                      f"{g.session_name!r} (rule {g.rule_id}){extra}")
     return "\n".join(lines)
@@ -76,4 +78,5 @@ def grant_json(g: RoleGrant) -> dict[str, Any]:
     return {"role": g.role_arn, "via": g.via, "provider": g.provider_arn, "duration": int(g.duration.total_seconds()),
             "session_name": g.session_name, "source_identity": g.source_identity, "tags": dict(g.tags),
             "transitive_tags": list(g.transitive_tags), "policy": g.policy, "policy_arns": list(g.policy_arns),
-            "rule": g.rule_id, "token": "passthrough" if g.passthrough else "minted"}
+            "rule": g.rule_id, "token": "passthrough" if g.passthrough else "minted",
+            "from": g.chain_from, "hub_granted": None if g.chain_from is None else g.hub is not None}

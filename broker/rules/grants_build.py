@@ -11,18 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 from broker.grants import RoleGrant
-from broker.rules.sanitize import UnusableName, policy_value, sts_name, tag_value
-from broker.rules.schema import (
-    ROLE_ARN,
-    SAML_PROVIDER_ARN,
-    GrantFields,
-    GrantSpec,
-    RoleDecl,
-    RolesFrom,
-    arn_account,
-    arn_glob_match,
-    merged,
-)
+from broker.rules.arns import ROLE_ARN, arn_account, arn_glob_match
+from broker.rules.sanitize import FEDERATED_NAME, MAX_NAME, UnusableName, policy_value, sts_name, tag_value
+from broker.rules.schema import SAML_PROVIDER_ARN, GrantFields, GrantSpec, RoleDecl, RolesFrom, merged
 from broker.rules.templates import MissingClaim, Template, parse_template
 
 Claims = Mapping[str, tuple[str, ...]]
@@ -46,6 +37,7 @@ class GrantPlan:
     session_name: Template
     source_identity: Template | None
     tags: Mapping[str, Template]
+    chain_from: str | None = None
 
     @classmethod
     def build(cls, rule_id: str, spec: GrantSpec, defaults: GrantFields) -> GrantPlan:
@@ -54,7 +46,7 @@ class GrantPlan:
         return cls(rule_id, spec.role, spec.roles_from, fields,
                    parse_template(fields["session_name"] or DEFAULT_SESSION_NAME),
                    parse_template(source) if source else None,
-                   {k: parse_template(v) for k, v in (fields["tags"] or {}).items()})
+                   {k: parse_template(v) for k, v in (fields["tags"] or {}).items()}, spec.from_)
 
 
 def _pair(value: str) -> tuple[str, str | None]:
@@ -107,10 +99,13 @@ def build(plan: GrantPlan, claims: Claims, mfa: bool, roles: Mapping[str, RoleDe
     fields = plan.fields
     if fields["require_mfa"] and not mfa:
         raise GrantError("this grant requires MFA")
+    via = fields["via"] or "web_identity"
+    # GetFederationToken's Name is 2..32 characters; every other path's RoleSessionName 2..64.
+    name_limit = FEDERATED_NAME if via == "federation_token" else MAX_NAME
     try:
         common: dict[str, Any] = {
-            "via": fields["via"] or "web_identity",
-            "session_name": sts_name(plan.session_name.render(claims)),
+            "via": via,
+            "session_name": sts_name(plan.session_name.render(claims), name_limit),
             "source_identity": sts_name(plan.source_identity.render(claims)) if plan.source_identity else None,
             "tags": {k: tag_value(t.render(claims)) for k, t in plan.tags.items()},
             "transitive_tags": tuple(fields["transitive_tags"] or ()),
@@ -118,6 +113,8 @@ def build(plan: GrantPlan, claims: Claims, mfa: bool, roles: Mapping[str, RoleDe
             "policy_arns": tuple(fields["policy_arns"] or ()),
             "rule_id": plan.rule_id,
             "passthrough": fields["token"] == "passthrough",  # noqa: S105 (a mode, not a secret)
+            "external_id": fields["external_id"],
+            "chain_from": plan.chain_from,
         }
     except (MissingClaim, UnusableName) as exc:
         raise GrantError(str(exc)) from None

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from broker.rules.schema import GrantSpec, Rule, RuleSet, arn_deny_match, merged
+from broker.rules.arns import arn_deny_match
+from broker.rules.schema import GrantSpec, Rule, RuleSet, merged
 from broker.rules.templates import parse_template
 
 # Always present on an Identity, whatever the IdP.
 BUILTIN_FIELDS = {"email", "subject", "idp", "issuer", "groups", "email_verified", "mfa", "sub"}
-ISSUED_VIA = {"web_identity", "saml"}  # service.BrokerService.credentials: assume_role is not issued yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +69,6 @@ def unprovided_claims(ruleset: RuleSet, provided: Mapping[str, set[str]]) -> lis
     return found
 
 
-def not_issuable(ruleset: RuleSet) -> list[Finding]:
-    found = []
-    for i, rule in enumerate(ruleset.rules):
-        for j, spec in enumerate(rule.grant):
-            via = merged(spec, ruleset.defaults)["via"] or "web_identity"
-            if via not in ISSUED_VIA:
-                found.append(Finding(("rules", str(i), "grant", str(j), "via"),
-                                     f"via {via}: this broker version issues via web_identity and saml only; "
-                                     "the grant is refused at issue time"))
-    return found
-
-
 def idle_denies(ruleset: RuleSet) -> list[Finding]:
     explicit = [g.role for r in ruleset.rules for g in r.grant if g.role]
     dynamic = any(g.roles_from for r in ruleset.rules for g in r.grant)
@@ -93,7 +81,7 @@ def idle_denies(ruleset: RuleSet) -> list[Finding]:
 
 
 def lint(ruleset: RuleSet, provided: Mapping[str, set[str]] | None = None) -> list[Finding]:
-    findings = shadowed(ruleset) + not_issuable(ruleset) + idle_denies(ruleset)
+    findings = shadowed(ruleset) + idle_denies(ruleset)
     if provided is not None:
         findings += unprovided_claims(ruleset, provided)
     return sorted(findings, key=lambda f: [int(p) if p.isdigit() else 0 for p in f.path])

@@ -13,9 +13,9 @@ folds the input's ASCII letters and nothing else (the hex digits are case-blind 
   a value with no letter or digit of any script, is refused (it names nobody; padding would invent names).
 - Session tag values: plain is ASCII letters, digits, space and _.:/+@- (AWS's tag set without '='); a
   space at either end is escaped too ('=20'), since ends are invisible and trimmed by many tools.
-- Longer than the limit (64, 256): the escaped text cut at an escape boundary, then '==' (which an escaped
-  value never contains, so a shortened value never equals an unshortened one), then 26 characters of
-  base32 (a-z2-7, 130 bits) of the SHA-256 of the original's UTF-8: a second value with the same output
+- Longer than the limit (64; 32 for a federated user's Name; 256): the escaped text cut at an escape
+  boundary, then '==' (which an escaped value never contains, so a shortened value never equals an
+  unshortened one), then 26 characters of base32 (a-z2-7, 130 bits) of the SHA-256 of the original's UTF-8: a second value with the same output
   needs a SHA-256 second preimage on 130 bits, and base32 survives case-insensitive comparison intact.
 - A claim value inserted into a session policy is refused unless it is made only of [A-Za-z0-9_+=,.@-]:
   rewriting it could make two people share a resource path, and '*', '?' or '${' would widen the policy.
@@ -37,6 +37,7 @@ _TAG_ESCAPED = re.compile(r"[^A-Za-z0-9 _.:/+@-]+")
 _EDGE_SPACES = re.compile(r"\A +| +\Z")
 _ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")
 MAX_NAME, MAX_TAG_VALUE = 64, 256
+FEDERATED_NAME = 32  # GetFederationToken's Name: the same characters, 2..32 of them
 LONG_MARK, DIGEST_CHARS = "==", 26
 TAG_PUNCTUATION = set("_.:/=+-@")
 
@@ -70,12 +71,13 @@ def _shorten(escaped: str, original: str, limit: int) -> str:
     return escaped[:keep if split == -1 else split] + LONG_MARK + digest(original)
 
 
-def sts_name(value: str) -> str:
-    """RoleSessionName / SourceIdentity for `value`: distinct values give distinct names."""
+def sts_name(value: str, limit: int = MAX_NAME) -> str:
+    """RoleSessionName / SourceIdentity (or, with limit 32, a federated user's Name) for `value`: distinct
+    values give distinct names."""
     escaped = _escape(value, _NAME_ESCAPED)
     if len(escaped) < 2 or not (_ASCII_ALNUM.search(value) or any(map(str.isalnum, value))):
         raise UnusableName("the value renders to fewer than 2 characters or has no letter or digit")
-    return _shorten(escaped, value, MAX_NAME)
+    return _shorten(escaped, value, limit)
 
 
 def tag_value(value: str) -> str:

@@ -6,10 +6,7 @@ template field is a load error with its path, never a surprise at evaluation tim
 
 from __future__ import annotations
 
-import fnmatch
-import functools
 import json
-import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -17,22 +14,21 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from broker.durations import Duration
-from broker.rules.conditions import ConditionError, Node, fold, parse
+from broker.rules.arns import IAM_NAME, PARTITION, ROLE_ARN, arn_account, arn_glob_match, arn_partition
+from broker.rules.conditions import ConditionError, Node, parse
+from broker.rules.paths import EXTERNAL_ID, FEDERATION_MAX, STS_MAX, HubFacts, chain_problems, via_problems
 from broker.rules.sanitize import tag_key_ok
 from broker.rules.templates import Template, TemplateError, parse_template
 
 # These patterns serve pydantic (Rust regex: '$' is the end of the text, but \w and \d are Unicode) and
 # Python's re (always fullmatch: '$' alone would accept a trailing newline), so classes are spelled in ASCII.
-PARTITION = r"aws|aws-cn|aws-us-gov"
-IAM_NAME = r"[A-Za-z0-9_+=,.@-]"  # IAM's [\w+=,.@-], ASCII as IAM's own validators are
-ROLE_ARN = rf"^arn:({PARTITION}):iam::([0-9]{{12}}):role/({IAM_NAME}+/)*{IAM_NAME}{{1,64}}$"
 SAML_PROVIDER_ARN = rf"^arn:({PARTITION}):iam::([0-9]{{12}}):saml-provider/[A-Za-z0-9_.-]{{1,128}}$"
 POLICY_ARN = rf"^arn:({PARTITION}):iam::([0-9]{{12}}|aws):policy/({IAM_NAME}+/)*{IAM_NAME}{{1,128}}$"
 ARN_GLOB = r"^arn:[A-Za-z0-9*?-]+:iam::[0-9*?]{1,12}:role/[A-Za-z0-9_+=,.@/*?-]+$"
 ACCOUNT_ID = r"^[0-9]{12}$"
-MIN_DURATION, MAX_DURATION = timedelta(minutes=15), timedelta(hours=12)
+MIN_DURATION, MAX_DURATION = timedelta(minutes=15), STS_MAX
 MAX_TAGS, MAX_POLICY_ARNS = 50, 10
-Via = Literal["saml", "web_identity", "assume_role"]
+Via = Literal["saml", "web_identity", "assume_role", "federation_token"]
 
 
 class Model(BaseModel):
@@ -52,8 +48,16 @@ def _bounded(duration: timedelta) -> timedelta:
     return duration
 
 
+def _any_path(duration: timedelta) -> timedelta:
+    """A grant's duration: 15m..36h here (36h: federation tokens); each path's own bound in rules/paths.py."""
+    if not MIN_DURATION <= duration <= FEDERATION_MAX:
+        raise ValueError("duration must be between 15m and 12h (36h for via federation_token)")
+    return duration
+
+
 TemplateText = Annotated[str, AfterValidator(lambda s: (_template(s), s)[1])]
 SessionDuration = Annotated[Duration, AfterValidator(_bounded)]
+GrantDuration = Annotated[Duration, AfterValidator(_any_path)]
 
 
 def _policy_text(value: Any) -> str:
@@ -93,7 +97,7 @@ class GrantFields(Model):
 
     via: Via | None = None
     provider: str | None = Field(default=None, pattern=SAML_PROVIDER_ARN)
-    duration: SessionDuration | None = None
+    duration: GrantDuration | None = None
     session_name: TemplateText | None = None
     source_identity: TemplateText | None = None
     tags: dict[str, TemplateText] | None = Field(default=None, max_length=MAX_TAGS)
@@ -103,6 +107,7 @@ class GrantFields(Model):
                                                                                 max_length=MAX_POLICY_ARNS)
     require_mfa: bool | None = None
     token: Literal["minted", "passthrough"] | None = None
+    external_id: str | None = Field(default=None, pattern=EXTERNAL_ID)  # via assume_role: AWS's ExternalId
 
     @field_validator("policy", mode="before")
     @classmethod
@@ -133,6 +138,8 @@ class RolesFrom(Model):
 class GrantSpec(GrantFields):
     role: str | None = Field(default=None, pattern=ROLE_ARN)
     roles_from: RolesFrom | None = None
+    # via assume_role: the hub role (another grant of the same person, via web_identity or saml) to chain from.
+    from_: str | None = Field(default=None, alias="from", pattern=ROLE_ARN)
 
     @model_validator(mode="after")
     def _one_role_source(self) -> GrantSpec:
@@ -209,6 +216,7 @@ class ExpectedGrant(Model):
     source_identity: str | None = None
     tags: dict[str, str] | None = None
     policy: dict[str, Any] | None = None
+    from_: str | None = Field(default=None, alias="from")
 
 
 class TestCase(Model):
@@ -237,9 +245,13 @@ class RuleSet(Model):
         ids = [r.id for r in self.rules]
         problems = [f"duplicate rule ids: {', '.join(sorted({i for i in ids if ids.count(i) > 1}))}"] \
             if len(set(ids)) != len(ids) else []
+        hubs = _hub_facts(self)
         for i, rule in enumerate(self.rules):
             for j, spec in enumerate(rule.grant):
-                problems += [f"rules.{i}.grant.{j}: {p}" for p in grant_problems(spec, self.defaults, self.roles)]
+                found = grant_problems(spec, self.defaults, self.roles)
+                if spec.from_ is not None:
+                    found += chain_problems(merged(spec, self.defaults), spec.from_, hubs(spec.from_))
+                problems += [f"rules.{i}.grant.{j}: {p}" for p in found]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -252,9 +264,34 @@ def merged(spec: GrantFields, defaults: GrantFields) -> dict[str, Any]:
     return values
 
 
+def _hub_facts(ruleset: RuleSet) -> Callable[[str], HubFacts | None]:
+    """What the rule set grants of a role `from:` names: its explicit grants, and roles_from grants whose
+    allow-list could yield it."""
+    explicit: dict[str, HubFacts] = {}
+    dynamic: list[tuple[RolesFrom, dict[str, Any]]] = []
+    for rule in ruleset.rules:
+        for spec in rule.grant:
+            fields = merged(spec, ruleset.defaults)
+            if spec.role is not None:
+                explicit.setdefault(spec.role, HubFacts()).add(fields)
+            elif spec.roles_from is not None:
+                dynamic.append((spec.roles_from, fields))
+
+    def facts(arn: str) -> HubFacts | None:
+        found = explicit.get(arn)
+        for source, fields in dynamic:
+            if arn_account(arn) in source.accounts and any(arn_glob_match(arn, p) for p in source.allow):
+                found = found or HubFacts()
+                found.add(fields)
+        return found
+    return facts
+
+
 def grant_problems(spec: GrantSpec, defaults: GrantFields, roles: dict[str, RoleDecl]) -> list[str]:
-    """Checks that need the defaults or the role declarations: SAML providers, durations, tag keys."""
-    fields, problems = merged(spec, defaults), []
+    """Checks that need the defaults or the role declarations: SAML providers, durations, tag keys, what
+    each path (via) allows."""
+    fields = merged(spec, defaults)
+    problems = via_problems(fields, spec.from_)
     if fields["via"] == "saml" and spec.role is not None:
         provider = fields["provider"]
         if provider is None:
@@ -272,34 +309,3 @@ def grant_problems(spec: GrantSpec, defaults: GrantFields, roles: dict[str, Role
     if fields["token"] == "passthrough" and fields["via"] not in (None, "web_identity", "saml"):  # noqa: S105
         problems.append("token: passthrough applies to via web_identity or saml only")
     return problems
-
-
-def arn_account(arn: str) -> str:
-    return arn.split(":")[4]
-
-
-def arn_partition(arn: str) -> str:
-    return arn.split(":")[1]
-
-
-def is_role_arn(value: str) -> bool:
-    return re.fullmatch(ROLE_ARN, value) is not None
-
-
-@functools.lru_cache(maxsize=1024)
-def _arn_glob(pattern: str) -> re.Pattern[str]:
-    """`*` and `?` stay inside one ':'-field and one '/'-segment; `**` crosses '/' (never ':')."""
-    parts = re.split(r"(\*\*|\*|\?)", pattern)
-    wild = {"**": "[^:]*", "*": "[^:/]*", "?": "[^:/]"}
-    return re.compile("".join(wild.get(p) or re.escape(p) for p in parts))
-
-
-def arn_glob_match(arn: str, pattern: str) -> bool:
-    """An allow pattern (roles_from): anchored at both ends, case-sensitive, segment-bound wildcards."""
-    return _arn_glob(pattern).fullmatch(arn) is not None
-
-
-def arn_deny_match(arn: str, pattern: str) -> bool:
-    """A deny pattern errs wide: `*` matches anything, '/' and ':' included, and ASCII case is ignored
-    (IAM role names are unique regardless of case, so role/ADMIN names the same role as role/Admin)."""
-    return fnmatch.fnmatchcase(fold(arn), fold(pattern))

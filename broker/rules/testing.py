@@ -41,7 +41,7 @@ def _actual(grant: RoleGrant, wanted: ExpectedGrant | None) -> dict[str, Any]:
     full: dict[str, Any] = {
         "role": grant.role_arn, "via": grant.via, "duration": int(grant.duration.total_seconds()),
         "session_name": grant.session_name, "source_identity": grant.source_identity, "tags": dict(grant.tags),
-        "policy": json.loads(grant.policy) if grant.policy else None,
+        "policy": json.loads(grant.policy) if grant.policy else None, "from_": grant.chain_from,
     }
     named = {"role"} | (wanted.model_fields_set if wanted else set())
     return {k: v for k, v in full.items() if k in named}

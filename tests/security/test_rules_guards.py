@@ -23,9 +23,10 @@ from broker.errors import StsRefused
 from broker.grants import RoleGrant
 from broker.identity import Evidence
 from broker.issuers.saml import upstream_response
+from broker.rules.arns import is_role_arn
 from broker.rules.evaluate import evaluate
 from broker.rules.sanitize import POLICY_VALUE, STS_NAME, TAG_VALUE
-from broker.rules.schema import GrantSpec, RolesFrom, Rule, RuleSet, is_role_arn
+from broker.rules.schema import GrantSpec, RolesFrom, Rule, RuleSet
 from broker.rules.templates import NAME, TemplateError, parse_template
 from broker.settings import AwsConfig, KeyConfig, SessionConfig
 from broker.token_exchange import ROLE_ARN as RESOURCE_ARN

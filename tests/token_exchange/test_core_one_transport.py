@@ -1,5 +1,6 @@
 """One STS transport per process, configured once (`token_exchange.sts_transport`) for every flow: the issuers
-of browser sign-ins (web identity and SAML) and the token exchange hold the same client, closed once."""
+of every path (web identity, SAML, AssumeRole, GetFederationToken) and the token exchange hold the same client,
+closed once."""
 
 from __future__ import annotations
 
@@ -21,5 +22,7 @@ def test_every_flow_reaches_sts_through_one_client(env: ExchangeEnv, transport: 
         assert isinstance(sts, kind)
         assert context.token_exchange.sts is sts and service.issuance.sts is sts
         assert service.web_identity._sts is sts and service.saml_issuer._sts is sts
-        assert set(service.issuance.issuers) == {"web_identity", "saml"}
+        issuers = service.issuance.issuers
+        assert set(issuers) == {"web_identity", "saml", "assume_role", "federation_token"}  # every via of the rules
+        assert all(getattr(issuer, "_sts") is sts for issuer in issuers.values())  # noqa: B009 (not in Issuer)
         assert service.issuance.issuers["web_identity"] is service.web_identity
