@@ -15,8 +15,9 @@ folds the input's ASCII letters and nothing else (the hex digits are case-blind 
   space at either end is escaped too ('=20'), since ends are invisible and trimmed by many tools.
 - Longer than the limit (64; 32 for a federated user's Name; 256): the escaped text cut at an escape
   boundary, then '==' (which an escaped value never contains, so a shortened value never equals an
-  unshortened one), then 26 characters of base32 (a-z2-7, 130 bits) of the SHA-256 of the original's UTF-8: a second value with the same output
-  needs a SHA-256 second preimage on 130 bits, and base32 survives case-insensitive comparison intact.
+  unshortened one), then 26 characters of base32 (a-z2-7, 130 bits) of the SHA-256 of the original's
+  UTF-8: a second value with the same output needs a SHA-256 second preimage on 130 bits, and base32
+  survives case-insensitive comparison intact.
 - A claim value inserted into a session policy is refused unless it is made only of [A-Za-z0-9_+=,.@-]:
   rewriting it could make two people share a resource path, and '*', '?' or '${' would widen the policy.
 """
