@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -25,8 +25,10 @@ from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from broker.devstack import trust_policy
+from broker.devstack.callers import CallerDirectory, UserInfo, UserKeyLedger
 from broker.devstack.federation import CredentialLedger, FederationEndpoint, IssuedCredentials
 from broker.devstack.servers import LOOPBACK, wsgi_server
+from broker.devstack.signed_sts import SignedSts
 from broker.devstack.sts_front import JwksCache, RoleInfo, StsFront
 
 MOTO_START_TIMEOUT = 15.0
@@ -52,25 +54,50 @@ class MotoIam:
         self._session = boto3.session.Session()
         self._session_lock = threading.Lock()  # creating clients from one Session is not thread-safe
         self._iam = self._client("iam", DUMMY_CREDENTIALS)
+        self._iam_by_account: dict[str, Any] = {account_id: self._iam}
 
-    def _client(self, service: str, credentials: dict[str, str]) -> Any:
+    def _client(self, service: str, credentials: dict[str, str], account: str | None = None) -> Any:
         config = Config(retries={"max_attempts": 1}, connect_timeout=3, read_timeout=10)
         with self._session_lock:
             client = self._session.client(service, endpoint_url=self._moto_url, region_name="us-east-1",
                                           config=config, **credentials)
-        client.meta.events.register_first("before-sign", partial(_pin_account, self._account_id))
+        client.meta.events.register_first("before-sign", partial(_pin_account, account or self._account_id))
         return client
 
+    def _iam_in(self, account: str) -> Any:
+        if account not in self._iam_by_account:
+            client = self._client("iam", DUMMY_CREDENTIALS, account)
+            with self._session_lock:
+                self._iam_by_account.setdefault(account, client)
+        return self._iam_by_account[account]
+
     def role(self, name: str) -> RoleInfo | None:
+        found = self.role_in(self._account_id, name)
+        return RoleInfo(arn=found[0], max_session_duration=found[1], trust_policy=found[2]) if found else None
+
+    def role_in(self, account: str, name: str) -> tuple[str, int, Mapping[str, Any]] | None:
+        """Any account moto holds: cross-account AssumeRole reaches roles outside the front's own."""
         try:
-            role = self._iam.get_role(RoleName=name)["Role"]
+            role = self._iam_in(account).get_role(RoleName=name)["Role"]
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "NoSuchEntity":
                 return None
             raise
         document = trust_policy.load_document(role["AssumeRolePolicyDocument"])
-        return RoleInfo(arn=role["Arn"], max_session_duration=int(role.get("MaxSessionDuration", 3600)),
-                        trust_policy=document)
+        return role["Arn"], int(role.get("MaxSessionDuration", 3600)), document
+
+    def user(self, account: str, name: str) -> UserInfo | None:
+        iam = self._iam_in(account)
+        try:
+            arn = iam.get_user(UserName=name)["User"]["Arn"]
+            keys = iam.list_access_keys(UserName=name)["AccessKeyMetadata"]
+            tags = iam.list_user_tags(UserName=name).get("Tags", [])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "NoSuchEntity":
+                return None
+            raise
+        return UserInfo(arn=str(arn), tags={t["Key"]: t["Value"] for t in tags},
+                        key_status={k["AccessKeyId"]: k["Status"] for k in keys})
 
     def client_ids(self, provider_arn: str) -> list[str] | None:
         try:
@@ -94,7 +121,7 @@ class MotoIam:
     def caller_arn(self, credentials: IssuedCredentials) -> str | None:
         sts = self._client("sts", {"aws_access_key_id": credentials.access_key_id,
                                    "aws_secret_access_key": credentials.secret_access_key,
-                                   "aws_session_token": credentials.session_token})
+                                   "aws_session_token": credentials.session_token}, credentials.account)
         try:
             arn: str = sts.get_caller_identity()["Arn"]
         except ClientError:
@@ -120,11 +147,16 @@ def _moto_server() -> Iterator[str]:
 
 def _build_front(moto_url: str, account_id: str, allow_http_loopback_issuers: bool) -> StsFront:
     iam = MotoIam(moto_url, account_id)
-    ledger = CredentialLedger()
+    ledger, user_keys = CredentialLedger(), UserKeyLedger()
+
+    def signed(front: StsFront) -> SignedSts:
+        return SignedSts(ledger=ledger, user_keys=user_keys, directory=CallerDirectory(ledger, user_keys, iam),
+                         roles=iam, send=front.send_form, default_account=account_id)
+
     return StsFront(moto_url=moto_url, account_id=account_id, iam=iam, ledger=ledger,
                     jwks=JwksCache(allow_http_loopback=allow_http_loopback_issuers),
                     federation=FederationEndpoint(ledger, iam.caller_arn),
-                    allow_http_loopback=allow_http_loopback_issuers)
+                    allow_http_loopback=allow_http_loopback_issuers, signed=signed)
 
 
 @contextmanager
