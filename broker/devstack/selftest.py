@@ -9,7 +9,8 @@ import httpx
 
 from broker.devstack import browser
 from broker.devstack.dev_saml_idp import browser_login as saml_browser_login
-from broker.devstack.stack import SAML_IDP_ID, SAML_POST_IDP_ID, DevStack, aws_client
+from broker.devstack.iam_paths import spoke_account
+from broker.devstack.stack import SAML_IDP_ID, SAML_POST_IDP_ID, SPOKE_ROLE, DevStack, aws_client
 
 
 def _redact(value: str) -> str:
@@ -33,8 +34,8 @@ def _credentials_and_identity(stack: DevStack, client: httpx.Client, role: str, 
                      aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
     caller = sts.get_caller_identity()
     _say(f"  GetCallerIdentity with them: {caller['Arn']}")
-    if ":assumed-role/" not in caller["Arn"]:
-        raise AssertionError("the credentials do not belong to an assumed role")
+    if ":assumed-role/" not in caller["Arn"] or caller["Account"] != role.split(":")[4]:
+        raise AssertionError("the credentials do not belong to an assumed role of the role's account")
 
 
 def _console(stack: DevStack, client: httpx.Client, role: str, csrf: str) -> None:
@@ -56,8 +57,9 @@ def _binding_used(stack: DevStack, idp: str) -> str:
     return str(started[-1].get("binding")) if started else "none"
 
 
-def check_user(stack: DevStack, user: str, *, saml: str | None = None) -> list[str]:
-    """One login of `user`: at the OIDC dev IdP, or at the SAML IdP `saml` (its binding checked and said)."""
+def check_user(stack: DevStack, user: str, *, saml: str | None = None, chained: str | None = None) -> list[str]:
+    """One login of `user`: at the OIDC dev IdP, or at the SAML IdP `saml` (its binding checked and said);
+    `chained`: a role reached through a role chain, whose credentials and console are tried too."""
     with browser.browser() as client:
         if saml:
             landed = saml_browser_login(client, stack.broker_url, saml, user)
@@ -79,14 +81,19 @@ def check_user(stack: DevStack, user: str, *, saml: str | None = None) -> list[s
         if granted:
             _credentials_and_identity(stack, client, granted[0], view["csrf_token"])
             _console(stack, client, granted[0], view["csrf_token"])
+        if chained is not None:
+            _say(f"  {chained.rsplit('/', 1)[-1]}: a role chain from the hub role into account {chained.split(':')[4]}")
+            _credentials_and_identity(stack, client, chained, view["csrf_token"])
+            _console(stack, client, chained, view["csrf_token"])
         return granted
 
 
 def self_test(stack: DevStack) -> int:
-    expected = {"alice": 2, "bob": 1, "carol": 0}
+    expected = {"alice": 3, "bob": 1, "carol": 0}
+    spoke = f"arn:aws:iam::{spoke_account(stack.aws.account_id)}:role/{SPOKE_ROLE}"
     try:
         for user, count in expected.items():
-            granted = check_user(stack, user)
+            granted = check_user(stack, user, chained=spoke if user == "alice" else None)
             if len(granted) != count:
                 raise AssertionError(f"{user} was granted {len(granted)} roles, expected {count}")
         # The same people through the SAML IdP (pysaml2; HTTP-POST ACS), its AuthnRequest by each binding:

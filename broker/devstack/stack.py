@@ -25,6 +25,7 @@ from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_descriptor import SsoBinding
 from broker.devstack.dev_idp import run_dev_idp
 from broker.devstack.dev_saml_idp import DevSamlIdp, run_dev_saml_idp, saml_idp_config
+from broker.devstack.iam_paths import register_broker_user, register_spoke, spoke_account
 from broker.devstack.local_aws import LocalAws, run_local_aws
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.issuers.saml_idp import idp_metadata, load_saml_keys
@@ -41,6 +42,8 @@ SAML_POST_IDP_ID = "devsamlpost"  # the same pysaml2 IdP, always through the HTT
 SAML_PROVIDER_NAME = "sts-broker"  # the IAM SAML provider holding the broker's /saml/idp/metadata
 SAML_ROLES = {"DemoSaml": 3600 * 4}
 SAML_RECIPIENT = "https://signin.aws.amazon.com/saml"
+# A role chain: DemoAudit in the spoke account (iam_paths.spoke_account) trusts the hub role DemoDeveloper.
+HUB_ROLE, SPOKE_ROLE = "DemoDeveloper", "DemoAudit"
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ def register_broker_saml_in_iam(aws: LocalAws, settings: Settings) -> str:
 
 
 def write_config(workdir: Path, broker_url: str, issuer: str, aws: LocalAws, rules: Path,
-                 extra_idps: Mapping[str, dict[str, Any]], overrides: Mapping[str, Any]) -> Path:
+                 extra_idps: Mapping[str, dict[str, Any]], overrides: Mapping[str, Any],
+                 own_credentials: Mapping[str, str] | None = None) -> Path:
     (workdir / "idp_configs").mkdir(parents=True, exist_ok=True)
     key = workdir / "keys" / "demo.pem"
     if not key.exists():
@@ -132,7 +136,7 @@ def write_config(workdir: Path, broker_url: str, issuer: str, aws: LocalAws, rul
         "store": {"url": "memory://"},
         "keys": [{"kid": "demo", "file": "keys/demo.pem", "active": True}],
         "aws": {"region": "us-east-1", "sts_endpoint_url": aws.endpoint_url,
-                "federation_url": aws.federation_url, "web_identity_audience": AUDIENCE},
+                "federation_url": aws.federation_url, "web_identity_audience": AUDIENCE, **(own_credentials or {})},
         "idp_configs": "idp_configs", "rules": "rules.yaml", "audit": {"path": "audit.log"},
         **overrides,
     }, sort_keys=False))
@@ -167,8 +171,11 @@ def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_por
         saml_idp, saml_configs = dev_saml_idp(workdir, broker_url, saml_port or free_port(), saml_binding)
         saml_url = stack.enter_context(run_dev_saml_idp(saml_idp, int(saml_idp.url.rsplit(":", 1)[1])))
         register_broker_in_iam(aws, broker_url)
+        workdir.mkdir(parents=True, exist_ok=True)
+        own = register_broker_user(aws, workdir)  # the broker's own credentials (assume_role, federation_token)
+        register_spoke(aws, f"arn:aws:iam::{account_id}:role/{HUB_ROLE}", spoke_account(account_id), SPOKE_ROLE)
         config = write_config(workdir, broker_url, issuer, aws, rules,
-                              {**saml_configs, **(extra_idps or {})}, overrides or {})
+                              {**saml_configs, **(extra_idps or {})}, overrides or {}, own)
         settings = load_settings(config)
         register_broker_saml_in_iam(aws, settings)
         stack.enter_context(serve_broker(config, settings, broker_port))
