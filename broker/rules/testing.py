@@ -1,7 +1,7 @@
 """Test cases that live beside the rules: an identity and the exact grants expected.
 
 Every expected role must be granted and nothing else; for each expected grant, the fields the case names
-(via, duration, session_name, source_identity, tags, policy) must be equal. Failures come with a diff.
+(via, duration, session_name, source_identity, tags, policy, from) must be equal. Failures come with a diff.
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ def _actual(grant: RoleGrant, wanted: ExpectedGrant | None) -> dict[str, Any]:
     full: dict[str, Any] = {
         "role": grant.role_arn, "via": grant.via, "duration": int(grant.duration.total_seconds()),
         "session_name": grant.session_name, "source_identity": grant.source_identity, "tags": dict(grant.tags),
-        "policy": json.loads(grant.policy) if grant.policy else None, "from_": grant.chain_from,
+        "policy": json.loads(grant.policy) if grant.policy else None, "from": grant.chain_from,
     }
-    named = {"role"} | (wanted.model_fields_set if wanted else set())
+    named = {"role"} | {"from" if name == "from_" else name for name in (wanted.model_fields_set if wanted else ())}
     return {k: v for k, v in full.items() if k in named}
 
 
 def _expected(wanted: ExpectedGrant) -> dict[str, Any]:
-    out = wanted.model_dump(include=wanted.model_fields_set | {"role"})
+    out = wanted.model_dump(include=wanted.model_fields_set | {"role"}, by_alias=True)
     if "duration" in out:
         out["duration"] = int(wanted.duration.total_seconds()) if wanted.duration else None
     return out
