@@ -1,5 +1,6 @@
-"""A stub STS for benchmarks and tests: answers every AssumeRoleWithWebIdentity after a fixed delay with
-valid XML (fresh credentials each call), checks nothing. GET /calls says how many calls it answered.
+"""A stub STS for benchmarks and tests: answers every AssumeRoleWithWebIdentity (or AssumeRole, whichever the
+Action says) after a fixed delay with valid XML (fresh credentials each call), checks nothing. GET /calls says
+how many calls it answered.
 
     python -m broker.devstack.stub_sts --port 9500 --delay 0.05
 
@@ -27,20 +28,22 @@ import uvloop
 from broker.devstack.servers import LOOPBACK
 
 ANSWER = (
-    '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
-    "<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{key}</AccessKeyId>"
+    '<{action}Response xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+    "<{action}Result><Credentials><AccessKeyId>{key}</AccessKeyId>"
     "<SecretAccessKey>{secret}</SecretAccessKey><SessionToken>{session}</SessionToken>"
     "<Expiration>{expiration}</Expiration></Credentials><AssumedRoleUser>"
     "<Arn>arn:aws:sts::123456789012:assumed-role/{role}/{name}</Arn><AssumedRoleId>AROASTUB:{name}</AssumedRoleId>"
-    "</AssumedRoleUser><SubjectFromWebIdentityToken>stub</SubjectFromWebIdentityToken>"
-    "</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>stub</RequestId></ResponseMetadata>"
-    "</AssumeRoleWithWebIdentityResponse>"
+    "</AssumedRoleUser>{extra}"
+    "</{action}Result><ResponseMetadata><RequestId>stub</RequestId></ResponseMetadata>"
+    "</{action}Response>"
 )
 MAX_REQUEST = 64 * 1024
 
 
 # The parameters the answer echoes, read without decoding the rest of the body (mostly the token).
-_PARAM = re.compile(rb"(?:^|&)(RoleArn|RoleSessionName|DurationSeconds)=([^&]*)")
+_PARAM = re.compile(rb"(?:^|&)(Action|RoleArn|RoleSessionName|DurationSeconds)=([^&]*)")
+_ACTIONS = {"AssumeRole": "",
+            "AssumeRoleWithWebIdentity": "<SubjectFromWebIdentityToken>stub</SubjectFromWebIdentityToken>"}
 
 
 class StubSts:
@@ -58,7 +61,10 @@ class StubSts:
         seconds = int(params.get("DurationSeconds", "3600"))
         expiration = _expiration(int(time.time()) + seconds)
         role = params.get("RoleArn", "x/Stub").rsplit("/", 1)[-1]
-        return ANSWER.format(key=f"ASIASTUB{self.calls:012d}", secret=f"{self._secret}{self.calls:08d}",
+        action = params.get("Action", "AssumeRoleWithWebIdentity")
+        action = action if action in _ACTIONS else "AssumeRoleWithWebIdentity"
+        return ANSWER.format(action=action, extra=_ACTIONS[action], key=f"ASIASTUB{self.calls:012d}",
+                             secret=f"{self._secret}{self.calls:08d}",
                              session=f"{self._session}{self.calls:016d}", expiration=expiration, role=role,
                              name=params.get("RoleSessionName", "stub")).encode()
 
