@@ -100,6 +100,26 @@ class MotoIam:
         return UserInfo(arn=str(arn), tags={t["Key"]: t["Value"] for t in tags},
                         key_status={k["AccessKeyId"]: k["Status"] for k in keys})
 
+    def identity_policies(self, account: str, kind: str, name: str) -> list[Mapping[str, Any]]:
+        """Inline and attached policies of a user (with its groups') or a role: what IAM evaluates for the caller."""
+        iam, documents = self._iam_in(account), []
+        owners = [(kind, name)]
+        if kind == "user":
+            owners += [("group", g["GroupName"]) for g in iam.list_groups_for_user(UserName=name)["Groups"]]
+        for owner, owner_name in owners:
+            title = owner.capitalize()
+            names = getattr(iam, f"list_{owner}_policies")(**{f"{title}Name": owner_name})["PolicyNames"]
+            documents += [getattr(iam, f"get_{owner}_policy")(**{f"{title}Name": owner_name, "PolicyName": n})[
+                "PolicyDocument"] for n in names]
+            attached = getattr(iam, f"list_attached_{owner}_policies")(**{f"{title}Name": owner_name})
+            documents += [self._managed(iam, p["PolicyArn"]) for p in attached["AttachedPolicies"]]
+        return [trust_policy.load_document(d) for d in documents]
+
+    @staticmethod
+    def _managed(iam: Any, arn: str) -> Any:
+        version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+        return iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+
     def client_ids(self, provider_arn: str) -> list[str] | None:
         try:
             provider = self._iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)

@@ -185,6 +185,13 @@ def refusal(call: Callable[[], Any], code: str, status: int) -> str:
     return message
 
 
+def identity_policy(*actions: str, resource: str = "*", effect: str = "Allow") -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [{"Effect": effect, "Action": list(actions), "Resource": resource}]}
+
+
+BROKER_POLICY = identity_policy("sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity", "sts:GetFederationToken")
+
+
 def user_credentials(aws: LocalAws, name: str | None = None, *,
                      policy: dict[str, Any] | None = None) -> dict[str, str]:
     """An IAM user with an access key created through the front (which is how it learns the secret)."""

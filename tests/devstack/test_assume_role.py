@@ -17,6 +17,7 @@ from tests.devstack.conftest import (
     ACCOUNT,
     MakeRole,
     client,
+    identity_policy,
     refused_everywhere,
     session_credentials,
     trust_aws,
@@ -271,3 +272,48 @@ def test_max_session_duration_message(aws: LocalAws, user: dict[str, str], role:
 def test_a_large_policy_within_the_limits(aws: LocalAws, user: dict[str, str], role: str) -> None:
     result = sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="x1", Policy=BIG_POLICY)
     assert 50 < result["PackedPolicySize"] <= 100
+
+
+# --- the caller's own policies --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("principal", [f"arn:aws:iam::{ACCOUNT}:root", ACCOUNT], ids=["root-arn", "account-id"])
+def test_trusting_the_account_defers_to_the_callers_policy(aws: LocalAws, make_role: MakeRole,
+                                                           principal: str) -> None:
+    role = make_role(trust_aws(principal))
+    without = user_credentials(aws)
+    refused_everywhere(lambda: sts_as(aws, without).assume_role(RoleArn=role, RoleSessionName="x1"),
+                       "AccessDenied", 403)
+    allowed = user_credentials(aws, policy=identity_policy("sts:AssumeRole", resource=role))
+    assert sts_as(aws, allowed).assume_role(RoleArn=role, RoleSessionName="x1")["Credentials"]
+    other_role = user_credentials(aws, policy=identity_policy("sts:AssumeRole", resource=role + "-other"))
+    refused_everywhere(lambda: sts_as(aws, other_role).assume_role(RoleArn=role, RoleSessionName="x1"),
+                       "AccessDenied", 403)
+
+
+def test_an_attached_managed_policy_counts_and_a_deny_wins(aws: LocalAws, make_role: MakeRole) -> None:
+    role = make_role(trust_aws(ACCOUNT))
+    iam = client(aws, "iam")
+    managed = iam.create_policy(PolicyName=f"assume-{role.rsplit('/', 1)[-1]}",
+                                PolicyDocument=json.dumps(identity_policy("sts:AssumeRole")))["Policy"]["Arn"]
+    user = user_credentials(aws)
+    name = user_arn(user, aws).rsplit("/", 1)[-1]
+    iam.attach_user_policy(UserName=name, PolicyArn=managed)
+    assert sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="x1")["Credentials"]
+    iam.put_user_policy(UserName=name, PolicyName="deny", PolicyDocument=json.dumps(
+        identity_policy("sts:*", effect="Deny")))
+    refused_everywhere(lambda: sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="x1"),
+                       "AccessDenied", 403)
+
+
+def test_a_session_policy_limits_the_session(aws: LocalAws, make_role: MakeRole, user: dict[str, str],
+                                             role: str) -> None:
+    target = make_role(trust_aws(role))
+    s3_only = json.dumps(identity_policy("s3:GetObject"))
+    narrowed = sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="narrow", Policy=s3_only)
+    narrowed_sts = sts_as(aws, session_credentials(narrowed["Credentials"]))
+    refused_everywhere(lambda: narrowed_sts.assume_role(RoleArn=target, RoleSessionName="x1"), "AccessDenied", 403)
+    # ... unless the trust policy names that very session.
+    by_session = make_role(trust_aws(narrowed["AssumedRoleUser"]["Arn"]))
+    assert narrowed_sts.assume_role(RoleArn=by_session, RoleSessionName="x1")["Credentials"]
+    wide = sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="wide")
+    assert sts_as(aws, session_credentials(wide["Credentials"])).assume_role(RoleArn=target, RoleSessionName="x1")

@@ -16,6 +16,7 @@ from tests.devstack.conftest import (
     ACCOUNT,
     MakeRole,
     client,
+    identity_policy,
     refused_everywhere,
     session_credentials,
     trust_aws,
@@ -29,7 +30,8 @@ POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", 
 
 @pytest.fixture
 def user(aws: LocalAws) -> dict[str, str]:
-    return user_credentials(aws)
+    return user_credentials(aws, policy=identity_policy("sts:GetFederationToken", "sts:TagSession",
+                                                        resource=f"arn:aws:sts::{ACCOUNT}:federated-user/*"))
 
 
 def sts_as(aws: LocalAws, credentials: dict[str, str]) -> Any:
@@ -80,6 +82,30 @@ def test_thirty_six_hours_at_most(aws: LocalAws, user: dict[str, str]) -> None:
 def test_parameter_refusals(aws: LocalAws, user: dict[str, str], extra: dict[str, Any], code: str) -> None:
     call = {"Name": "bob", "Policy": POLICY, **extra}
     refused_everywhere(lambda: sts_as(aws, user).get_federation_token(**call), code, 400)
+
+
+@pytest.mark.parametrize(("policy", "extra"), [
+    (None, {}),
+    (identity_policy("sts:GetFederationToken"), {"Tags": [{"Key": "team", "Value": "blue"}]}),
+    (identity_policy("sts:GetFederationToken", resource=f"arn:aws:sts::{ACCOUNT}:federated-user/alice"), {}),
+    (identity_policy("sts:AssumeRole"), {}),
+], ids=["no-policy", "tags-without-TagSession", "other-name", "other-action"])
+def test_the_users_policy_must_allow_it(aws: LocalAws, policy: dict[str, Any] | None, extra: dict[str, Any]) -> None:
+    user = user_credentials(aws, policy=policy)
+    message = refused_everywhere(lambda: sts_as(aws, user).get_federation_token(Name="bob", Policy=POLICY, **extra),
+                                 "AccessDenied", 403)
+    assert message == (f"User: {user_arn(user, aws)} is not authorized to perform: sts:GetFederationToken on "
+                       f"resource: arn:aws:sts::{ACCOUNT}:federated-user/bob")
+
+
+def test_a_group_policy_counts(aws: LocalAws) -> None:
+    user = user_credentials(aws)
+    iam = client(aws, "iam")
+    iam.create_group(GroupName="federators")
+    iam.put_group_policy(GroupName="federators", PolicyName="p", PolicyDocument=json.dumps(
+        identity_policy("sts:GetFederationToken")))
+    iam.add_user_to_group(GroupName="federators", UserName=user_arn(user, aws).rsplit("/", 1)[-1])
+    assert sts_as(aws, user).get_federation_token(Name="bob", Policy=POLICY)["FederatedUser"]
 
 
 def test_role_sessions_cannot_call_it(aws: LocalAws, user: dict[str, str], make_role: MakeRole) -> None:

@@ -20,6 +20,7 @@ from tests.devstack.conftest import (
     MakeRole,
     allow,
     client,
+    identity_policy,
     refused_everywhere,
     session_credentials,
     trust_aws,
@@ -120,6 +121,10 @@ def test_cross_account_target(hub: Any, hub_role: str, aws: LocalAws) -> None:
     created = _other_account_iam(aws).create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(document))
     arn = created["Role"]["Arn"]
     assert arn == f"arn:aws:iam::{OTHER_ACCOUNT}:role/{name}"
+    # Another account's role: the hub role's own policy must allow the call too, whatever the trust policy says.
+    refused_everywhere(lambda: hub.assume_role(RoleArn=arn, RoleSessionName="alice-spoke"), "AccessDenied", 403)
+    client(aws, "iam").put_role_policy(RoleName=hub_role.rsplit("/", 1)[-1], PolicyName="spokes",
+                                       PolicyDocument=json.dumps(identity_policy(*ALL, resource=arn)))
     result = hub.assume_role(RoleArn=arn, RoleSessionName="alice-spoke")
     who = client(aws, "sts", session_credentials(result["Credentials"])).get_caller_identity()
     assert who["Account"] == OTHER_ACCOUNT
