@@ -161,12 +161,11 @@ def validate_assume_role(params: Mapping[str, str]) -> AssumeRoleRequest:
     transitive = tuple(_members(params, "TransitiveTagKeys"))
     if not {k.lower() for k in transitive} <= {k.lower() for k in session.tags}:
         raise invalid_parameter("The transitive tag keys must be a subset of the session tag keys in the request.")
-    source = params.get("SourceIdentity")
-    if source is not None and source.lower().startswith("aws:"):
-        raise invalid_parameter("SourceIdentity cannot begin with the reserved prefix aws:")
+    # The reserved "aws:" prefix AWS forbids in SourceIdentity cannot pass the pattern (no colon) in the first place.
     check_packed_size(session)
     return AssumeRoleRequest(role_arn=params["RoleArn"], session_name=params["RoleSessionName"], session=session,
-                             transitive=transitive, external_id=params.get("ExternalId"), source_identity=source)
+                             transitive=transitive, external_id=params.get("ExternalId"),
+                             source_identity=params.get("SourceIdentity"))
 
 
 def validate_federation(params: Mapping[str, str]) -> FederationRequest:

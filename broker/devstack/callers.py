@@ -9,10 +9,11 @@ record anybody could claim any key id.
 from __future__ import annotations
 
 import hmac
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from xml.etree import ElementTree
 
 from broker.devstack.federation import ASSUMED_ROLE, FEDERATED_USER, CredentialLedger
@@ -54,6 +55,17 @@ class Caller:
     source_identity: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)  # aws:PrincipalTag/*
     transitive: tuple[str, ...] = ()
+    session_policy: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def policy_owner(self) -> tuple[str, str]:
+        """("user" | "role", name): whose identity policies IAM evaluates for this caller."""
+        return ("user" if self.kind == USER else "role"), self.principal_arn.rsplit("/", 1)[-1]
+
+
+def _policy(text: str | None) -> Mapping[str, Any] | None:
+    loaded = json.loads(text) if text else None  # checked as a JSON object when the session was issued
+    return loaded if isinstance(loaded, dict) else None
 
 
 def user_key_from_xml(body: bytes, account: str) -> UserKey | None:
@@ -110,7 +122,7 @@ class CallerDirectory:
             return Caller(kind=issued.kind, access_key_id=issued.access_key_id,
                           secret_access_key=issued.secret_access_key, account=issued.account, arn=issued.arn,
                           principal_arn=principal, source_identity=issued.source_identity, tags=issued.tags,
-                          transitive=issued.transitive)
+                          transitive=issued.transitive, session_policy=_policy(issued.session_policy))
         return self._user(call)
 
     def _user(self, call: SignedCall) -> Caller:

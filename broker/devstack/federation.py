@@ -44,6 +44,7 @@ class IssuedCredentials:
     source_identity: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)  # session tags, inherited transitive ones included
     transitive: tuple[str, ...] = ()  # keys of `tags` that pass to the next session in a chain
+    session_policy: str | None = field(default=None, repr=False)  # the inline Policy the session was issued with
 
     @property
     def account(self) -> str:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -99,6 +100,26 @@ class MotoIam:
         return UserInfo(arn=str(arn), tags={t["Key"]: t["Value"] for t in tags},
                         key_status={k["AccessKeyId"]: k["Status"] for k in keys})
 
+    def identity_policies(self, account: str, kind: str, name: str) -> list[Mapping[str, Any]]:
+        """Inline and attached policies of a user (with its groups') or a role: what IAM evaluates for the caller."""
+        iam, documents = self._iam_in(account), []
+        owners = [(kind, name)]
+        if kind == "user":
+            owners += [("group", g["GroupName"]) for g in iam.list_groups_for_user(UserName=name)["Groups"]]
+        for owner, owner_name in owners:
+            title = owner.capitalize()
+            names = getattr(iam, f"list_{owner}_policies")(**{f"{title}Name": owner_name})["PolicyNames"]
+            documents += [getattr(iam, f"get_{owner}_policy")(**{f"{title}Name": owner_name, "PolicyName": n})[
+                "PolicyDocument"] for n in names]
+            attached = getattr(iam, f"list_attached_{owner}_policies")(**{f"{title}Name": owner_name})
+            documents += [self._managed(iam, p["PolicyArn"]) for p in attached["AttachedPolicies"]]
+        return [trust_policy.load_document(d) for d in documents]
+
+    @staticmethod
+    def _managed(iam: Any, arn: str) -> Any:
+        version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+        return iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+
     def client_ids(self, provider_arn: str) -> list[str] | None:
         try:
             provider = self._iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
@@ -145,13 +166,14 @@ def _moto_server() -> Iterator[str]:
         server.stop()
 
 
-def _build_front(moto_url: str, account_id: str, allow_http_loopback_issuers: bool) -> StsFront:
+def _build_front(moto_url: str, account_id: str, allow_http_loopback_issuers: bool,
+                 clock: Callable[[], float]) -> StsFront:
     iam = MotoIam(moto_url, account_id)
     ledger, user_keys = CredentialLedger(), UserKeyLedger()
 
     def signed(front: StsFront) -> SignedSts:
         return SignedSts(ledger=ledger, user_keys=user_keys, directory=CallerDirectory(ledger, user_keys, iam),
-                         roles=iam, send=front.send_form, default_account=account_id)
+                         roles=iam, send=front.send_form, default_account=account_id, clock=clock)
 
     return StsFront(moto_url=moto_url, account_id=account_id, iam=iam, ledger=ledger,
                     jwks=JwksCache(allow_http_loopback=allow_http_loopback_issuers),
@@ -160,17 +182,18 @@ def _build_front(moto_url: str, account_id: str, allow_http_loopback_issuers: bo
 
 
 @contextmanager
-def run_local_aws(*, port: int = 0, account_id: str = "123456789012",
-                  allow_http_loopback_issuers: bool = True) -> Iterator[LocalAws]:
+def run_local_aws(*, port: int = 0, account_id: str = "123456789012", allow_http_loopback_issuers: bool = True,
+                  clock: Callable[[], float] = time.time) -> Iterator[LocalAws]:
     """moto on a private loopback port, the strict front on `port` (0 picks a free one).
 
     `allow_http_loopback_issuers` is the one dev relaxation: issuers at http://127.0.0.1 or http://localhost,
-    with a port, are accepted. Everything else follows AWS: https, no port, no query.
+    with a port, are accepted. Everything else follows AWS: https, no port, no query. `clock` is what the signed
+    STS calls take as now (signature age, session expiry); tests move it to see ExpiredToken.
     """
     if not re.fullmatch(r"[0-9]{12}", account_id):
         raise ValueError("account_id must be 12 digits")
     with _moto_server() as moto_url:
-        front = _build_front(moto_url, account_id, allow_http_loopback_issuers)
+        front = _build_front(moto_url, account_id, allow_http_loopback_issuers, clock)
         try:
             with wsgi_server(front, port) as bound:
                 url = f"http://{LOOPBACK}:{bound}"

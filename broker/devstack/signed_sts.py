@@ -9,18 +9,20 @@ hands every GetFederationToken caller the same fixed example key. Framework-free
 from __future__ import annotations
 
 import base64
+import dataclasses
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 from xml.sax.saxutils import escape
 
 from lxml import etree  # type: ignore[import-untyped]
 from werkzeug.wrappers import Request
 
 from broker.devstack import chaining
+from broker.devstack import identity_policy as identity
 from broker.devstack import trust_policy as trust
 from broker.devstack.assume_role_checks import (
     AssumeRoleRequest,
@@ -42,9 +44,11 @@ SendToMoto = Callable[[Mapping[str, str], str, str | None], MotoReply]
 
 
 class RoleLookup(Protocol):
-    def role_in(self, account: str, name: str) -> tuple[str, int, Mapping[str, object]] | None:
+    def role_in(self, account: str, name: str) -> tuple[str, int, Mapping[str, Any]] | None:
         """(ARN, MaxSessionDuration, trust policy) of a role in any account moto holds."""
         ...
+
+    def identity_policies(self, account: str, kind: str, name: str) -> list[Mapping[str, Any]]: ...
 
 
 class Answer:
@@ -177,10 +181,11 @@ class SignedSts:
         issued = credentials_from_xml(data, chained=session.chained)
         if issued is not None:
             self._ledger.record(issued.with_session(role_arn=role_arn, source_identity=session.source_identity,
-                                                    tags=dict(session.tags), transitive=session.transitive))
+                                                    tags=dict(session.tags), transitive=session.transitive,
+                                                    session_policy=request.session.policy))
         return Answer(200, _with_session_fields(data, packed, session.source_identity))
 
-    def _role(self, caller: Caller, role_arn: str) -> tuple[str, int, Mapping[str, object]]:
+    def _role(self, caller: Caller, role_arn: str) -> tuple[str, int, Mapping[str, Any]]:
         parts = role_arn.split(":")
         found = None
         if len(parts) == 6 and parts[0] == "arn" and parts[2] == "iam" and parts[5].startswith("role/") \
@@ -192,24 +197,43 @@ class SignedSts:
         return found
 
     def _check_trust(self, caller: Caller, request: AssumeRoleRequest, session: chaining.NextSession,
-                     policy: Mapping[str, object]) -> None:
+                     policy: Mapping[str, Any]) -> None:
+        """The trust policy, then (when IAM asks for them) the caller's identity policies and session policy."""
+        denied = chaining.not_authorized(caller, trust.ASSUME_ROLE, request.role_arn)
         named = trust.is_allowed(policy, chaining.trust_request(caller, request, session, with_account=False))
-        if named:
-            return
-        # Trusting the account (root) delegates to the caller's identity policies (see the notes: to be checked).
-        if not trust.is_allowed(policy, chaining.trust_request(caller, request, session, with_account=True)):
-            raise chaining.not_authorized(caller, trust.ASSUME_ROLE, request.role_arn)
+        if not named and not trust.is_allowed(policy, chaining.trust_request(caller, request, session,
+                                                                            with_account=True)):
+            raise denied
+        actions = (trust.ASSUME_ROLE,) + ((trust.TAG_SESSION,) if request.session.tags else ()) + \
+            ((trust.SET_SOURCE_IDENTITY,) if request.source_identity else ())
+        question = identity.Question(actions, request.role_arn, chaining.trust_context(caller, request, session))
+        same_account = request.role_arn.split(":")[4] == caller.account
+        # Trusting the account (not the principal) or another account's role: the caller's own policies decide too.
+        if not (named and same_account) and not identity.allows(
+                self._roles.identity_policies(caller.account, *caller.policy_owner), question):
+            raise denied
+        # A session policy limits the session, unless the trust policy names that very session (IAM user guide).
+        by_session = dataclasses.replace(chaining.trust_request(caller, request, session, with_account=False),
+                                         aws_principals=frozenset({caller.arn}))
+        if not trust.is_allowed(policy, by_session) and not identity.session_policy_allows(caller.session_policy,
+                                                                                           question):
+            raise denied
 
     def _federation_token(self, caller: Caller, params: Mapping[str, str]) -> Answer:
         if caller.kind != USER:
             raise StsError("AccessDenied", "Cannot call GetFederationToken with session credentials", 403)
         request = validate_federation(params)
         packed = check_packed_size(request.session)
+        arn = f"arn:{caller.arn.split(':')[1]}:sts::{caller.account}:federated-user/{request.name}"
+        actions = ("sts:GetFederationToken",) + ((trust.TAG_SESSION,) if request.session.tags else ())
+        question = identity.Question(actions, arn, {"aws:principalarn": (caller.arn,),
+                                                    "aws:principalaccount": (caller.account,)})
+        if not identity.allows(self._roles.identity_policies(caller.account, *caller.policy_owner), question):
+            raise chaining.not_authorized(caller, "sts:GetFederationToken", arn)
         seconds = request.session.duration or 43200
         key_id, secret, token, expires = _new_credentials(seconds, self._clock())
-        arn = f"arn:{caller.arn.split(':')[1]}:sts::{caller.account}:federated-user/{request.name}"
         self._ledger.record(IssuedCredentials(key_id, secret, token, expires, arn, kind=FEDERATED_USER,
-                                              tags=dict(request.session.tags)))
+                                              tags=dict(request.session.tags), session_policy=request.session.policy))
         inner = (f"<Credentials><AccessKeyId>{key_id}</AccessKeyId><SecretAccessKey>{escape(secret)}"
                  f"</SecretAccessKey><SessionToken>{token}</SessionToken><Expiration>{_iso(expires)}</Expiration>"
                  f"</Credentials><FederatedUser><FederatedUserId>{caller.account}:{escape(request.name)}"

@@ -22,7 +22,7 @@ from botocore.credentials import Credentials
 from broker.devstack.web_identity_checks import StsError
 
 AUTHORIZATION = re.compile(
-    r"AWS4-HMAC-SHA256 Credential=(?P<key>[A-Z0-9]{16,128})/(?P<date>[0-9]{8})/(?P<region>[a-z0-9-]{1,32})/"
+    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/\s,]{1,128})/(?P<date>[0-9]{8})/(?P<region>[a-z0-9-]{1,32})/"
     r"(?P<service>[a-z0-9-]{1,64})/aws4_request, ?SignedHeaders=(?P<headers>[a-z0-9;-]{1,2048}), ?"
     r"Signature=(?P<signature>[0-9a-f]{64})", re.ASCII)
 MAX_SKEW_SECONDS = 15 * 60

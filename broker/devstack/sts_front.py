@@ -215,7 +215,7 @@ class StsFront:
             ("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], form)
         if status == 200:
             data = _with_web_identity_fields(data, verified)
-            self._record(data, params["RoleArn"], verified.source_identity, verified.tags, verified.transitive)
+            self._record(data, params, verified.source_identity, verified.tags, verified.transitive)
         return _response(status, headers, data, "POST")
 
     def _assume_role_with_saml(self, params: Mapping[str, str]) -> Response:
@@ -232,7 +232,7 @@ class StsFront:
             ("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], form)
         if status == 200:
             data = saml_checks.with_saml_fields(data, request.principal_arn, claims)
-            self._record(data, request.role_arn, claims.source_identity, claims.tags, claims.transitive)
+            self._record(data, params, claims.source_identity, claims.tags, claims.transitive)
         return _response(status, headers, data, "POST")
 
     def _judge_saml(self, params: Mapping[str, str]) -> tuple[saml_checks.SamlRequest, saml_checks.SamlClaims, int]:
@@ -295,13 +295,14 @@ class StsFront:
             raise denied()
         return role
 
-    def _record(self, body: bytes, role_arn: str, source_identity: str | None, tags: Mapping[str, str],
+    def _record(self, body: bytes, params: Mapping[str, str], source_identity: str | None, tags: Mapping[str, str],
                 transitive: tuple[str, ...]) -> None:
         """Web identity and SAML sessions are never chained; what they carry is kept for a chain they start."""
         issued = credentials_from_xml(body)
         if issued is not None:
-            self._ledger.record(issued.with_session(role_arn=role_arn, source_identity=source_identity,
-                                                    tags=dict(tags), transitive=transitive))
+            self._ledger.record(issued.with_session(role_arn=params["RoleArn"], source_identity=source_identity,
+                                                    tags=dict(tags), transitive=transitive,
+                                                    session_policy=params.get("Policy")))
 
     def _forward(self, request: Request, body: bytes) -> Response:
         raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""

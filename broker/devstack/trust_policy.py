@@ -124,7 +124,7 @@ def _principal_matches(principal: Any, request: TrustRequest, *, wildcard_ok: bo
     return any(str(p) == "*" or str(p) in request.aws_principals for p in _as_list(principal.get("AWS", [])))
 
 
-def _action_matches(statement: Mapping[str, Any], action: str) -> bool:
+def action_matches(statement: Mapping[str, Any], action: str) -> bool:
     if "NotAction" in statement:
         return not any(glob_match(str(p), action, ignore_case=True) for p in _as_list(statement["NotAction"]))
     return any(glob_match(str(p), action, ignore_case=True) for p in _as_list(statement.get("Action", [])))
@@ -136,10 +136,10 @@ def _applies(statement: Mapping[str, Any], effect: str, request: TrustRequest, a
     # A Deny naming every principal must still bite; an Allow must name this provider.
     if not _principal_matches(statement.get("Principal"), request, wildcard_ok=effect == "Deny"):
         return False
-    return _action_matches(statement, action) and conditions_hold(statement.get("Condition"), request.context)
+    return action_matches(statement, action) and conditions_hold(statement.get("Condition"), request.context)
 
 
-def _statements(policy: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def statements_of(policy: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     statements = _as_list(policy.get("Statement", []))
     if not all(isinstance(s, dict) for s in statements):
         raise UnsupportedPolicy("malformed Statement")
@@ -149,7 +149,7 @@ def _statements(policy: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def is_allowed(policy: Mapping[str, Any], request: TrustRequest) -> bool:
     """False on any doubt: an unknown operator or a malformed statement refuses rather than guesses."""
     try:
-        statements = _statements(policy)
+        statements = statements_of(policy)
         for action in request.actions:
             if any(_applies(s, "Deny", request, action) for s in statements):
                 return False
