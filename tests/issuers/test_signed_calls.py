@@ -6,6 +6,7 @@ token."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -39,6 +40,9 @@ def aws() -> Iterator[tuple[LocalAws, CallerKeys]]:
     with run_local_aws(account_id=ACCOUNT) as local:
         iam = iam_in(local)
         iam.create_user(UserName="sts-broker")
+        iam.put_user_policy(UserName="sts-broker", PolicyName="broker", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetFederationToken",
+                                                    "Resource": "*"}]}))
         key = iam.create_access_key(UserName="sts-broker")["AccessKey"]
         iam.create_role(RoleName="Target", AssumeRolePolicyDocument=trust_principal(
             broker_user_arn(ACCOUNT), condition={"StringEquals": {"sts:ExternalId": "ext-42"}}))
