@@ -3,12 +3,13 @@
 sts_http once built a botocore ClientError by hand to reuse boto3's mapping; now both map STS's code and
 message through `sts_error`. Here one loopback HTTP server answers every AssumeRoleWithWebIdentity with the
 same STS error document, and each client, through its real stack (botocore's own parser for boto3), must
-refuse with the same error class, reason and public message."""
+refuse with the same error class, reason and public message: for the unsigned web-identity call and the
+signed AssumeRole and GetFederationToken alike."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler
 
@@ -17,6 +18,7 @@ import pytest
 from broker.devstack.servers import http_server
 from broker.errors import BrokerError
 from broker.grants import RoleGrant
+from broker.issuers.credentials import CallerKeys
 from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.settings import AwsConfig
@@ -26,7 +28,16 @@ GRANT = RoleGrant(role_arn="arn:aws:iam::111122223333:role/R", via="web_identity
 # (HTTP status, STS error code): refusals, throttling, STS's own failures, a code neither client knows.
 ANSWERS = [(403, "AccessDenied"), (400, "InvalidIdentityToken"), (400, "ExpiredTokenException"),
            (403, "IDPRejectedClaim"), (403, "RegionDisabledException"), (400, "ValidationError"),
-           (400, "SomethingNew"), (400, "Throttling"), (400, "IDPCommunicationError")]
+           (400, "SomethingNew"), (400, "Throttling"), (400, "IDPCommunicationError"),
+           # the signed calls' own (AssumeRole, GetFederationToken)
+           (403, "ExpiredToken"), (403, "InvalidClientTokenId"), (403, "SignatureDoesNotMatch"),
+           (400, "MalformedPolicyDocument"), (400, "PackedPolicyTooLarge")]
+CALLER = CallerKeys("AKIAEXAMPLE", "not-a-real-secret")
+CALLS: dict[str, Callable[[HttpStsClient | StsClient], Awaitable[object]]] = {
+    "web_identity": lambda client: client.assume_role_with_web_identity(GRANT, "t.o.k"),
+    "assume_role": lambda client: client.assume_role(GRANT, CALLER, source_identity=None),
+    "federation_token": lambda client: client.get_federation_token(GRANT, CALLER),
+}
 ANSWER: list[tuple[int, str]] = []
 
 
@@ -57,10 +68,10 @@ def sts_url() -> Iterator[str]:
         yield url
 
 
-def _refusal(client: HttpStsClient | StsClient) -> BrokerError:
+def _refusal(client: HttpStsClient | StsClient, kind: str) -> BrokerError:
     async def call() -> BrokerError:
         try:
-            await client.assume_role_with_web_identity(GRANT, "t.o.k")
+            await CALLS[kind](client)
         except BrokerError as exc:
             return exc
         finally:
@@ -69,11 +80,12 @@ def _refusal(client: HttpStsClient | StsClient) -> BrokerError:
     return asyncio.run(asyncio.wait_for(call(), 30))
 
 
+@pytest.mark.parametrize("kind", list(CALLS))
 @pytest.mark.parametrize("answer", ANSWERS, ids=[code for _, code in ANSWERS])
-def test_both_sts_transports_refuse_an_error_answer_alike(sts_url: str, answer: tuple[int, str]) -> None:
+def test_both_sts_transports_refuse_an_error_answer_alike(sts_url: str, answer: tuple[int, str], kind: str) -> None:
     ANSWER[:] = [answer]
     aws = AwsConfig(sts_endpoint_url=sts_url, connect_timeout=timedelta(seconds=2), read_timeout=timedelta(seconds=5))
-    ours, boto = _refusal(HttpStsClient(aws, max_connections=2)), _refusal(StsClient(aws))
+    ours, boto = _refusal(HttpStsClient(aws, max_connections=2), kind), _refusal(StsClient(aws), kind)
     assert (type(ours), ours.reason, ours.public_message, ours.detail) == (
         type(boto), boto.reason, boto.public_message, boto.detail)
     assert ours.reason.startswith("sts_") and ours.detail == f"STS {answer[1]}: STS says {answer[1]}"
