@@ -21,6 +21,8 @@ from broker.devstack.web_identity_checks import StsError, refuse_invalid
 
 ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]*", re.ASCII)
 EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]*", re.ASCII)
+SERIAL_NUMBER = re.compile(r"[\w+=/:,.@-]*", re.ASCII)
+TOKEN_CODE = re.compile(r"[0-9]*", re.ASCII)
 FEDERATED_NAME = re.compile(r"[\w+=,.@-]*", re.ASCII)
 POLICY_CHARS = re.compile(r"[\t\n\r\x20-\xff]+")
 MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_POLICY_ARNS = 50, 128, 256, 10
@@ -156,7 +158,12 @@ def validate_assume_role(params: Mapping[str, str]) -> AssumeRoleRequest:
                              required=True)
     errors += _string_errors("externalId", params.get("ExternalId"), 2, 1224, EXTERNAL_ID)
     errors += _string_errors("sourceIdentity", params.get("SourceIdentity"), 2, 64, ROLE_SESSION_NAME)
+    errors += _string_errors("serialNumber", params.get("SerialNumber"), 9, 256, SERIAL_NUMBER)
+    errors += _string_errors("tokenCode", params.get("TokenCode"), 6, 6, TOKEN_CODE)
     refuse_invalid(errors + _session_errors(params, max_duration=43200, max_policy=None), params.get("Policy"))
+    if "SerialNumber" in params or "TokenCode" in params:
+        # The local AWS has no MFA devices, so no one-time code can be right.
+        raise StsError("AccessDenied", "MultiFactorAuthentication failed with invalid MFA one time pass code. ", 403)
     session = _session(params, None)
     transitive = tuple(_members(params, "TransitiveTagKeys"))
     if not {k.lower() for k in transitive} <= {k.lower() for k in session.tags}:

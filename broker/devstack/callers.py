@@ -41,6 +41,8 @@ class UserInfo:
 class IamUsers(Protocol):
     def user(self, account: str, name: str) -> UserInfo | None: ...
 
+    def role_tags(self, account: str, name: str) -> Mapping[str, str]: ...
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -121,9 +123,18 @@ class CallerDirectory:
             principal = issued.role_arn if issued.kind == ASSUMED_ROLE and issued.role_arn else issued.arn
             return Caller(kind=issued.kind, access_key_id=issued.access_key_id,
                           secret_access_key=issued.secret_access_key, account=issued.account, arn=issued.arn,
-                          principal_arn=principal, source_identity=issued.source_identity, tags=issued.tags,
-                          transitive=issued.transitive, session_policy=_policy(issued.session_policy))
+                          principal_arn=principal, source_identity=issued.source_identity,
+                          tags=self._principal_tags(issued.kind, principal, issued.tags), transitive=issued.transitive,
+                          session_policy=_policy(issued.session_policy))
         return self._user(call)
+
+    def _principal_tags(self, kind: str, role_arn: str, session_tags: Mapping[str, str]) -> dict[str, str]:
+        """A role session's aws:PrincipalTag: its role's IAM tags, overridden by its session tags (any case)."""
+        if kind != ASSUMED_ROLE:
+            return dict(session_tags)
+        lowered = {key.lower() for key in session_tags}
+        role_tags = self._iam.role_tags(role_arn.split(":")[4], role_arn.rsplit("/", 1)[-1])
+        return {**{k: v for k, v in role_tags.items() if k.lower() not in lowered}, **session_tags}
 
     def _user(self, call: SignedCall) -> Caller:
         key = self._user_keys.get(call.access_key_id)

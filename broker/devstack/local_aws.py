@@ -87,6 +87,15 @@ class MotoIam:
         document = trust_policy.load_document(role["AssumeRolePolicyDocument"])
         return role["Arn"], int(role.get("MaxSessionDuration", 3600)), document
 
+    def role_tags(self, account: str, name: str) -> Mapping[str, str]:
+        try:
+            tags = self._iam_in(account).list_role_tags(RoleName=name).get("Tags", [])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "NoSuchEntity":
+                return {}
+            raise
+        return {t["Key"]: t["Value"] for t in tags}
+
     def user(self, account: str, name: str) -> UserInfo | None:
         iam = self._iam_in(account)
         try:

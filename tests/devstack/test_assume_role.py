@@ -317,3 +317,27 @@ def test_a_session_policy_limits_the_session(aws: LocalAws, make_role: MakeRole,
     assert narrowed_sts.assume_role(RoleArn=by_session, RoleSessionName="x1")["Credentials"]
     wide = sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="wide")
     assert sts_as(aws, session_credentials(wide["Credentials"])).assume_role(RoleArn=target, RoleSessionName="x1")
+
+
+def test_mfa_cannot_be_satisfied_locally(aws: LocalAws, user: dict[str, str], role: str) -> None:
+    refused_everywhere(lambda: sts_as(aws, user).assume_role(
+        RoleArn=role, RoleSessionName="x1", SerialNumber=f"arn:aws:iam::{ACCOUNT}:mfa/alice", TokenCode="123456"),
+        "AccessDenied", 403)
+    refused_everywhere(lambda: sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="x1", TokenCode="12ab56"),
+                       "ValidationError", 400)
+
+
+def test_a_sessions_principal_tags_are_its_roles_tags_overridden_by_session_tags(
+        aws: LocalAws, make_role: MakeRole, user: dict[str, str]) -> None:
+    hub = make_role(trust_aws(user_arn(user, aws), actions=ALL))
+    client(aws, "iam").tag_role(RoleName=hub.rsplit("/", 1)[-1], Tags=[{"Key": "tier", "Value": "gold"},
+                                                                       {"Key": "Team", "Value": "red"}])
+    plain = session_credentials(sts_as(aws, user).assume_role(RoleArn=hub, RoleSessionName="x1")["Credentials"])
+    tagged = session_credentials(sts_as(aws, user).assume_role(
+        RoleArn=hub, RoleSessionName="x1", Tags=[{"Key": "team", "Value": "blue"}])["Credentials"])
+    gold = make_role(trust_aws(hub, condition={"StringEquals": {"aws:PrincipalTag/tier": "gold"}}))
+    assert sts_as(aws, plain).assume_role(RoleArn=gold, RoleSessionName="x2")["Credentials"]
+    blue = make_role(trust_aws(hub, condition={"StringEquals": {"aws:PrincipalTag/team": "blue"}}))
+    assert sts_as(aws, tagged).assume_role(RoleArn=blue, RoleSessionName="x2")["Credentials"]
+    refused_everywhere(lambda: sts_as(aws, plain).assume_role(RoleArn=blue, RoleSessionName="x2"),
+                       "AccessDenied", 403)  # the role's own Team=red is what the plain session carries
