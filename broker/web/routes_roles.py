@@ -53,7 +53,8 @@ def _view(service: BrokerService, session: Session) -> dict[str, Any]:
     roles = [{
         "role_arn": g.role_arn, "role_name": g.role_name, "account_id": g.account_id,
         "account_name": accounts.get(g.account_id), "duration_seconds": int(g.duration.total_seconds()),
-        "rule": g.rule_id,
+        "rule": g.rule_id, "via": g.via,
+        **({"from": g.chain_from, "hub_granted": g.hub is not None} if g.chain_from is not None else {}),
     } for g in decision.grants]
     ident = session.identity
     return {"identity": {"idp": ident.idp, "subject": ident.subject, "email": ident.email},

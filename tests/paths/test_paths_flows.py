@@ -132,8 +132,12 @@ def refused(stack: DevStack, session: tuple[httpx.Client, str], arn: str, status
 
 def test_a_chain_from_a_hub_the_person_is_not_granted(paths_stack: DevStack, bob: tuple[httpx.Client, str]) -> None:
     audit = role(SPOKE_A, "AdminAudit")
-    granted = [r["role_arn"] for r in browser.roles(bob[0], paths_stack.broker_url)["roles"]]
-    assert audit in granted and role(ACCOUNT, "AdminHub") not in granted  # listed, the hub not granted
+    listed = {r["role_arn"]: r for r in browser.roles(bob[0], paths_stack.broker_url)["roles"]}
+    assert role(ACCOUNT, "AdminHub") not in listed  # the chain is listed, saying its hub is not granted
+    assert (listed[audit]["via"], listed[audit]["from"], listed[audit]["hub_granted"]) == (
+        "assume_role", role(ACCOUNT, "AdminHub"), False)
+    page = bob[0].get(f"{paths_stack.broker_url}/roles", headers={"Accept": "text/html"}).text
+    assert "through AdminHub (not granted to you)" in page
     hubs_before = len([e for e in audit_events(paths_stack) if e["event"] == "hub_session_issued"])
     message = refused(paths_stack, bob, audit, 403, "chain_source_not_granted")
     assert message == "This role is reached through the hub role AdminHub, which you are not granted."
