@@ -53,6 +53,10 @@ _REFUSED_PUBLIC = {
     "ExpiredToken": "The credentials the broker signs this role's request with have expired.",
     "InvalidClientTokenId": "AWS does not know the credentials the broker signs this role's request with.",
     "SignatureDoesNotMatch": "AWS did not accept the signature of the broker's request for this role.",
+    "IncompleteSignature": "AWS did not accept the signature of the broker's request for this role.",
+    "MissingAuthenticationToken": "AWS did not accept the signature of the broker's request for this role.",
+    "InvalidParameterValue": ("AWS refused a parameter of this role's request (a session tag its hub session "
+                              "already carries, set again?)."),
 }
 
 

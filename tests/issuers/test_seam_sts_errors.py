@@ -31,7 +31,8 @@ ANSWERS = [(403, "AccessDenied"), (400, "InvalidIdentityToken"), (400, "ExpiredT
            (400, "SomethingNew"), (400, "Throttling"), (400, "IDPCommunicationError"),
            # the signed calls' own (AssumeRole, GetFederationToken)
            (403, "ExpiredToken"), (403, "InvalidClientTokenId"), (403, "SignatureDoesNotMatch"),
-           (400, "MalformedPolicyDocument"), (400, "PackedPolicyTooLarge")]
+           (400, "MalformedPolicyDocument"), (400, "PackedPolicyTooLarge"), (400, "InvalidParameterValue"),
+           (403, "IncompleteSignature"), (403, "MissingAuthenticationToken")]
 CALLER = CallerKeys("AKIAEXAMPLE", "not-a-real-secret")
 CALLS: dict[str, Callable[[HttpStsClient | StsClient], Awaitable[object]]] = {
     "web_identity": lambda client: client.assume_role_with_web_identity(GRANT, "t.o.k"),
