@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from broker.devstack.iam_paths import CREDENTIALS_FILE, broker_user_arn, iam_in, trust_principal
-from broker.devstack.stack import DevStack, run_stack
+from broker.devstack.stack import SAML_PROVIDER_NAME, DevStack, run_stack, saml_trust_policy
 
 ACCOUNT, SPOKE_A, SPOKE_B = "456789012345", "600000000001", "600000000002"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "iam"
@@ -45,6 +45,13 @@ def _setup_iam(stack: DevStack) -> None:
         iam.put_role_policy(RoleName=name, PolicyName="chain", PolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
                 "sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"], "Resource": "*"}]}))
+    iam.create_role(RoleName="SamlHub", AssumeRolePolicyDocument=saml_trust_policy(
+        f"arn:aws:iam::{ACCOUNT}:saml-provider/{SAML_PROVIDER_NAME}"))
+    iam.put_role_policy(RoleName="SamlHub", PolicyName="chain", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
+            "sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"], "Resource": "*"}]}))
+    iam_in(stack.aws, SPOKE_A).create_role(RoleName="FromSaml", AssumeRolePolicyDocument=trust_principal(
+        role(ACCOUNT, "SamlHub")))
     hub = {"arn:aws:iam::111122223333:role/Hub": HUB}
     iam_in(stack.aws, SPOKE_A).create_role(RoleName="Developer",
                                            AssumeRolePolicyDocument=example("spoke-trust-policy.json", **hub))

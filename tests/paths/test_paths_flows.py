@@ -83,6 +83,18 @@ def test_a_chain_reaches_the_spoke_account_through_the_hub_session(paths_stack: 
     assert again["cached"] is True and again["access_key_id"] == hub["access_key_id"]
 
 
+def test_a_chain_from_a_saml_hub(paths_stack: DevStack, alice: tuple[httpx.Client, str]) -> None:
+    """The hub session by AssumeRoleWithSAML (an assertion the broker signs), then AssumeRole signed by it; the
+    SourceIdentity the assertion set carries into the spoke."""
+    target = role(SPOKE_A, "FromSaml")
+    creds = credentials(paths_stack, alice, target)
+    assert caller(paths_stack, creds)["Arn"] == f"arn:aws:sts::{SPOKE_A}:assumed-role/FromSaml/alice@example.com"
+    [event] = events(paths_stack, "credentials_issued", target)
+    hub = [e for e in events(paths_stack, "hub_session_issued", role(ACCOUNT, "SamlHub"))][-1]
+    assert hub["via"] == "saml" and event["caller_access_key_id"] == hub["access_key_id"]
+    assert event["source_identity"] == "alice@example.com"
+
+
 def test_a_chain_with_an_external_id_and_its_console(paths_stack: DevStack, alice: tuple[httpx.Client, str]) -> None:
     creds = credentials(paths_stack, alice, SANDBOX)
     assert caller(paths_stack, creds)["Account"] == SPOKE_B
