@@ -113,3 +113,54 @@ def test_federation_token_credentials_say_what_they_cannot_do() -> None:
     assert as_env(federated).startswith("# Federation-token credentials") and as_env(assumed).startswith("export")
     assert as_ini(federated, "p").startswith("# Federation-token") and as_ini(assumed, "p").startswith("[p]")
     assert "Note" not in json.loads(as_credential_process(federated))  # SDKs read that format exactly
+
+
+class CountingHub:
+    """A hub issuer that takes a while, so concurrent chains overlap on it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def issue(self, identity: Identity, grant: RoleGrant) -> Credentials:
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        return Credentials(f"ASIAHUB{self.calls}", "hub-secret", "hub-token", datetime.now(UTC) + timedelta(hours=1),
+                           grant.role_arn, f"{grant.role_arn}/session", via=grant.via)
+
+
+class SignedBy:
+    """Records which keys signed each AssumeRole."""
+
+    def __init__(self) -> None:
+        self.callers: list[str] = []
+
+    async def assume_role(self, grant: RoleGrant, caller: CallerKeys, *, source_identity: str | None) -> Credentials:
+        self.callers.append(caller.access_key_id)
+        return Credentials("ASIASPOKE", "s", "t", datetime.now(UTC) + timedelta(hours=1), grant.role_arn, "",
+                           via=grant.via, chained=caller.temporary, caller_key_id=caller.access_key_id)
+
+
+def test_concurrent_chains_share_one_hub_session(tmp_path: Path) -> None:
+    from broker.audit import AuditLog
+    from broker.issuance import Issuance
+    from broker.issuers.cache import CredentialCache
+    from broker.store import MemoryStore
+
+    hub = RoleGrant("arn:aws:iam::111122223333:role/Hub", "web_identity", None, "alice", None, timedelta(hours=1))
+    spokes = [RoleGrant(f"arn:aws:iam::44445555666{i}:role/S", "assume_role", None, "alice", None,
+                        timedelta(hours=1), chain_from=hub.role_arn, hub=hub) for i in range(5)]
+    counting, signed = CountingHub(), SignedBy()
+
+    async def run() -> list[Credentials]:
+        cache = CredentialCache(MemoryStore(), "x" * 48, min_remaining=timedelta(minutes=5))
+        issuance = Issuance(signed, {"web_identity": counting}, cache,  # type: ignore[arg-type]
+                            AuditLog(str(tmp_path / "audit.log")))
+        issuance.add("assume_role", AssumeRoleIssuer(signed, OwnCredentials(), issuance))
+        return await asyncio.gather(*(issuance.issue(identity(), s) for s in spokes * 2))
+
+    results = asyncio.run(run())
+    assert counting.calls == 1 and signed.callers == ["ASIAHUB1"] * 10  # one hub call, single flight
+    assert all(r.chained and r.caller_key_id == "ASIAHUB1" for r in results)
+    hops = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert sum(e["event"] == "hub_session_issued" for e in hops) == 10  # each chain audits its first hop
+    assert sum(e["event"] == "credentials_issued" and e["hub_role"] == hub.role_arn for e in hops) == 10
