@@ -82,6 +82,13 @@ def test_wrong_secret(aws: LocalAws, user: dict[str, str], role: str) -> None:
     assert message.startswith("The request signature we calculated does not match")
 
 
+def test_caller_identity_of_issued_keys_is_verified(aws: LocalAws, user: dict[str, str]) -> None:
+    secret = user["aws_secret_access_key"]
+    forged = {**user, "aws_secret_access_key": ("y" if secret[0] == "x" else "x") + secret[1:]}
+    refused_everywhere(lambda: client(aws, "sts", forged).get_caller_identity(), "SignatureDoesNotMatch", 403)
+    assert client(aws, "sts", user).get_caller_identity()["Arn"].startswith(f"arn:aws:iam::{ACCOUNT}:user/")
+
+
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
