@@ -121,6 +121,9 @@ class SignedSts:
         if action == "GetCallerIdentity":
             return self.handle(request, body, params)
         issued = self._ledger.get(signer[0])
+        if issued is not None and issued.kind != FEDERATED_USER and action == "GetSessionToken":
+            error = StsError("AccessDenied", "Cannot call GetSessionToken with session credentials", 403)
+            return Answer(error.status, error_body(error))
         if issued is not None and issued.kind == FEDERATED_USER and signer[1] in ("iam", "sts"):
             error = StsError("AccessDenied", f"User: {issued.arn} is not authorized to perform {signer[1]}:"
                              f"{action or '*'}: federated users may call no IAM operation and no STS operation but "
