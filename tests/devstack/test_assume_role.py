@@ -326,6 +326,23 @@ def test_a_session_policy_limits_the_session(aws: LocalAws, make_role: MakeRole,
     assert sts_as(aws, session_credentials(wide["Credentials"])).assume_role(RoleArn=target, RoleSessionName="x1")
 
 
+def test_managed_session_policies_limit_the_session_too(aws: LocalAws, make_role: MakeRole, user: dict[str, str],
+                                                        role: str) -> None:
+    target = make_role(trust_aws(role))
+    iam = client(aws, "iam")
+    suffix = role.rsplit("-", 1)[-1]
+    s3_only = iam.create_policy(PolicyName=f"s3-{suffix}", PolicyDocument=json.dumps(
+        identity_policy("s3:GetObject")))["Policy"]["Arn"]
+    chain = iam.create_policy(PolicyName=f"chain-{suffix}", PolicyDocument=json.dumps(
+        identity_policy("sts:AssumeRole")))["Policy"]["Arn"]
+    narrowed = sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="narrow", PolicyArns=[{"arn": s3_only}])
+    refused_everywhere(lambda: sts_as(aws, session_credentials(narrowed["Credentials"])).assume_role(
+        RoleArn=target, RoleSessionName="x1"), "AccessDenied", 403)
+    allowed = sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="chain",
+                                            PolicyArns=[{"arn": s3_only}, {"arn": chain}])
+    assert sts_as(aws, session_credentials(allowed["Credentials"])).assume_role(RoleArn=target, RoleSessionName="x1")
+
+
 def test_mfa_cannot_be_satisfied_locally(aws: LocalAws, user: dict[str, str], role: str) -> None:
     refused_everywhere(lambda: sts_as(aws, user).assume_role(
         RoleArn=role, RoleSessionName="x1", SerialNumber=f"arn:aws:iam::{ACCOUNT}:mfa/alice", TokenCode="123456"),
