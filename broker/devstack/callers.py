@@ -58,6 +58,7 @@ class Caller:
     tags: Mapping[str, str] = field(default_factory=dict)  # aws:PrincipalTag/*
     transitive: tuple[str, ...] = ()
     session_policy: Mapping[str, Any] | None = field(default=None, repr=False)
+    session_policy_arns: tuple[str, ...] = ()
 
     @property
     def policy_owner(self) -> tuple[str, str]:
@@ -125,7 +126,8 @@ class CallerDirectory:
                           secret_access_key=issued.secret_access_key, account=issued.account, arn=issued.arn,
                           principal_arn=principal, source_identity=issued.source_identity,
                           tags=self._principal_tags(issued.kind, principal, issued.tags), transitive=issued.transitive,
-                          session_policy=_policy(issued.session_policy))
+                          session_policy=_policy(issued.session_policy),
+                          session_policy_arns=issued.session_policy_arns)
         return self._user(call)
 
     def _principal_tags(self, kind: str, role_arn: str, session_tags: Mapping[str, str]) -> dict[str, str]:

@@ -45,6 +45,7 @@ class IssuedCredentials:
     tags: Mapping[str, str] = field(default_factory=dict)  # session tags, inherited transitive ones included
     transitive: tuple[str, ...] = ()  # keys of `tags` that pass to the next session in a chain
     session_policy: str | None = field(default=None, repr=False)  # the inline Policy the session was issued with
+    session_policy_arns: tuple[str, ...] = ()  # the managed session policies (PolicyArns) it was issued with
 
     @property
     def account(self) -> str:

@@ -64,6 +64,7 @@ def allows(documents: Sequence[Mapping[str, Any]], question: Question) -> bool:
         return False
 
 
-def session_policy_allows(session_policy: Mapping[str, Any] | None, question: Question) -> bool:
-    """No session policy: the session keeps its role's permissions. One: it must allow too (an intersection)."""
-    return session_policy is None or allows([session_policy], question)
+def session_policy_allows(session_policies: Sequence[Mapping[str, Any]], question: Question) -> bool:
+    """No session policy: the session keeps its role's permissions. Some (inline and managed together): they must
+    allow too, since the session's permissions are their intersection with the role's."""
+    return not session_policies or allows(session_policies, question)

@@ -124,6 +124,14 @@ class MotoIam:
             documents += [self._managed(iam, p["PolicyArn"]) for p in attached["AttachedPolicies"]]
         return [trust_policy.load_document(d) for d in documents]
 
+    def managed_policy(self, account: str, arn: str) -> Mapping[str, Any] | None:
+        try:
+            return trust_policy.load_document(self._managed(self._iam_in(account), arn))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "NoSuchEntity":
+                return None
+            raise
+
     @staticmethod
     def _managed(iam: Any, arn: str) -> Any:
         version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]

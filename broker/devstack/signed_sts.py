@@ -50,6 +50,8 @@ class RoleLookup(Protocol):
 
     def identity_policies(self, account: str, kind: str, name: str) -> list[Mapping[str, Any]]: ...
 
+    def managed_policy(self, account: str, arn: str) -> Mapping[str, Any] | None: ...
+
 
 class Answer:
     """An STS answer the front sends as it is."""
@@ -121,6 +123,9 @@ class SignedSts:
         if action == "GetCallerIdentity":
             return self.handle(request, body, params)
         issued = self._ledger.get(signer[0])
+        if issued is not None and issued.kind != FEDERATED_USER and action == "GetSessionToken":
+            error = StsError("AccessDenied", "Cannot call GetSessionToken with session credentials", 403)
+            return Answer(error.status, error_body(error))
         if issued is not None and issued.kind == FEDERATED_USER and signer[1] in ("iam", "sts"):
             error = StsError("AccessDenied", f"User: {issued.arn} is not authorized to perform {signer[1]}:"
                              f"{action or '*'}: federated users may call no IAM operation and no STS operation but "
@@ -182,7 +187,8 @@ class SignedSts:
         if issued is not None:
             self._ledger.record(issued.with_session(role_arn=role_arn, source_identity=session.source_identity,
                                                     tags=dict(session.tags), transitive=session.transitive,
-                                                    session_policy=request.session.policy))
+                                                    session_policy=request.session.policy,
+                                                    session_policy_arns=request.session.policy_arns))
         return Answer(200, _with_session_fields(data, packed, session.source_identity))
 
     def _role(self, caller: Caller, role_arn: str) -> tuple[str, int, Mapping[str, Any]]:
@@ -215,9 +221,15 @@ class SignedSts:
         # A session policy limits the session, unless the trust policy names that very session (IAM user guide).
         by_session = dataclasses.replace(chaining.trust_request(caller, request, session, with_account=False),
                                          aws_principals=frozenset({caller.arn}))
-        if not trust.is_allowed(policy, by_session) and not identity.session_policy_allows(caller.session_policy,
-                                                                                           question):
+        if not trust.is_allowed(policy, by_session) and not identity.session_policy_allows(
+                self._session_policies(caller), question):
             raise denied
+
+    def _session_policies(self, caller: Caller) -> list[Mapping[str, Any]]:
+        managed = [self._roles.managed_policy(caller.account, arn) for arn in caller.session_policy_arns]
+        # A managed policy deleted since the session began allows nothing; the list stays non-empty.
+        inline = [caller.session_policy] if caller.session_policy is not None else []
+        return inline + [m if m is not None else {"Statement": []} for m in managed]
 
     def _federation_token(self, caller: Caller, params: Mapping[str, str]) -> Answer:
         if caller.kind != USER:

@@ -302,7 +302,8 @@ class StsFront:
         if issued is not None:
             self._ledger.record(issued.with_session(role_arn=params["RoleArn"], source_identity=source_identity,
                                                     tags=dict(tags), transitive=transitive,
-                                                    session_policy=params.get("Policy")))
+                                                    session_policy=params.get("Policy"),
+                                                    session_policy_arns=_policy_arns(params)))
 
     def _forward(self, request: Request, body: bytes) -> Response:
         raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
@@ -325,6 +326,12 @@ class StsFront:
         finally:
             upstream.close()
         return upstream.status_code, list(upstream.headers.multi_items()), data
+
+
+def _policy_arns(params: Mapping[str, str]) -> tuple[str, ...]:
+    found = {int(k.split(".")[2]): v for k in params if re.fullmatch(r"PolicyArns\.member\.[0-9]{1,4}\.arn", k)
+             for v in (params[k],)}
+    return tuple(found[n] for n in sorted(found))
 
 
 def _response(status: int, headers: list[tuple[str, str]], data: bytes, method: str) -> Response:

@@ -82,6 +82,13 @@ def test_wrong_secret(aws: LocalAws, user: dict[str, str], role: str) -> None:
     assert message.startswith("The request signature we calculated does not match")
 
 
+def test_caller_identity_of_issued_keys_is_verified(aws: LocalAws, user: dict[str, str]) -> None:
+    secret = user["aws_secret_access_key"]
+    forged = {**user, "aws_secret_access_key": ("y" if secret[0] == "x" else "x") + secret[1:]}
+    refused_everywhere(lambda: client(aws, "sts", forged).get_caller_identity(), "SignatureDoesNotMatch", 403)
+    assert client(aws, "sts", user).get_caller_identity()["Arn"].startswith(f"arn:aws:iam::{ACCOUNT}:user/")
+
+
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -317,6 +324,23 @@ def test_a_session_policy_limits_the_session(aws: LocalAws, make_role: MakeRole,
     assert narrowed_sts.assume_role(RoleArn=by_session, RoleSessionName="x1")["Credentials"]
     wide = sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="wide")
     assert sts_as(aws, session_credentials(wide["Credentials"])).assume_role(RoleArn=target, RoleSessionName="x1")
+
+
+def test_managed_session_policies_limit_the_session_too(aws: LocalAws, make_role: MakeRole, user: dict[str, str],
+                                                        role: str) -> None:
+    target = make_role(trust_aws(role))
+    iam = client(aws, "iam")
+    suffix = role.rsplit("-", 1)[-1]
+    s3_only = iam.create_policy(PolicyName=f"s3-{suffix}", PolicyDocument=json.dumps(
+        identity_policy("s3:GetObject")))["Policy"]["Arn"]
+    chain = iam.create_policy(PolicyName=f"chain-{suffix}", PolicyDocument=json.dumps(
+        identity_policy("sts:AssumeRole")))["Policy"]["Arn"]
+    narrowed = sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="narrow", PolicyArns=[{"arn": s3_only}])
+    refused_everywhere(lambda: sts_as(aws, session_credentials(narrowed["Credentials"])).assume_role(
+        RoleArn=target, RoleSessionName="x1"), "AccessDenied", 403)
+    allowed = sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="chain",
+                                            PolicyArns=[{"arn": s3_only}, {"arn": chain}])
+    assert sts_as(aws, session_credentials(allowed["Credentials"])).assume_role(RoleArn=target, RoleSessionName="x1")
 
 
 def test_mfa_cannot_be_satisfied_locally(aws: LocalAws, user: dict[str, str], role: str) -> None:

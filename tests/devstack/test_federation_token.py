@@ -116,6 +116,13 @@ def test_role_sessions_cannot_call_it(aws: LocalAws, user: dict[str, str], make_
     assert message == "Cannot call GetFederationToken with session credentials"
 
 
+def test_role_sessions_cannot_get_a_session_token(aws: LocalAws, user: dict[str, str], make_role: MakeRole) -> None:
+    role = make_role(trust_aws(user_arn(user, aws)))
+    session = session_credentials(sts_as(aws, user).assume_role(RoleArn=role, RoleSessionName="x1")["Credentials"])
+    message = refused_everywhere(lambda: sts_as(aws, session).get_session_token(), "AccessDenied", 403)
+    assert message == "Cannot call GetSessionToken with session credentials"
+
+
 def test_federated_users_cannot_call_it_again(aws: LocalAws, federated: dict[str, Any]) -> None:
     again = sts_as(aws, session_credentials(federated["Credentials"]))
     refused_everywhere(lambda: again.get_federation_token(Name="bob", Policy=POLICY), "AccessDenied", 403)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from broker.devstack.local_aws import LocalAws, run_local_aws
@@ -129,6 +130,12 @@ def test_cross_account_target(hub: Any, hub_role: str, aws: LocalAws) -> None:
     who = client(aws, "sts", session_credentials(result["Credentials"])).get_caller_identity()
     assert who["Account"] == OTHER_ACCOUNT
     assert who["Arn"] == f"arn:aws:sts::{OTHER_ACCOUNT}:assumed-role/{name}/alice-spoke"
+    console = {"sessionId": result["Credentials"]["AccessKeyId"], "sessionKey": result["Credentials"][
+        "SecretAccessKey"], "sessionToken": result["Credentials"]["SessionToken"]}
+    for duration, status in (("3600", 200), ("3601", 400)):  # chained: the console is capped at one hour too
+        answer = httpx.get(aws.federation_url, params={"Action": "getSigninToken", "Session": json.dumps(console),
+                                                       "SessionDuration": duration}, trust_env=False)
+        assert answer.status_code == status
     wrong_account = f"arn:aws:iam::{ACCOUNT}:role/{name}"  # same name, wrong account: no such role
     refused_everywhere(lambda: hub.assume_role(RoleArn=wrong_account, RoleSessionName="x1"), "AccessDenied", 403)
 
@@ -138,7 +145,12 @@ def test_chained_session_from_user_keys_is_not_chained(aws: LocalAws, make_role:
     user = user_credentials(aws)
     role = make_role(trust_aws(user_arn(user, aws)), max_session=7200)
     sts = client(aws, "sts", user)
-    assert sts.assume_role(RoleArn=role, RoleSessionName="x1", DurationSeconds=7200)["Credentials"]
+    credentials = sts.assume_role(RoleArn=role, RoleSessionName="x1", DurationSeconds=7200)["Credentials"]
+    console = json.dumps({"sessionId": credentials["AccessKeyId"], "sessionKey": credentials["SecretAccessKey"],
+                          "sessionToken": credentials["SessionToken"]})
+    answer = httpx.get(aws.federation_url, params={"Action": "getSigninToken", "Session": console,
+                                                   "SessionDuration": "43200"}, trust_env=False)
+    assert answer.status_code == 200  # not chained: the console may last 12 hours
 
 
 class Clock:

@@ -129,5 +129,6 @@ def test_every_action_is_needed() -> None:
 
 
 def test_no_session_policy_keeps_the_roles_permissions() -> None:
-    assert session_policy_allows(None, question())
-    assert not session_policy_allows(doc(Action="s3:*"), question())
+    assert session_policy_allows([], question())
+    assert not session_policy_allows([doc(Action="s3:*")], question())
+    assert session_policy_allows([doc(Action="s3:*"), doc()], question())  # inline and managed: their union
