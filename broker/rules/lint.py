@@ -3,6 +3,8 @@ claims each configured IdP provides."""
 
 from __future__ import annotations
 
+import fnmatch
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -69,6 +71,33 @@ def unprovided_claims(ruleset: RuleSet, provided: Mapping[str, set[str]]) -> lis
     return found
 
 
+def _allows_assume_role(policy: str) -> bool:
+    """Whether an inline session policy has an Allow statement whose actions could cover sts:AssumeRole
+    (a wildcard counts; only the text is judged, not resources or conditions)."""
+    statements = json.loads(policy).get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        actions = statement.get("Action", []) if isinstance(statement, dict) else []
+        if statement.get("Effect") == "Allow" and any(
+                fnmatch.fnmatchcase("sts:assumerole", str(a).lower()) for a in ([actions] if isinstance(actions, str)
+                                                                                 else actions)):
+            return True
+    return False
+
+
+def hub_policies(ruleset: RuleSet) -> list[Finding]:
+    """A hub grant's session policy limits the hub session: the chains from it need sts:AssumeRole there."""
+    hubs = {g.from_ for r in ruleset.rules for g in r.grant if g.from_ is not None}
+    found = []
+    for i, rule in enumerate(ruleset.rules):
+        for j, spec in enumerate(rule.grant):
+            policy = merged(spec, ruleset.defaults)["policy"]
+            if spec.role in hubs and policy is not None and not _allows_assume_role(policy):
+                found.append(Finding(("rules", str(i), "grant", str(j), "policy"),
+                                     f"{spec.role} is the hub of a role chain, but its session policy does not allow "
+                                     "sts:AssumeRole: every chain from it would be refused"))
+    return found
+
+
 def idle_denies(ruleset: RuleSet) -> list[Finding]:
     explicit = [g.role for r in ruleset.rules for g in r.grant if g.role]
     dynamic = any(g.roles_from for r in ruleset.rules for g in r.grant)
@@ -81,7 +110,7 @@ def idle_denies(ruleset: RuleSet) -> list[Finding]:
 
 
 def lint(ruleset: RuleSet, provided: Mapping[str, set[str]] | None = None) -> list[Finding]:
-    findings = shadowed(ruleset) + idle_denies(ruleset)
+    findings = shadowed(ruleset) + idle_denies(ruleset) + hub_policies(ruleset)
     if provided is not None:
         findings += unprovided_claims(ruleset, provided)
     return sorted(findings, key=lambda f: [int(p) if p.isdigit() else 0 for p in f.path])

@@ -123,3 +123,14 @@ def test_a_chain_rule_test_case_compares_from() -> None:
     wrong = rs.tests[0].model_copy(update={"expect": [rs.tests[0].expect[0],
                                                       rs.tests[0].expect[1].model_copy(update={"from_": OTHER})]})
     assert [r.passed for r in run_cases(rs, [wrong])] == [False]
+
+
+def test_rules_check_warns_of_a_hub_session_policy_without_assume_role() -> None:
+    from broker.rules.lint import lint
+
+    narrow = RuleSet.model_validate(rules(chain(), hub={"policy": POLICY}))
+    [finding] = lint(narrow)
+    assert "its session policy does not allow sts:AssumeRole" in finding.message
+    wide = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:Assume*"],
+                                                    "Resource": "*"}]}
+    assert lint(RuleSet.model_validate(rules(chain(), hub={"policy": wide}))) == []
