@@ -26,7 +26,7 @@ from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.issuers.web_identity import WebIdentityIssuer
 from broker.logins.base import LOGIN_TTL, LoginStart, RedirectLogin
-from broker.logins.registry import Parts as ConnectorParts
+from broker.logins.base import Parts as ConnectorParts
 from broker.logins.registry import Registry
 from broker.outputs.console import ConsoleSignIn
 from broker.rate_limits import RateLimits

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -121,3 +122,20 @@ class SamlIdpConfig(Model):
         named = {a for a in (attrs.email, attrs.email_verified, attrs.groups) if a}
         return {"email", "email_verified", "groups", "name_id", "authn_context"} | named \
             | set(attrs.aliases) | set(self.provides)
+
+    def with_files(self, resolve: Callable[[Path], Path]) -> tuple[SamlIdpConfig, list[tuple[str, Path]]]:
+        """This config with its files resolved (`resolve`: against the directory of the file naming them),
+        and each (key, path) that must exist."""
+        update: dict[str, Any] = {}
+        if self.metadata_file is not None:
+            update["metadata_file"] = resolve(self.metadata_file)
+        if self.metadata_signing_certificate is not None:
+            update["metadata_signing_certificate"] = resolve(self.metadata_signing_certificate)
+        if self.sp_keys is not None:
+            update["sp_keys"] = SamlSpKeys(key_file=resolve(self.sp_keys.key_file),
+                                           cert_file=resolve(self.sp_keys.cert_file))
+        keys = update.get("sp_keys")
+        files = [("metadata_file", update.get("metadata_file")),
+                 ("metadata_signing_certificate", update.get("metadata_signing_certificate")),
+                 ("sp_keys", keys.key_file if keys else None), ("sp_keys", keys.cert_file if keys else None)]
+        return self.model_copy(update=update), [(key, path) for key, path in files if path is not None]

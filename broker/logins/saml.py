@@ -16,9 +16,10 @@ from collections.abc import Mapping
 
 from broker import urls
 from broker.connectors.saml import SamlConnector
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.errors import BadRequest, LoginStateInvalid, TokenInvalid
 from broker.identity import Identity
-from broker.logins.base import LOGIN_TTL, LoginStart
+from broker.logins.base import LOGIN_TTL, LoginStart, Parts
 from broker.store import StateStore
 
 RETURN_PATHS = ("/roles", "/")
@@ -95,3 +96,8 @@ class SamlLogin:
             raise LoginStateInvalid(f"request sent to {pending['idp']!r}, answered at {self.id!r}",
                                     reason="idp_mixup")
         return str(pending["return_to"])
+
+
+def build(config: SamlIdpConfig, parts: Parts) -> SamlLogin:
+    connector = SamlConnector(config, parts.public_url, parts.http, workers=parts.xml_workers, audit=parts.audit)
+    return SamlLogin(connector, parts.store)
