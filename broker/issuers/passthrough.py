@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from broker.connectors.saml_xml import XmlRejected, guarded_parse
-from broker.errors import StsRefused
+from broker.connectors.saml_xml import guarded_parse
+from broker.errors import StsRefused, XmlRejected
 from broker.grants import RoleGrant
 from broker.identity import Evidence
 from broker.issuers.saml_assertion import BEARER, PARTITIONS, SAML_NS
