@@ -176,6 +176,14 @@ class BrokerService:
         """RFC 8693: an app's ID token in, AWS credentials out (see token_exchange.py for the order)."""
         return await self.token_exchange.exchange(request, trace)
 
+    async def limit_exchange_client(self, client: str) -> None:
+        """A token request refused before the exchange (content type, form) still counts against its client."""
+        await self.token_exchange.limit_client(client)
+
+    def exchange_origin_allowed(self, origin: str) -> bool:
+        """A browser origin may call the token endpoint (CORS): `token_exchange.cors_origins`."""
+        return origin in self.token_exchange.cors_origins
+
     async def console_url(self, identity: Identity, role_arn: str) -> str:
         grant, creds = await self.credentials(identity, role_arn)
         url = await self.console.signin_url(creds, grant)
