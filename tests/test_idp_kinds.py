@@ -3,6 +3,8 @@ registry's logins: registering a kind there is all config loading and the regist
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Mapping
 from typing import Literal
 
@@ -66,3 +68,11 @@ async def test_one_entry_registers_a_kind(monkeypatch: pytest.MonkeyPatch) -> No
         login = registry.login("f1")
         assert isinstance(login, FakeLogin) and login.parts is parts
         assert registry.browser_idps() == [("f1", "Fake")] and not registry.tokens
+
+
+def test_reading_config_loads_no_login_library() -> None:
+    """`sts-broker rules lint` reads IdP configs through the table: it does not pay for the logins' libraries."""
+    heavy = ("httpx", "authlib", "joserfc", "onelogin", "xmlsec", "broker.logins.oidc", "broker.logins.saml")
+    code = f"import sys, broker.cli_rules; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip() == "[]"

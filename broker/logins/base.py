@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-
-from broker.audit import AuditLog
-from broker.connectors.xml_workers import XmlWorkers
 from broker.identity import Identity
-from broker.store import StateStore
+
+if TYPE_CHECKING:  # types only: logins/kinds.py (read by config loading) imports this module, and stays light
+    import httpx
+
+    from broker.audit import AuditLog
+    from broker.connectors.xml_workers import XmlWorkers
+    from broker.store import StateStore
 
 LOGIN_TTL = 600.0
 

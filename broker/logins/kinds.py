@@ -1,7 +1,11 @@
 """The one table of IdP kinds: each config `type` with its config model and, for a browser login kind, how
 its RedirectLogin is built. config.py validates IdP files against the models it names (the `type`
 discriminated union is built from it); logins/registry.py builds each IdP's login from it. A new IdP kind
-is its modules (connector, config model, login with `build`) and one entry in KINDS, nothing else."""
+is its modules (connector, config model, login with `build`) and one entry in KINDS, nothing else.
+
+Config loading imports this table (`sts-broker rules lint` too), so a login's libraries (httpx, authlib,
+python3-saml, xmlsec: ~0.35 s) load only when a login is built: each kind's builder imports its login
+module then."""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from pydantic import BaseModel
 from broker.connectors.oidc_config import OidcIdpConfig
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.token_config import TokenIdpConfig
-from broker.logins import oidc, saml
 from broker.logins.base import Parts, RedirectLogin
 
 # Called only with a config of the kind's own model (the registry and config.py dispatch on `type`).
@@ -47,8 +50,20 @@ def _table(*kinds: Kind) -> dict[str, Kind]:
     return {kind.type: kind for kind in kinds}
 
 
+def _oidc(config: OidcIdpConfig, parts: Parts) -> RedirectLogin:
+    from broker.logins import oidc
+
+    return oidc.build(config, parts)
+
+
+def _saml(config: SamlIdpConfig, parts: Parts) -> RedirectLogin:
+    from broker.logins import saml
+
+    return saml.build(config, parts)
+
+
 KINDS = _table(
-    Kind(OidcIdpConfig, oidc.build),
+    Kind(OidcIdpConfig, _oidc),
     Kind(TokenIdpConfig),
-    Kind(SamlIdpConfig, saml.build, SamlIdpConfig.with_files),
+    Kind(SamlIdpConfig, _saml, SamlIdpConfig.with_files),
 )
