@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -41,6 +41,8 @@ class LocalAws:
     endpoint_url: str  # boto3 clients for sts, iam, s3 ... all use this endpoint_url
     federation_url: str  # getSigninToken and login
     account_id: str
+    # SHA-256 (hex) of the SAMLAssertion values AssumeRoleWithSAML accepted, oldest first (the last 256).
+    saml_accepted: Callable[[], tuple[str, ...]] = field(default=tuple, repr=False, compare=False)
 
 
 def _pin_account(account_id: str, request: Any, **_: Any) -> None:
@@ -214,6 +216,7 @@ def run_local_aws(*, port: int = 0, account_id: str = "123456789012", allow_http
         try:
             with wsgi_server(front, port) as bound:
                 url = f"http://{LOOPBACK}:{bound}"
-                yield LocalAws(endpoint_url=url, federation_url=f"{url}/federation", account_id=account_id)
+                yield LocalAws(endpoint_url=url, federation_url=f"{url}/federation", account_id=account_id,
+                               saml_accepted=front.saml_accepted)
         finally:
             front.close()

@@ -9,11 +9,13 @@ credentials from invented ones.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -160,6 +162,11 @@ class StsFront:
         self._clock = clock
         self._signed = signed(self) if signed is not None else None  # the signed STS calls (AssumeRole ...)
         self._http = httpx.Client(timeout=30.0, trust_env=False, follow_redirects=False)
+        # SHA-256 of each SAMLAssertion that passed every check (the last 256): tests see what reached "AWS".
+        self._saml_accepted: deque[str] = deque(maxlen=256)
+
+    def saml_accepted(self) -> tuple[str, ...]:
+        return tuple(self._saml_accepted)
 
     def close(self) -> None:
         self._http.close()
@@ -233,6 +240,7 @@ class StsFront:
         if status == 200:
             data = saml_checks.with_saml_fields(data, request.principal_arn, claims)
             self._record(data, params, claims.source_identity, claims.tags, claims.transitive)
+            self._saml_accepted.append(hashlib.sha256(request.assertion.encode()).hexdigest())
         return _response(status, headers, data, "POST")
 
     def _judge_saml(self, params: Mapping[str, str]) -> tuple[saml_checks.SamlRequest, saml_checks.SamlClaims, int]:

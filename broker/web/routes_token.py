@@ -101,7 +101,7 @@ def _cors(request: Request, origin: str | None) -> dict[str, str]:
     """CORS headers for an allowed browser origin; none for non-browser clients (no Origin header)."""
     if origin is None:
         return {}
-    if origin not in context_of(request).token_exchange.cors_origins:
+    if not context_of(request).service.exchange_origin_allowed(origin):
         raise OriginNotAllowed(f"origin {origin[:100]!r} is not in token_exchange.cors_origins")
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
@@ -155,16 +155,16 @@ async def token(request: Request) -> Response:
     content_type, origin = _first_headers(request)
     try:
         cors = _cors(request, origin)
-        exchange = context_of(request).token_exchange
+        service = context_of(request).service
         try:
             _form_content_type(content_type)
             exchange_request = parse_form(await request.body(), client)
         except BrokerError:
             # Refused before the exchange counts it: counted here, so a flood of malformed requests meets the
             # client's limit (429) like any other; the exchange counts the rest.
-            await exchange.limit_client(client)
+            await service.limit_exchange_client(client)
             raise
-        result = await exchange.exchange(exchange_request, trace)
+        result = await service.exchange_token(exchange_request, trace)
     except BrokerError as exc:
         return _refusal(request, exc, trace, cors)
     except Exception as exc:  # the OAuth shape even for the unexpected; the type only, never the message
@@ -199,7 +199,7 @@ def preflight(request: Request) -> Response:
     asked = {h.strip().lower() for h in request.headers.get("access-control-request-headers", "").split(",")
              if h.strip()}
     context = context_of(request)
-    if origin not in context.token_exchange.cors_origins or method != "POST" or not asked <= PREFLIGHT_HEADERS:
+    if not context.service.exchange_origin_allowed(origin) or method != "POST" or not asked <= PREFLIGHT_HEADERS:
         context.audit.event("request_failed", method="OPTIONS", path=request.url.path,
                             client=client_host(request.scope), status=HTTP_STATUS[OriginNotAllowed],
                             reason=OriginNotAllowed.reason,
