@@ -13,15 +13,13 @@ session (an instance or container role), this is a role chain for AWS too: 1 h a
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Protocol
 
 from broker.errors import NotAuthorized, StsRefused
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import CallerKeys, Credentials
-
-CHAIN_MAX = timedelta(hours=1)
+from broker.rules.paths import CHAIN_MAX
 
 
 class AssumeRoleSts(Protocol):
