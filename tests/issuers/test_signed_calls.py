@@ -27,8 +27,12 @@ from broker.settings import AwsConfig
 ACCOUNT = "700000000001"
 TARGET = f"arn:aws:iam::{ACCOUNT}:role/Target"
 POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}'
+# The session policy limits the session, so a chain from it needs sts:AssumeRole (and the carried tag and
+# SourceIdentity their actions) there.
+CHAIN_POLICY = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","sts:AssumeRole",'
+                '"sts:TagSession","sts:SetSourceIdentity"],"Resource":"*"}]}')
 GRANT = RoleGrant(TARGET, "assume_role", None, "alice@example.com", "alice@example.com", timedelta(hours=1),
-                  tags={"team": "platform"}, transitive_tags=("team",), policy=POLICY, external_id="ext-42")
+                  tags={"team": "platform"}, transitive_tags=("team",), policy=CHAIN_POLICY, external_id="ext-42")
 FEDERATED = RoleGrant(f"arn:aws:iam::{ACCOUNT}:role/Console", "federation_token", None, "alice", None,
                       timedelta(hours=2), policy=POLICY)
 Transport = Callable[[AwsConfig], HttpStsClient | StsClient]
@@ -46,6 +50,7 @@ def aws() -> Iterator[tuple[LocalAws, CallerKeys]]:
         key = iam.create_access_key(UserName="sts-broker")["AccessKey"]
         iam.create_role(RoleName="Target", AssumeRolePolicyDocument=trust_principal(
             broker_user_arn(ACCOUNT), condition={"StringEquals": {"sts:ExternalId": "ext-42"}}))
+        iam.create_role(RoleName="Spoke", AssumeRolePolicyDocument=trust_principal(TARGET))  # a chain's next hop
         yield local, CallerKeys(key["AccessKeyId"], key["SecretAccessKey"])
 
 
@@ -78,10 +83,17 @@ def test_assume_role_and_a_federation_token_signed_with_the_callers_keys(
     assert identity_of(local, creds)["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/Target/alice@example.com"
     assert creds.assumed_role_arn.endswith("assumed-role/Target/alice@example.com")
     assert creds.caller_key_id == keys.access_key_id and not creds.chained  # an IAM user's keys: no chain
-    # AssumeRole signed by that role session is a chain (and the front records it as one).
+    # AssumeRole signed by that role session is a chain: into Spoke (which trusts Target) it works, carrying the
+    # SourceIdentity and the transitive tag; Target itself trusts the user only.
+    spoke = replace(GRANT, role_arn=f"arn:aws:iam::{ACCOUNT}:role/Spoke", tags={}, transitive_tags=(),
+                    external_id=None, policy=None)
+    chained = call(transport, local, lambda sts: sts.assume_role(spoke, CallerKeys.of(creds), source_identity=None))
+    assert isinstance(chained, Credentials), chained
+    assert chained.chained and chained.caller_key_id == creds.access_key_id
+    assert identity_of(local, chained)["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/Spoke/alice@example.com"
     again = call(transport, local, lambda sts: sts.assume_role(
         replace(GRANT, tags={}, transitive_tags=()), CallerKeys.of(creds), source_identity=None))
-    assert isinstance(again, BrokerError) and again.reason == "sts_access_denied"  # Target trusts the user only
+    assert isinstance(again, BrokerError) and again.reason == "sts_access_denied"
     federated = call(transport, local, lambda sts: sts.get_federation_token(FEDERATED, keys))
     assert isinstance(federated, Credentials), federated
     assert federated.assumed_role_arn == identity_of(local, federated)["Arn"] == \
