@@ -121,17 +121,25 @@ def test_a_made_up_code_is_refused(stack: DevStack) -> None:
     ({"client_id": "someone-else"}, "client_unknown"),
     ({"response_type": "token"}, "response_type_unsupported"),
     ({"state": None}, "state_invalid_format"),
-    ({"device_name": "x" * 65}, "device_name_invalid"),
-    ({"device_name": "two\nlines"}, "device_name_invalid"),
 ])
 def test_authorization_requests_that_are_refused(stack: DevStack, bob: httpx.Client, overrides: dict[str, str | None],
                                                  reason: str) -> None:
     _signed_in(bob, stack)
-    query = authorize_query("http://127.0.0.1:8765/callback", Pkce(), **overrides)
+    query = authorize_query("http://127.0.0.1:8765/callback", Pkce(), "laptop", **overrides)
     with watched(stack) as events:
         answer = bob.get(f"{stack.broker_url}/oauth2/authorize?{query}")
     assert answer.status_code == 400 and "location" not in answer.headers and "Allow" not in answer.text
     refused(events, reason, 400)
+
+
+@pytest.mark.parametrize("device_name", ["x" * 65, "two\nlines", "bell\x07"])
+def test_device_names_that_are_refused(stack: DevStack, bob: httpx.Client, device_name: str) -> None:
+    _signed_in(bob, stack)
+    with watched(stack) as events:
+        answer = bob.get(f"{stack.broker_url}/oauth2/authorize?"
+                         f"{authorize_query('http://127.0.0.1:8765/cb', Pkce(), device_name)}")
+    assert answer.status_code == 400 and "Allow" not in answer.text
+    refused(events, "device_name_invalid", 400)
 
 
 @pytest.mark.parametrize("redirect_uri", [
@@ -179,10 +187,9 @@ def test_the_consent_post_without_csrf_is_refused(stack: DevStack, bob: httpx.Cl
 
 
 def test_the_consent_post_without_a_browser_session_is_refused(stack: DevStack) -> None:
-    with browser.browser() as client:
-        with watched(stack) as events:
-            answer = client.post(f"{stack.broker_url}/oauth2/authorize",
-                                 data={"request": "x" * 22, "decision": "allow", "csrf_token": "x"})
+    with browser.browser() as client, watched(stack) as events:
+        answer = client.post(f"{stack.broker_url}/oauth2/authorize",
+                             data={"request": "x" * 22, "decision": "allow", "csrf_token": "x"})
     assert answer.status_code == 401
     refused(events, "session_missing_or_invalid", 401)
 
