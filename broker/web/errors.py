@@ -116,6 +116,8 @@ def _refusal(request: Request, exc: BrokerError, status: int) -> Response:
     response = error_response(request, status, exc.reason, exc.public_message, exc.error_id)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
+    if exc.reason == "cli_session_invalid":  # RFC 6750 3.1: the bearer token is the problem
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return response
 
 

@@ -213,6 +213,7 @@ def test_a_revoked_token_and_made_up_ones_are_refused(stack: DevStack, bob: http
             roles = httpx.get(f"{url}/cli/roles", headers=headers)
             creds = httpx.post(f"{url}/cli/credentials", headers=headers, json={"role": "DemoDeveloper"})
         assert roles.status_code == 401 and creds.status_code == 401
+        assert roles.headers["www-authenticate"] == 'Bearer error="invalid_token"'
         assert creds.json()["error"] == "cli_session_invalid" and "AccessKeyId" not in creds.text
         assert [e.get("reason") for e in events if e["event"] == "request_failed"] == ["cli_session_invalid"] * 2
         assert not [e for e in events if e["event"] in ISSUING]
