@@ -36,6 +36,7 @@ from broker.errors import (
     UnknownIdp,
     UpstreamUnavailable,
     ViaNotAvailable,
+    XmlRejected,
 )
 from broker.web.context import context_of
 from broker.web.proxy import client_host
@@ -53,6 +54,7 @@ HTTP_STATUS: Mapping[ErrorKey, int] = {
     BrokerError: 500,
     ConfigError: 500,
     BadRequest: 400,
+    XmlRejected: 400,
     LoginStateInvalid: 400,
     GrantInvalid: 400,
     LoginRefused: 401,
