@@ -20,19 +20,19 @@ from broker.connectors.saml_config import SamlIdpConfig
 from broker.errors import BadRequest, LoginStateInvalid, TokenInvalid
 from broker.identity import Identity
 from broker.logins.base import LOGIN_TTL, LoginStart, Parts
+from broker.return_paths import is_return_path
 from broker.store import StateStore
 
-RETURN_PATHS = ("/roles", "/")
 DEFAULT_RETURN = "/roles"
 
 
 def relay_path(relay_state: str | None) -> str | None:
     """The one RelayState check. A posted RelayState is absent, or a relative return path from a fixed
-    allow-list, matched exactly: absolute URLs, `//host`, backslashes, userinfo, percent-encodings and
+    allow-list (broker/return_paths.py): absolute URLs, `//host`, backslashes, userinfo, percent-encodings and
     `javascript:` never match."""
     if not relay_state:
         return None
-    if relay_state not in RETURN_PATHS:
+    if not is_return_path(relay_state):
         raise BadRequest(f"RelayState {relay_state[:100]!r} is not an allowed return path",
                          reason="saml_relay_state", public="The login's return address is not allowed.")
     return relay_state
