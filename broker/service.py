@@ -9,11 +9,13 @@ from typing import Any
 import httpx
 
 from broker.audit import AuditLog
+from broker.cli_sessions import CliSession, CliSessions, person_of
 from broker.config import IdpConfig, load_idps
 from broker.connectors.saml import SamlConnector
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import check_metadata_file
 from broker.connectors.xml_workers import XmlWorkers
+from broker.errors import NotAuthenticated, NotFound
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuance import Issuance, choose_grant
@@ -99,6 +101,8 @@ class BrokerService:
                                      federation_url=aws.federation_url, console_url=aws.console_url)
         self.token_exchange = TokenExchange(exchange, self.idps.tokens, self.rules_source,
                                             self.limits, self.issuance, store)
+        session = parts.settings.session
+        self.cli_sessions = CliSessions(store, session.secret.get_secret_value(), session.lifetime.total_seconds())
 
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
@@ -181,3 +185,45 @@ class BrokerService:
         url = await self.console.signin_url(creds, grant)
         self.audit.event("console_issued", idp=identity.idp, subject=identity.subject, role=grant.role_arn)
         return url
+
+    # CLI sessions (`sts-broker login`): started from a browser session, used with a bearer token.
+
+    async def start_cli_session(self, identity: Identity, device_name: str, not_after: float, *, client: str,
+                                grant: str) -> tuple[CliSession, str]:
+        """A CLI session for a person whose browser step is done (`grant`: how, e.g. authorization_code);
+        `not_after`: their browser session's expiry. Returns the session and its bearer token."""
+        session, token = await self.cli_sessions.create(identity, device_name, not_after)
+        self.audit.event("cli_session_started", idp=identity.idp, subject=identity.subject,
+                         session_id=session.session_id, device=session.device_name, grant=grant, client=client,
+                         expires=int(session.expires_at))
+        return session, token
+
+    async def cli_session(self, bearer: str | None) -> CliSession:
+        """The live CLI session of a bearer token; NotAuthenticated (401) for anything else."""
+        session = await self.cli_sessions.load(bearer)
+        if session is None:
+            raise NotAuthenticated("no live CLI session for this bearer token", reason="cli_session_invalid",
+                                   public="Your broker session has ended. Run `sts-broker login` again.")
+        return session
+
+    async def revoke_cli_token(self, token: str | None, client: str) -> CliSession | None:
+        """RFC 7009 (by the bearer): the session ended, or None when the token named none."""
+        session = await self.cli_sessions.revoke_token(token)
+        self._cli_revoked(session, client, by="token")
+        return session
+
+    async def revoke_cli_session(self, session_id: str, identity: Identity, client: str) -> CliSession:
+        """The portal (by the person): their own session only; NotFound for any other id."""
+        session = await self.cli_sessions.revoke(session_id, person_of(identity))
+        if session is None:
+            raise NotFound(f"no live CLI session {session_id[:64]!r} of this person", reason="cli_session_unknown")
+        self._cli_revoked(session, client, by="portal")
+        return session
+
+    def _cli_revoked(self, session: CliSession | None, client: str, *, by: str) -> None:
+        if session is None:
+            self.audit.event("cli_session_revoke_unknown", client=client, by=by)
+            return
+        ident = session.identity
+        self.audit.event("cli_session_revoked", idp=ident.idp, subject=ident.subject, session_id=session.session_id,
+                         device=session.device_name, client=client, by=by)
