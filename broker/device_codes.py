@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from broker.audit import AuditLog
-from broker.errors import BrokerError, RateLimited
+from broker.cli_sessions import clean_device_name
+from broker.errors import BrokerError, DeviceGrantError, RateLimited, UserCodeInvalid
 from broker.identity import Identity
 from broker.identity_codec import identity_from_dict, identity_to_dict
 from broker.rate_limits import RateLimits
@@ -31,26 +32,11 @@ from broker.settings import DeviceAuthorizationConfig
 from broker.store import StateStore
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
+CLI_CLIENT_ID = "sts-broker-cli"  # the one client of the device flow: `sts-broker login --device`
 ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels (no words), no 0/O 1/I look-alikes (RFC 8628 6.1)
 USER_CODE_LENGTH = 8
-MAX_DEVICE_NAME = 64
 POLL_SLACK = 0.25  # seconds a well-behaved client's poll may come early (timer and network jitter)
 Status = Literal["pending", "approved", "denied"]
-
-
-class DeviceGrantError(BrokerError):
-    """A device flow answer that is not a success: RFC 8628 3.5 errors (pending, slow_down, access_denied,
-    expired_token) and unknown or used codes. The reason is the OAuth error where RFC 8628 names one."""
-
-    public_message = "The device code is not valid."
-    reason = "device_code_invalid"
-
-
-class UserCodeInvalid(BrokerError):
-    """A user code typed at /device that names no pending request (wrong, expired or already decided)."""
-
-    public_message = "This code is not valid: it may be mistyped, expired or already used."
-    reason = "user_code_invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +45,7 @@ class DeviceRequest:
 
     device_id: str  # public id, for the audit log
     client_id: str
-    device_name: str | None
+    device_name: str  # untrusted, checked by cli_sessions.clean_device_name; "" when none
     client: str  # the address that asked for the code
     requested_at: float
     expires_at: float
@@ -102,14 +88,6 @@ def display_user_code(code: str) -> str:
     return f"{code[:4]}-{code[4:]}"
 
 
-def clean_device_name(name: str | None) -> str | None:
-    """The untrusted device name, kept printable and short (it is shown to a person, escaped)."""
-    if not name:
-        return None
-    kept = "".join(c for c in name if c.isprintable())[:MAX_DEVICE_NAME].strip()
-    return kept or None
-
-
 class DeviceCodes:
     def __init__(self, store: StateStore, secret: str, config: DeviceAuthorizationConfig, limits: RateLimits,
                  audit: AuditLog, clock: Callable[[], float] = time.time) -> None:
@@ -135,7 +113,7 @@ class DeviceCodes:
             raise BrokerError("no free user code after 8 tries")
         await self._put(key, request)
         self._audit.event("device_code_issued", device_id=request.device_id, client=client, client_id=client_id,
-                          device_name=request.device_name)
+                          device=request.device_name)
         return DeviceStart(device_code, user_code, int(self.lifetime), self.interval)
 
     # The browser side: look a user code up (the confirmation page), then decide it once.
@@ -167,7 +145,7 @@ class DeviceCodes:
         await self._put(key, decided)
         self._audit.event("device_code_approved" if approve else "device_code_denied", device_id=request.device_id,
                           idp=person.idp, subject=person.subject, client=client, requested_by=request.client,
-                          device_name=request.device_name)
+                          device=request.device_name)
         return decided
 
     # The CLI side: poll with the device code.

@@ -22,6 +22,8 @@ from broker.settings import Settings
 from broker.web import (
     openapi,
     routes_admin,
+    routes_container,
+    routes_device,
     routes_login,
     routes_meta,
     routes_roles,
@@ -39,6 +41,7 @@ from broker.web.sessions import SessionManager
 ROUTES = [
     # Routes are tried in order: the machine-facing endpoint that takes the load comes first.
     Route("/oauth2/token", routes_token.token, methods=["POST", "OPTIONS"]),
+    Route(routes_container.CONTAINER_PATH, routes_container.credentials),
     Route("/", routes_login.index),
     Route(urls.LOGIN, routes_login.login),
     Route(urls.OIDC_CALLBACK, routes_login.callback),
@@ -53,6 +56,10 @@ ROUTES = [
     Route("/.well-known/openid-configuration", routes_meta.openid_configuration),
     Route("/.well-known/jwks.json", routes_meta.jwks),
     Route("/admin/rules/explain", routes_admin.explain, methods=["POST"]),
+    Route("/oauth2/device_authorization", routes_device.device_authorization, methods=["POST"]),
+    Route("/device", routes_device.device_page),
+    Route("/device", routes_device.device_decide, methods=["POST"]),
+    Route("/cli/container-tokens", routes_container.create_token, methods=["POST"]),
     Route("/openapi.json", openapi.openapi),
     Route("/healthz", routes_meta.healthz),
     Route("/readyz", routes_meta.readyz),

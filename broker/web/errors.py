@@ -18,6 +18,7 @@ from broker.errors import (
     BrokerError,
     ConfigError,
     CsrfFailed,
+    DeviceGrantError,
     LoginRefused,
     LoginStateInvalid,
     MethodNotAllowed,
@@ -51,6 +52,7 @@ HTTP_STATUS: Mapping[ErrorKey, int] = {
     BrokerError: 500,
     ConfigError: 500,
     BadRequest: 400,
+    DeviceGrantError: 400,  # RFC 8628 3.5: every device-code error is a 400
     LoginStateInvalid: 400,
     LoginRefused: 401,
     TokenInvalid: 401,

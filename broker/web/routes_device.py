@@ -1,0 +1,131 @@
+"""RFC 8628 over HTTP: POST /oauth2/device_authorization (the CLI asks for a code pair) and /device (a
+signed-in person types the user code, sees what asks, approves or denies). The device_code grant itself is
+one entry of the token endpoint (routes_token.py). Core logic: broker/device_codes.py."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, quote
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from broker.device_codes import CLI_CLIENT_ID, display_user_code, normalize_user_code
+from broker.errors import BadRequest, BrokerError, NotAuthenticated, UserCodeInvalid
+from broker.web.context import context_of
+from broker.web.proxy import client_host
+from broker.web.render import NO_STORE, OrjsonResponse, page
+from broker.web.routes_roles import checked_form, single
+from broker.web.routes_token import oauth_error
+from broker.web.sessions import Session
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FIELDS = 8
+
+
+def read_form(content_type: str, body: bytes) -> dict[str, str]:
+    """A UTF-8 form whose fields each appear at most once (two values: which one a proxy believed is unknown)."""
+    media, _, params = content_type.partition(";")
+    charset = params.strip().lower().removeprefix("charset=").strip('"')
+    if media.strip().lower() != FORM_TYPE or (params.strip() and charset not in {"utf-8", "utf8"}):
+        raise BadRequest("content type is not a UTF-8 form", reason="content_type_unsupported",
+                         public=f"The request body must be {FORM_TYPE} (UTF-8).")
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body),
+                          max_num_fields=MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("form body is not a UTF-8 form", reason="form_malformed") from None
+    if any(len(values) != 1 for values in fields.values()):
+        raise BadRequest("a form field is repeated", reason="form_malformed", public="A form field is repeated.")
+    return {name: values[0] for name, values in fields.items()}
+
+
+def oauth_refusal(request: Request, exc: BrokerError, error: str, status: int) -> Response:
+    """RFC 6749 5.2's shape, with the error id of the audit event it writes."""
+    context_of(request).audit.event("request_failed", method=request.method, path=request.url.path,
+                                    client=client_host(request.scope), status=status, reason=exc.reason,
+                                    oauth_error=error, error_id=exc.error_id, detail=exc.detail[:500])
+    headers = dict(NO_STORE)
+    if exc.reason == "client_id_invalid":
+        headers["WWW-Authenticate"] = 'Basic realm="sts-broker"'  # RFC 6749 5.2 with a 401
+    return OrjsonResponse({"error": error, "error_description": exc.public_message, "error_id": exc.error_id},
+                          status_code=status, headers=headers)
+
+
+async def device_authorization(request: Request) -> Response:
+    context, client = context_of(request), client_host(request.scope)
+    try:
+        form = read_form(request.headers.get("content-type", ""), await request.body())
+        if form.get("client_id") != CLI_CLIENT_ID:
+            raise BadRequest(f"client_id {form.get('client_id', '')[:64]!r}", reason="client_id_invalid",
+                             public="Unknown client_id.")
+        start = await context.service.device_codes.start(CLI_CLIENT_ID, form.get("device_name"), client)
+    except BrokerError as exc:
+        error, status = oauth_error(exc)
+        return oauth_refusal(request, exc, error, status)
+    base = context.service.settings.public_url.rstrip("/") + "/device"
+    shown = display_user_code(start.user_code)
+    return OrjsonResponse({
+        "device_code": start.device_code, "user_code": shown, "verification_uri": base,
+        "verification_uri_complete": f"{base}?user_code={quote(shown)}", "expires_in": start.expires_in,
+        "interval": start.interval,
+    }, headers=NO_STORE)
+
+
+async def _session(request: Request) -> Session | None:
+    context = context_of(request)
+    return await context.sessions.load(request.cookies.get(context.cookie_name))
+
+
+def _sign_in_first(typed: str | None) -> Response:
+    """To the sign-in page, coming back here (with the code, when it has the shape of one) after the login."""
+    code = normalize_user_code(typed or "")
+    back = "/device" if code is None else f"/device?user_code={display_user_code(code)}"
+    return RedirectResponse(f"/?return_to={quote(back, safe='')}", status_code=303)
+
+
+def _who(session: Session) -> str:
+    return session.identity.email or session.identity.subject
+
+
+def _entry(request: Request, session: Session, error: str | None = None, status: int = 200) -> Response:
+    return page(request, "device.html", {"step": "enter", "who": _who(session), "error": error}, status=status)
+
+
+async def device_page(request: Request) -> Response:
+    """GET /device: the code form, or (with ?user_code=) the confirmation page of the request it names."""
+    typed = request.query_params.get("user_code")
+    session = await _session(request)
+    if session is None:
+        return _sign_in_first(typed)
+    if typed is None:
+        return _entry(request, session)
+    codes = context_of(request).service.device_codes
+    try:
+        code, pending = await codes.lookup(typed, session.identity, client_host(request.scope))
+    except UserCodeInvalid as exc:
+        return _entry(request, session, exc.public_message, status=400)
+    return page(request, "device.html", {
+        "step": "confirm", "who": _who(session), "user_code": display_user_code(code),
+        "device_name": pending.device_name, "requested_from": pending.client,
+        "requested_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(pending.requested_at)),
+        "csrf_token": session.csrf_token,
+    })
+
+
+async def device_decide(request: Request) -> Response:
+    """POST /device: approve or deny (CSRF-checked), once per user code."""
+    session = await _session(request)
+    if session is None:
+        raise NotAuthenticated("POST /device without a session")
+    form = await checked_form(request, session)
+    action = single(form, "action")
+    if action not in {"approve", "deny"}:
+        raise BadRequest(f"action {action[:16]!r}", reason="device_action_invalid", public="Approve or deny.")
+    codes = context_of(request).service.device_codes
+    try:
+        await codes.decide(single(form, "user_code"), session.identity, session.expires_at,
+                           approve=action == "approve", client=client_host(request.scope))
+    except UserCodeInvalid as exc:
+        return _entry(request, session, exc.public_message, status=400)
+    return page(request, "device.html", {"step": "done", "approved": action == "approve"})
