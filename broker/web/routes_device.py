@@ -5,18 +5,18 @@ one entry of the token endpoint (routes_token.py). Core logic: broker/device_cod
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from broker.device_codes import CLI_CLIENT_ID, display_user_code, normalize_user_code
-from broker.errors import BadRequest, BrokerError, NotAuthenticated, UserCodeInvalid
+from broker.errors import BadRequest, NotAuthenticated, UserCodeInvalid
 from broker.web.context import context_of
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse, page
 from broker.web.routes_roles import checked_form, single
-from broker.web.routes_token import oauth_error
 from broker.web.sessions import Session
 
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -40,29 +40,12 @@ def read_form(content_type: str, body: bytes) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items()}
 
 
-def oauth_refusal(request: Request, exc: BrokerError, error: str, status: int) -> Response:
-    """RFC 6749 5.2's shape, with the error id of the audit event it writes."""
-    context_of(request).audit.event("request_failed", method=request.method, path=request.url.path,
-                                    client=client_host(request.scope), status=status, reason=exc.reason,
-                                    oauth_error=error, error_id=exc.error_id, detail=exc.detail[:500])
-    headers = dict(NO_STORE)
-    if exc.reason == "client_id_invalid":
-        headers["WWW-Authenticate"] = 'Basic realm="sts-broker"'  # RFC 6749 5.2 with a 401
-    return OrjsonResponse({"error": error, "error_description": exc.public_message, "error_id": exc.error_id},
-                          status_code=status, headers=headers)
-
-
 async def device_authorization(request: Request) -> Response:
-    context, client = context_of(request), client_host(request.scope)
-    try:
-        form = read_form(request.headers.get("content-type", ""), await request.body())
-        if form.get("client_id") != CLI_CLIENT_ID:
-            raise BadRequest(f"client_id {form.get('client_id', '')[:64]!r}", reason="client_id_invalid",
-                             public="Unknown client_id.")
-        start = await context.service.device_codes.start(CLI_CLIENT_ID, form.get("device_name"), client)
-    except BrokerError as exc:
-        error, status = oauth_error(exc)
-        return oauth_refusal(request, exc, error, status)
+    """RFC 8628 3.1/3.2. Refusals raise: the token endpoint's OAuth wrapper answers them (routes_token)."""
+    context = context_of(request)
+    form = read_form(request.headers.get("content-type", ""), await request.body())
+    client_id(form)
+    start = await context.service.device_codes.start(CLI_CLIENT_ID, form.get("device_name"), client_host(request.scope))
     base = context.service.settings.public_url.rstrip("/") + "/device"
     shown = display_user_code(start.user_code)
     return OrjsonResponse({
@@ -70,6 +53,12 @@ async def device_authorization(request: Request) -> Response:
         "verification_uri_complete": f"{base}?user_code={quote(shown)}", "expires_in": start.expires_in,
         "interval": start.interval,
     }, headers=NO_STORE)
+
+
+def client_id(form: Mapping[str, str]) -> None:
+    if form.get("client_id") != CLI_CLIENT_ID:
+        raise BadRequest(f"client_id {form.get('client_id', '')[:64]!r}", reason="client_id_invalid",
+                         public="Unknown client_id.")
 
 
 async def _session(request: Request) -> Session | None:
@@ -129,3 +118,17 @@ async def device_decide(request: Request) -> Response:
     except UserCodeInvalid as exc:
         return _entry(request, session, exc.public_message, status=400)
     return page(request, "device.html", {"step": "done", "approved": action == "approve"})
+
+
+async def device_code_grant(request: Request, form: Mapping[str, str]) -> Response:
+    """POST /oauth2/token with grant_type=urn:ietf:params:oauth:grant-type:device_code (RFC 8628 3.4): the CLI
+    session of the person who approved, once. Refusals (RFC 8628 3.5) raise: the token endpoint answers them."""
+    client_id(form)
+    device_code = form.get("device_code", "")
+    if not device_code or len(device_code) > 256:
+        raise BadRequest("device_code missing or too long", reason="device_code_missing",
+                         public="The device_code parameter is required.")
+    service = context_of(request).service
+    session, token = await service.redeem_device_code(device_code, CLI_CLIENT_ID, client_host(request.scope))
+    return OrjsonResponse({"access_token": token, "token_type": "Bearer", "expires_in": session.seconds_left(),
+                           "session_id": session.session_id}, headers=NO_STORE)

@@ -30,15 +30,17 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from broker.device_codes import GRANT_TYPE as DEVICE_GRANT
 from broker.errors import (
     BadRequest,
     BrokerError,
+    DeviceGrantError,
     NotAuthorized,
     OriginNotAllowed,
     PayloadTooLarge,
@@ -52,6 +54,7 @@ from broker.errors import (
 )
 from broker.outputs.formats import expiration_text
 from broker.token_exchange import CREDENTIALS_TYPE, Exchanged, ExchangeTrace, parse_form
+from broker.web import routes_device
 from broker.web.context import context_of
 from broker.web.errors import HTTP_STATUS, ErrorKey, http_status, lookup
 from broker.web.proxy import client_host
@@ -77,11 +80,33 @@ OAUTH_ERRORS: Mapping[ErrorKey, tuple[str, int | None]] = {
     UpstreamUnavailable: ("temporarily_unavailable", None),
     StsUnavailable: ("temporarily_unavailable", None),
     StoreUnavailable: ("temporarily_unavailable", None),
+    # RFC 8628 3.5: the device_code grant's own errors (DeviceGrantError carries them as reasons).
+    DeviceGrantError: ("invalid_grant", 400),
+    "authorization_pending": ("authorization_pending", 400),
+    "slow_down": ("slow_down", 400),
+    "access_denied": ("access_denied", 400),
+    "expired_token": ("expired_token", 400),
+    "client_id_invalid": ("invalid_client", 401),
 }
 DESCRIPTIONS = {
     "token_expired": "The subject token has expired.",
     "token_replayed": "The subject token has already been exchanged.",
 }
+
+
+OTHER_GRANTS: Mapping[str, Callable[[Request, Mapping[str, str]], Awaitable[Response]]] = {
+    DEVICE_GRANT: routes_device.device_code_grant,
+}
+
+
+def oauth_endpoint(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Another OAuth endpoint (RFC 8628 device authorization): its refusals in the token endpoint's shape."""
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except BrokerError as exc:
+            return _refusal(request, exc, ExchangeTrace(), {})
+    return endpoint
 
 
 def oauth_error(exc: BrokerError) -> tuple[str, int]:
@@ -159,10 +184,15 @@ async def token(request: Request) -> Response:
         try:
             _form_content_type(content_type)
             exchange_request = parse_form(await request.body(), client)
-        except BrokerError:
+        except BrokerError as exc:
             # Refused before the exchange counts it: counted here, so a flood of malformed requests meets the
             # client's limit (429) like any other; the exchange counts the rest.
             await exchange.limit_client(client)
+            if exc.reason == "unsupported_grant_type":  # another grant: the form decides which
+                form = routes_device.read_form(content_type, await request.body())
+                grant = OTHER_GRANTS.get(form.get("grant_type", ""))
+                if grant is not None:
+                    return await grant(request, form)
             raise
         result = await exchange.exchange(exchange_request, trace)
     except BrokerError as exc:
@@ -190,6 +220,8 @@ def _refusal(request: Request, exc: BrokerError, trace: ExchangeTrace, cors: dic
         body["resources"] = list(exc.roles)  # the caller's own verified grants: pick one as `resource`
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="sts-broker"'  # RFC 6749 5.2: invalid_client with a 401
     return OrjsonResponse(body, status_code=status, headers=headers)
 
 
