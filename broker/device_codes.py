@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from broker.audit import AuditLog
+from broker.cli_authorize import CLI_CLIENT_ID
 from broker.cli_sessions import clean_device_name
-from broker.errors import BrokerError, DeviceGrantError, RateLimited, UserCodeInvalid
+from broker.errors import BadRequest, BrokerError, DeviceGrantError, RateLimited, UserCodeInvalid
 from broker.identity import Identity
 from broker.identity_codec import identity_from_dict, identity_to_dict
 from broker.rate_limits import RateLimits
@@ -32,7 +33,6 @@ from broker.settings import DeviceAuthorizationConfig
 from broker.store import StateStore
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
-CLI_CLIENT_ID = "sts-broker-cli"  # the one client of the device flow: `sts-broker login --device`
 ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels (no words), no 0/O 1/I look-alikes (RFC 8628 6.1)
 USER_CODE_LENGTH = 8
 POLL_SLACK = 0.25  # seconds a well-behaved client's poll may come early (timer and network jitter)
@@ -84,6 +84,13 @@ def normalize_user_code(typed: str) -> str | None:
     return code
 
 
+def check_client(client_id: str) -> None:
+    """The device flow has one client: `sts-broker login --device` (a public client, no secret)."""
+    if client_id != CLI_CLIENT_ID:
+        raise BadRequest(f"client_id {client_id[:64]!r}", reason="client_unknown",
+                         public=f"Unknown client_id (this broker knows {CLI_CLIENT_ID}).")
+
+
 def display_user_code(code: str) -> str:
     return f"{code[:4]}-{code[4:]}"
 
@@ -101,6 +108,7 @@ class DeviceCodes:
 
     async def start(self, client_id: str, device_name: str | None, client: str) -> DeviceStart:
         await self._limits.hit("device", client, self._limits.limits.device_authorizations)
+        check_client(client_id)
         device_code, now = secrets.token_urlsafe(32), self._clock()
         request = DeviceRequest(secrets.token_urlsafe(9), client_id, clean_device_name(device_name), client, now,
                                 now + self.lifetime, self.interval)
@@ -152,6 +160,10 @@ class DeviceCodes:
 
     async def poll(self, device_code: str, client_id: str) -> Approved:
         """The approved request, once; else DeviceGrantError with the RFC 8628 reason."""
+        check_client(client_id)
+        if not device_code or len(device_code) > 256:
+            raise BadRequest("device_code missing or too long", reason="device_code_missing",
+                             public="The device_code parameter is required.")
         key = digest(device_code)
         request = await self._get(key)
         if request is None or request.client_id != client_id:

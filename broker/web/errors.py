@@ -19,6 +19,7 @@ from broker.errors import (
     ConfigError,
     CsrfFailed,
     DeviceGrantError,
+    GrantInvalid,
     LoginRefused,
     LoginStateInvalid,
     MethodNotAllowed,
@@ -44,6 +45,7 @@ from broker.web.render import NO_STORE, page, wants_json
 log = logging.getLogger("broker.errors")
 T = TypeVar("T")
 ErrorKey = str | type[BrokerError]
+JSON_ONLY = ("/.well-known", "/cli/")  # machine-facing paths: refused in JSON whatever the Accept header
 
 # The HTTP status of every refusal: a reason code, else the nearest error class (subclasses inherit).
 # A reason key holds whatever class raises it; tests/test_err_tables.py checks that every reason raised in
@@ -54,6 +56,7 @@ HTTP_STATUS: Mapping[ErrorKey, int] = {
     BadRequest: 400,
     DeviceGrantError: 400,  # RFC 8628 3.5: every device-code error is a 400
     LoginStateInvalid: 400,
+    GrantInvalid: 400,
     LoginRefused: 401,
     TokenInvalid: 401,
     NotAuthenticated: 401,
@@ -98,7 +101,7 @@ def _audit(request: Request, **fields: str | int | None) -> None:
 
 
 def error_response(request: Request, status: int, reason: str, message: str, error_id: str) -> Response:
-    if wants_json(request) or request.url.path.startswith("/.well-known"):
+    if wants_json(request) or request.url.path.startswith(JSON_ONLY):
         body = {"error": reason, "message": message, "error_id": error_id}
         return JSONResponse(body, status_code=status, headers=NO_STORE)
     context = {"status": status, "message": message, "error_id": error_id}

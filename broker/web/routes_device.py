@@ -5,14 +5,14 @@ one entry of the token endpoint (routes_token.py). Core logic: broker/device_cod
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
-from broker.device_codes import CLI_CLIENT_ID, display_user_code, normalize_user_code
+from broker.device_codes import display_user_code, normalize_user_code
 from broker.errors import BadRequest, NotAuthenticated, UserCodeInvalid
+from broker.token_exchange import read_form as token_form
 from broker.web.context import context_of
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse, page
@@ -20,32 +20,24 @@ from broker.web.routes_roles import checked_form, single
 from broker.web.sessions import Session
 
 FORM_TYPE = "application/x-www-form-urlencoded"
-MAX_FIELDS = 8
 
 
 def read_form(content_type: str, body: bytes) -> dict[str, str]:
-    """A UTF-8 form whose fields each appear at most once (two values: which one a proxy believed is unknown)."""
+    """A UTF-8 form, each OAuth parameter once (the token endpoint's parser)."""
     media, _, params = content_type.partition(";")
     charset = params.strip().lower().removeprefix("charset=").strip('"')
     if media.strip().lower() != FORM_TYPE or (params.strip() and charset not in {"utf-8", "utf8"}):
         raise BadRequest("content type is not a UTF-8 form", reason="content_type_unsupported",
                          public=f"The request body must be {FORM_TYPE} (UTF-8).")
-    try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body),
-                          max_num_fields=MAX_FIELDS)
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("form body is not a UTF-8 form", reason="form_malformed") from None
-    if any(len(values) != 1 for values in fields.values()):
-        raise BadRequest("a form field is repeated", reason="form_malformed", public="A form field is repeated.")
-    return {name: values[0] for name, values in fields.items()}
+    return token_form(body)
 
 
 async def device_authorization(request: Request) -> Response:
     """RFC 8628 3.1/3.2. Refusals raise: the token endpoint's OAuth wrapper answers them (routes_token)."""
     context = context_of(request)
     form = read_form(request.headers.get("content-type", ""), await request.body())
-    client_id(form)
-    start = await context.service.device_codes.start(CLI_CLIENT_ID, form.get("device_name"), client_host(request.scope))
+    start = await context.service.device_codes.start(form.get("client_id", ""), form.get("device_name"),
+                                                     client_host(request.scope))
     base = context.service.settings.public_url.rstrip("/") + "/device"
     shown = display_user_code(start.user_code)
     return OrjsonResponse({
@@ -55,22 +47,18 @@ async def device_authorization(request: Request) -> Response:
     }, headers=NO_STORE)
 
 
-def client_id(form: Mapping[str, str]) -> None:
-    if form.get("client_id") != CLI_CLIENT_ID:
-        raise BadRequest(f"client_id {form.get('client_id', '')[:64]!r}", reason="client_id_invalid",
-                         public="Unknown client_id.")
-
-
 async def _session(request: Request) -> Session | None:
     context = context_of(request)
     return await context.sessions.load(request.cookies.get(context.cookie_name))
 
 
-def _sign_in_first(typed: str | None) -> Response:
-    """To the sign-in page, coming back here (with the code, when it has the shape of one) after the login."""
+def _sign_in_first(request: Request, typed: str | None) -> Response:
+    """The sign-in page, whose login comes back here (with the code, when it has the shape of one)."""
     code = normalize_user_code(typed or "")
     back = "/device" if code is None else f"/device?user_code={display_user_code(code)}"
-    return RedirectResponse(f"/?return_to={quote(back, safe='')}", status_code=303)
+    service = context_of(request).service
+    idps = sorted(({"id": i, "name": n} for i, n in service.browser_idps()), key=lambda i: i["name"])
+    return page(request, "index.html", {"idps": idps, "return_to": back, "cli": True})
 
 
 def _who(session: Session) -> str:
@@ -86,7 +74,7 @@ async def device_page(request: Request) -> Response:
     typed = request.query_params.get("user_code")
     session = await _session(request)
     if session is None:
-        return _sign_in_first(typed)
+        return _sign_in_first(request, typed)
     if typed is None:
         return _entry(request, session)
     codes = context_of(request).service.device_codes
@@ -118,17 +106,3 @@ async def device_decide(request: Request) -> Response:
     except UserCodeInvalid as exc:
         return _entry(request, session, exc.public_message, status=400)
     return page(request, "device.html", {"step": "done", "approved": action == "approve"})
-
-
-async def device_code_grant(request: Request, form: Mapping[str, str]) -> Response:
-    """POST /oauth2/token with grant_type=urn:ietf:params:oauth:grant-type:device_code (RFC 8628 3.4): the CLI
-    session of the person who approved, once. Refusals (RFC 8628 3.5) raise: the token endpoint answers them."""
-    client_id(form)
-    device_code = form.get("device_code", "")
-    if not device_code or len(device_code) > 256:
-        raise BadRequest("device_code missing or too long", reason="device_code_missing",
-                         public="The device_code parameter is required.")
-    service = context_of(request).service
-    session, token = await service.redeem_device_code(device_code, CLI_CLIENT_ID, client_host(request.scope))
-    return OrjsonResponse({"access_token": token, "token_type": "Bearer", "expires_in": session.seconds_left(),
-                           "session_id": session.session_id}, headers=NO_STORE)
