@@ -157,7 +157,7 @@ def test_only_the_cli_client_may_use_the_device_flow(dc_stack: DevStack) -> None
     assert made_up.status_code == 400 and made_up.json()["error"] == "invalid_grant"
     too_long = request_code(url, device_name="x" * 65)
     assert too_long.status_code == 400 and too_long.json()["error"] == "invalid_request"
-    assert events(dc_stack, "request_failed", path="/oauth2/device_authorization", reason="client_id_invalid")
+    assert events(dc_stack, "request_failed", path="/oauth2/device_authorization", reason="client_unknown")
 
 
 @contextmanager
@@ -199,3 +199,19 @@ def test_wrong_codes_are_rate_limited(dc_stack: DevStack) -> None:
         assert refused.status_code == 429
         assert poll(url, code["device_code"]).json()["error"] == "authorization_pending"
     assert len(events(dc_stack, "request_failed", reason="rate_limited", path="/device")) >= 2
+
+
+def test_a_person_not_signed_in_signs_in_first_and_comes_back(dc_stack: DevStack) -> None:
+    url = dc_stack.broker_url
+    code = new_code(url, "laptop")
+    with browser.browser() as client:
+        page = confirmation(client, url, code["user_code"])
+        assert page.status_code == 200 and "Sign in" in page.text
+        back = f"/device?user_code={code['user_code']}"
+        link = f'/login/dev?return_to={back.replace("/", "%2F").replace("?", "%3F").replace("=", "%3D")}'
+        assert link in page.text
+        callback = browser.authorize_at_idp(client, client.get(url + link).headers["location"], "bob")
+        landed = client.get(callback)
+        assert landed.status_code == 303 and landed.headers["location"] == back
+        assert decide(client, url, code["user_code"]).status_code == 200
+    assert poll(url, code["device_code"]).status_code == 200
