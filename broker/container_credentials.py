@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
 from broker.audit import AuditLog
-from broker.cli_sessions import CliSession, CliSessions
+from broker.cli_sessions import CliSession, CliSessions, person_of
 from broker.container_tokens import ContainerToken, ContainerTokens
 from broker.errors import NotAuthenticated, NotFound
 from broker.grants import RoleGrant
@@ -25,6 +25,7 @@ from broker.identity import Identity
 from broker.issuance import Issuance, choose_grant
 from broker.issuers.cache import cache_key
 from broker.issuers.credentials import Credentials, isoformat
+from broker.role_names import resolve_role
 from broker.rules.evaluate import Decision
 
 ENDED = "Your broker session has ended: this container token no longer works. Run `sts-broker login` again."
@@ -45,17 +46,20 @@ def container_cache_key(identity: Identity, grant: RoleGrant) -> str:
 
 class ContainerCredentials:
     def __init__(self, tokens: ContainerTokens, sessions: CliSessions, decide: Callable[[Identity], Decision],
-                 issuance: Issuance, audit: AuditLog, refresh_before: timedelta) -> None:
-        self.tokens, self._sessions, self._decide = tokens, sessions, decide
+                 accounts: Callable[[], Mapping[str, str]], issuance: Issuance, audit: AuditLog,
+                 refresh_before: timedelta) -> None:
+        self.tokens, self._sessions, self._decide, self._accounts = tokens, sessions, decide, accounts
         self._issuance, self._audit, self.refresh_before = issuance, audit, refresh_before
 
     def __repr__(self) -> str:
         return f"ContainerCredentials(refresh_before={self.refresh_before})"
 
-    async def create(self, session: CliSession, role_arn: str, client: str) -> tuple[ContainerToken, str]:
-        """A token for a role the rules grant the session's person now (NotAuthorized otherwise)."""
+    async def create(self, session: CliSession, role: str, client: str) -> tuple[ContainerToken, str]:
+        """A token for a role (ARN, alias or unique name) the rules grant the session's person now
+        (NotAuthorized otherwise)."""
         ident = session.identity
-        grant = choose_grant(self._decide(ident), role_arn)
+        decision = self._decide(ident)
+        grant = choose_grant(decision, resolve_role(decision, self._accounts(), role))
         record, token = await self.tokens.create(session, grant.role_arn)
         self._audit.event("container_token_issued", idp=ident.idp, subject=ident.subject, container=record.token_id,
                           session_id=session.session_id, role=grant.role_arn, client=client,
@@ -84,9 +88,9 @@ class ContainerCredentials:
                           expires=isoformat(creds.expiration), client=client)
         return ContainerIssue(record, grant, creds, cached)
 
-    async def revoke(self, token_id: str, identity: Identity, person: str, client: str) -> ContainerToken:
+    async def revoke(self, token_id: str, identity: Identity, client: str) -> ContainerToken:
         """The portal: the person's own token only; NotFound for any other id."""
-        record = await self.tokens.revoke(token_id, person)
+        record = await self.tokens.revoke(token_id, person_of(identity))
         if record is None:
             raise NotFound(f"no live container token {token_id[:64]!r} of this person",
                            reason="container_token_unknown")

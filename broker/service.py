@@ -114,8 +114,8 @@ class BrokerService:
         self.device_codes = DeviceCodes(store, session.secret.get_secret_value(), parts.settings.device_authorization,
                                         self.limits, audit)
         self.containers = ContainerCredentials(
-            ContainerTokens(store, session.secret.get_secret_value()), self.cli_sessions, self.decide, self.issuance,
-            audit, parts.settings.container_credentials.refresh_before)
+            ContainerTokens(store, session.secret.get_secret_value()), self.cli_sessions, self.decide,
+            lambda: self.rules.accounts, self.issuance, audit, parts.settings.container_credentials.refresh_before)
 
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:

@@ -16,6 +16,7 @@ from broker.safe_json import JsonRefused, loads_object
 from broker.web.context import context_of
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse
+from broker.web.routes_cli import bearer_token
 
 CONTAINER_PATH = "/container-credentials"
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}", re.ASCII)  # secrets.token_urlsafe(32)
@@ -57,16 +58,14 @@ async def credentials(request: Request) -> Response:
     }, headers=NO_STORE)
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    return header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
-
-
 async def create_token(request: Request) -> Response:
     """POST /cli/container-tokens {role}: a token for one of the CLI session's person's granted roles."""
     context = context_of(request)
     service = context.service
-    session = await service.cli_session(_bearer(request))
+    session = await service.cli_session(bearer_token(request))
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
+        raise BadRequest("content type is not JSON", reason="content_type_unsupported",
+                         public="The request body must be application/json.")
     try:
         body = loads_object(await request.body())
     except (JsonRefused, ValueError):
