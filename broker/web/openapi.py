@@ -8,10 +8,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker.token_exchange import CREDENTIALS_TYPE, GRANT_TYPE, ID_TOKEN_TYPE
+from broker.web import openapi_device
 from broker.web.context import context_of
 
 OAUTH_ERROR_CODES = ["invalid_request", "unsupported_grant_type", "invalid_grant", "unauthorized_client",
-                     "invalid_target", "temporarily_unavailable", "server_error"]
+                     "invalid_target", "temporarily_unavailable", "server_error", *openapi_device.DEVICE_ERRORS]
 
 
 def _json(schema_ref: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -82,7 +83,9 @@ def _token_operation() -> dict[str, Any]:
                        "`token_exchange.cors_origins` (CORS).",
         "operationId": "tokenExchange",
         "requestBody": {"required": True, "content": {
-            "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/TokenExchangeRequest"}}}},
+            "application/x-www-form-urlencoded": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/TokenExchangeRequest"},
+                {"$ref": "#/components/schemas/DeviceCodeTokenRequest"}]}}}},
         "responses": {
             "200": _json("#/components/schemas/TokenExchangeResponse", "AWS credentials for the role",
                          NO_STORE_HEADER),
@@ -114,8 +117,10 @@ def document(public_url: str) -> dict[str, Any]:
             "/healthz": _get("Liveness"),
             "/readyz": _get("Readiness: state store and keys"),
             "/openapi.json": _get("This document"),
+            **openapi_device.PATHS,
         },
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": {**SCHEMAS, **openapi_device.SCHEMAS},
+                       "securitySchemes": openapi_device.SECURITY_SCHEMES},
     }
 
 

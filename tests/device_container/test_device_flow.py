@@ -215,3 +215,16 @@ def test_a_person_not_signed_in_signs_in_first_and_comes_back(dc_stack: DevStack
         assert landed.status_code == 303 and landed.headers["location"] == back
         assert decide(client, url, code["user_code"]).status_code == 200
     assert poll(url, code["device_code"]).status_code == 200
+
+
+def test_openapi_describes_the_device_endpoints_as_they_answer(dc_stack: DevStack) -> None:
+    doc = httpx.get(f"{dc_stack.broker_url}/openapi.json").json()
+    assert {"/oauth2/device_authorization", "/cli/container-tokens", "/container-credentials"} <= set(doc["paths"])
+    schemas = doc["components"]["schemas"]
+    answer = new_code(dc_stack.broker_url)
+    assert set(answer) == set(schemas["DeviceAuthorizationResponse"]["required"])
+    pending = poll(dc_stack.broker_url, answer["device_code"]).json()
+    assert pending["error"] in schemas["OAuthError"]["properties"]["error"]["enum"]
+    token_body = doc["paths"]["/oauth2/token"]["post"]["requestBody"]["content"]
+    refs = [s["$ref"] for s in token_body["application/x-www-form-urlencoded"]["schema"]["oneOf"]]
+    assert "#/components/schemas/DeviceCodeTokenRequest" in refs
