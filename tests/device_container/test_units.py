@@ -1,0 +1,111 @@
+"""The device-code store and the container cache rule without HTTP: user-code normalization, single use of
+an approved device code under concurrent polls (memory and Redis stores), and `refresh_before`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from broker.audit import AuditLog
+from broker.device_codes import DeviceCodes, normalize_user_code
+from broker.devstack.redis_server import running_redis
+from broker.errors import DeviceGrantError, UserCodeInvalid
+from broker.issuers.cache import CredentialCache
+from broker.issuers.credentials import Credentials
+from broker.rate_limits import RateLimits
+from broker.settings import DeviceAuthorizationConfig, RateLimitConfig
+from broker.store import MemoryStore, RedisStore, StateStore
+from tests.factories import identity
+
+SECRET = "a-long-enough-session-secret-for-the-tests-0123456789"
+
+
+@pytest.mark.parametrize(("typed", "stored"), [
+    ("BCDF-GHJK", "BCDFGHJK"), ("bcdfghjk", "BCDFGHJK"), (" bcdf ghjk ", "BCDFGHJK"), ("BCDF-GHJ", None),
+    ("BCDF-GHJKL", None), ("ABCD-EFGH", None), ("BCDF-GHJ0", None), ("ＢCDF-GHJK", None), ("", None),
+    ("BCDF-GHJ\u212a", None),  # KELVIN SIGN: upper-cases to itself, never to K
+])
+def test_user_codes_are_read_as_people_type_them(typed: str, stored: str | None) -> None:
+    assert normalize_user_code(typed) == stored
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    with running_redis() as redis:
+        yield RedisStore(redis.url)
+
+
+def codes(store: StateStore, tmp_audit: str) -> DeviceCodes:
+    limits = RateLimits(store, RateLimitConfig())
+    return DeviceCodes(store, SECRET, DeviceAuthorizationConfig(), limits, AuditLog(tmp_audit))
+
+
+def test_an_approved_device_code_is_redeemed_once(store: StateStore, tmp_path: pytest.TempPathFactory) -> None:
+    async def run() -> None:
+        flow = codes(store, f"{tmp_path}/audit.log")
+        start = await flow.start("sts-broker-cli", "box", "192.0.2.7")
+        alice = identity(subject="alice")
+        decided = await flow.decide(start.user_code, alice, time.time() + 3600, approve=True, client="192.0.2.8")
+        assert decided.status == "approved"
+        with pytest.raises(UserCodeInvalid):  # decided once
+            await flow.decide(start.user_code, identity(subject="bob"), time.time() + 3600, approve=True,
+                              client="192.0.2.9")
+        results = await asyncio.gather(*[flow.poll(start.device_code, "sts-broker-cli") for _ in range(6)],
+                                       return_exceptions=True)
+        won = [r for r in results if not isinstance(r, BaseException)]
+        lost = [r for r in results if isinstance(r, DeviceGrantError)]
+        assert len(won) == 1 and won[0].identity.subject == "alice" and len(lost) == 5
+        assert {e.reason for e in lost} == {"device_code_invalid"}
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_the_store_holds_neither_code(tmp_path: pytest.TempPathFactory) -> None:
+    async def run() -> None:
+        store = MemoryStore()
+        flow = codes(store, f"{tmp_path}/audit.log")
+        start = await flow.start("sts-broker-cli", "box", "192.0.2.7")
+        await flow.decide(start.user_code, identity(), time.time() + 3600, approve=True, client="192.0.2.8")
+        dumped = repr(store._data)  # noqa: SLF001 - what a reader of the store would see
+        assert start.device_code not in dumped
+        assert "alice@example.com" not in dumped and "box" not in dumped  # the request is sealed
+
+    asyncio.run(run())
+
+
+def creds(key: str, minutes: float) -> Credentials:
+    return Credentials(key, "secret", "session", datetime.now(UTC) + timedelta(minutes=minutes),
+                       "arn:aws:iam::123456789012:role/R", "arn:aws:sts::123456789012:assumed-role/R/x")
+
+
+@pytest.mark.parametrize(("minutes", "refresh_before", "reused_for"), [
+    (15, timedelta(seconds=897), 3.0),  # under the life: exactly that much before expiry
+    (60, timedelta(minutes=20), 40 * 60.0),
+    (15, timedelta(minutes=20), 7.5 * 60),  # longer than the life: at half of it, never on every call
+])
+def test_refresh_before(minutes: float, refresh_before: timedelta, reused_for: float) -> None:
+    async def run() -> None:
+        now = datetime.now(UTC).timestamp()
+        cache = CredentialCache(MemoryStore(), SECRET, min_remaining=timedelta(minutes=10), clock=lambda: clock[0])
+        keys = iter(["A", "B"])
+
+        async def issue() -> Credentials:
+            return creds(next(keys), minutes)
+
+        clock[0] = now
+        assert (await cache.get_or_issue("creds:c", issue, refresh_before=refresh_before))[0].access_key_id == "A"
+        clock[0] = now + reused_for - 0.5
+        assert (await cache.get_or_issue("creds:c", issue, refresh_before=refresh_before))[0].access_key_id == "A"
+        clock[0] = now + reused_for + 0.5
+        assert (await cache.get_or_issue("creds:c", issue, refresh_before=refresh_before))[0].access_key_id == "B"
+
+    clock = [0.0]
+    asyncio.run(run())
