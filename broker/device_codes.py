@@ -24,7 +24,7 @@ from typing import Any, Literal
 from broker.audit import AuditLog
 from broker.cli_authorize import CLI_CLIENT_ID
 from broker.cli_sessions import clean_device_name
-from broker.errors import BadRequest, BrokerError, DeviceGrantError, RateLimited, UserCodeInvalid
+from broker.errors import BadRequest, BrokerError, DeviceGrantError, UserCodeInvalid
 from broker.identity import Identity
 from broker.identity_codec import identity_from_dict, identity_to_dict
 from broker.rate_limits import RateLimits
@@ -107,7 +107,7 @@ class DeviceCodes:
         return f"DeviceCodes(lifetime={self.lifetime}, interval={self.interval})"
 
     async def start(self, client_id: str, device_name: str | None, client: str) -> DeviceStart:
-        await self._limits.hit("device", client, self._limits.limits.device_authorizations)
+        await self._limits.device_authorization(client)
         check_client(client_id)
         device_code, now = secrets.token_urlsafe(32), self._clock()
         request = DeviceRequest(secrets.token_urlsafe(9), client_id, clean_device_name(device_name), client, now,
@@ -129,13 +129,13 @@ class DeviceCodes:
     async def lookup(self, typed: str, person: Identity, client: str) -> tuple[str, DeviceRequest]:
         """The pending request a typed user code names, and the code in its stored form. A wrong code counts
         against the person and the client address (UserCodeInvalid; RateLimited beyond the limit)."""
-        who = self._attempt_keys(person, client)
-        await self._attempts_left(who)
+        who = self._limits.user_code_keys(person.idp, person.issuer, person.subject, client)
+        await self._limits.user_code_allowed(who)
         code = normalize_user_code(typed)
         key = None if code is None else await self._store.get(f"device_user:{code}")
         request = None if key is None else await self._get(key)
         if code is None or request is None or request.status != "pending" or self._clock() >= request.expires_at:
-            await self._store.incr_all(who, self._limits.window)
+            await self._limits.user_code_wrong(who)
             self._audit.event("device_code_refused", reason=UserCodeInvalid.reason, client=client, idp=person.idp,
                               subject=person.subject)
             raise UserCodeInvalid("no pending request for this user code")
@@ -195,20 +195,6 @@ class DeviceCodes:
             await self._store.incr(f"device_slow:{key}", 2 * self.lifetime)
             raise DeviceGrantError("polled faster than the interval", reason="slow_down",
                                    public=f"Polling too fast: wait {wait + 5} seconds between requests.")
-
-    @staticmethod
-    def _attempt_keys(person: Identity, client: str) -> list[str]:
-        """Wrong codes are counted per person (hashed: a subject can be an email address) and per address."""
-        who = hashlib.sha256(f"{person.idp}|{person.issuer}|{person.subject}".encode()).hexdigest()[:40]
-        return [f"rate:device-code-person:{who}", f"rate:device-code-client:{client}"]
-
-    async def _attempts_left(self, keys: list[str]) -> None:
-        limit = self._limits.limits.device_code_attempts
-        for key in keys:
-            count = await self._store.get(key)
-            if count is not None and int(count) >= limit:
-                raise RateLimited(f"wrong user codes beyond {limit} for {key.split(':')[1]}",
-                                  retry_after=max(1, int(self._limits.window)))
 
     async def _put(self, key: str, request: DeviceRequest) -> None:
         ttl = request.expires_at + self.lifetime - self._clock()  # kept past expiry: expired_token, not unknown
