@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -249,3 +249,32 @@ def test_a_token_in_any_other_form_is_refused(dc_stack: DevStack) -> None:
     # The forms the SDKs and `curl -H "Authorization: Bearer ..."` use both work.
     assert fetch(dc_stack, Authorization=token["token"]).status_code == 200
     assert fetch(dc_stack, Authorization=f"Bearer {token['token']}").status_code == 200
+
+
+def _reloaded(stack: DevStack, after: int, fetch_once: Callable[[], httpx.Response]) -> httpx.Response:
+    """Fetches until the broker has reloaded the rules file (it checks every 2 s), at most 20 tries."""
+    for _ in range(20):
+        answer = fetch_once()
+        if sum(e["event"] == "rules_reloaded" for e in audit_events(stack)) > after:
+            return answer
+        threading.Event().wait(0.3)
+    raise AssertionError("the rules were not reloaded")
+
+
+def test_a_token_stops_when_the_rules_no_longer_grant_its_role(dc_stack: DevStack) -> None:
+    _, token = new_container(dc_stack, "bob", DEV)
+    rules = dc_stack.workdir / "rules.yaml"
+    original = rules.read_text()
+    reloads = sum(e["event"] == "rules_reloaded" for e in audit_events(dc_stack))
+    try:
+        rules.write_text(original.replace("groups: {contains: developers}", "groups: {contains: nobody-at-all}"))
+        refused = _reloaded(dc_stack, reloads, lambda: fetch(dc_stack, Authorization=token["token"]))
+        assert refused.status_code == 403 and refused.json()["error"] == "role_not_granted"
+        events = audit_events(dc_stack)
+        since = max(i for i, e in enumerate(events) if e["event"] == "rules_reloaded")
+        assert not [e for e in events[since:] if e["event"] in {"credentials_issued", "container_credentials_issued"}]
+        assert [e for e in events[since:] if e.get("error_id") == refused.json()["error_id"]]
+    finally:
+        rules.write_text(original)
+        _reloaded(dc_stack, reloads + 1, lambda: fetch(dc_stack, Authorization=token["token"]))
+    assert fetch(dc_stack, Authorization=token["token"]).status_code == 200
