@@ -18,7 +18,7 @@ REFRESH_BEFORE = 897  # of a 900 s credential: re-issued 3 s after it was issued
 @pytest.fixture(scope="session")
 def dc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     with run_stack(tmp_path_factory.mktemp("device-container"), rules=RULES, account_id=ACCOUNT, overrides={
-        "rate_limits": {"login_starts": 100000, "device_code_attempts": 1000},
+        "rate_limits": {"login_starts": 100000, "device_code_attempts": 1000, "device_authorizations": 100000},
         "device_authorization": {"interval": "1s"},
         "container_credentials": {"refresh_before": REFRESH_BEFORE},
     }) as stack:

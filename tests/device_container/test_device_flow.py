@@ -228,3 +228,14 @@ def test_openapi_describes_the_device_endpoints_as_they_answer(dc_stack: DevStac
     token_body = doc["paths"]["/oauth2/token"]["post"]["requestBody"]["content"]
     refs = [s["$ref"] for s in token_body["application/x-www-form-urlencoded"]["schema"]["oneOf"]]
     assert "#/components/schemas/DeviceCodeTokenRequest" in refs
+
+
+def test_code_pairs_are_rate_limited_per_address(dc_stack: DevStack) -> None:
+    limits = dc_stack.settings.rate_limits.model_copy(update={"device_authorizations": 2})
+    with variant(dc_stack, rate_limits=limits) as url:
+        assert [request_code(url).status_code for _ in range(2)] == [200, 200]
+        refused = request_code(url)
+        assert refused.status_code == 429 and refused.json()["error"] == "temporarily_unavailable"
+        assert int(refused.headers["retry-after"]) >= 1
+    failed = events(dc_stack, "request_failed", error_id=refused.json()["error_id"])
+    assert len(failed) == 1 and failed[0]["reason"] == "rate_limited"
