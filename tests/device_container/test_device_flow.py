@@ -76,11 +76,17 @@ def test_a_device_is_signed_in_while_it_polls(dc_stack: DevStack) -> None:
 
 
 def test_polling_faster_than_the_interval_is_told_to_slow_down(dc_stack: DevStack) -> None:
-    code = new_code(dc_stack.broker_url)
-    first = poll(dc_stack.broker_url, code["device_code"])
-    assert first.json()["error"] == "authorization_pending"
-    second = poll(dc_stack.broker_url, code["device_code"])
-    assert second.status_code == 400 and second.json()["error"] == "slow_down"
+    slow = DeviceAuthorizationConfig(interval=timedelta(seconds=10))
+    with variant(dc_stack, device_authorization=slow) as url:
+        code = new_code(url)
+        assert code["interval"] == 10
+        first = poll(url, code["device_code"])
+        assert first.json()["error"] == "authorization_pending"
+        second = poll(url, code["device_code"])
+        assert second.status_code == 400 and second.json()["error"] == "slow_down"
+        assert "15 seconds" in second.json()["error_description"]  # RFC 8628 3.5: the interval grows by 5 s
+        third = poll(url, code["device_code"])
+        assert third.json()["error"] == "slow_down" and "20 seconds" in third.json()["error_description"]
     failed = events(dc_stack, "request_failed", reason="slow_down", error_id=second.json()["error_id"])
     assert len(failed) == 1 and failed[0]["oauth_error"] == "slow_down"
 
