@@ -10,10 +10,9 @@ from broker.device_codes import ALPHABET, GRANT_TYPE
 NO_STORE = {"Cache-Control": {"schema": {"type": "string", "const": "no-store"}}}
 RETRY = {"Retry-After": {"schema": {"type": "integer"}}, **NO_STORE}
 OAUTH_ERROR = "#/components/schemas/OAuthError"
-BROKER_ERROR = "#/components/schemas/BrokerError"
+BROKER_ERROR = "#/components/schemas/Error"  # openapi_cli.py's
 CLIENT_ID = {"type": "string", "const": "sts-broker-cli"}
-DEVICE_ERRORS = ["authorization_pending", "slow_down", "access_denied", "expired_token", "invalid_grant",
-                 "invalid_client"]
+DEVICE_ERRORS = ["authorization_pending", "slow_down", "access_denied", "expired_token"]  # RFC 8628 3.5
 
 
 def _answer(ref: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -48,7 +47,7 @@ SCHEMAS: dict[str, Any] = {
                        "client_id": CLIENT_ID},
         "description": f"POST /oauth2/token with grant_type={GRANT_TYPE} (RFC 8628 3.4). Success: a CLI "
                        "session ({access_token, token_type: Bearer, expires_in, session_id}); until approved, "
-                       f"400 with error one of {', '.join(DEVICE_ERRORS[:4])}; a redeemed, unknown or another "
+                       f"400 with error one of {', '.join(DEVICE_ERRORS)}; a redeemed, unknown or another "
                        "client's device code: invalid_grant.",
     },
     "ContainerTokenRequest": {
@@ -71,11 +70,6 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"AccessKeyId": {"type": "string"}, "SecretAccessKey": {"type": "string"},
                        "Token": {"type": "string"}, "Expiration": {"type": "string", "format": "date-time"},
                        "RoleArn": {"type": "string"}, "AccountId": {"type": "string"}},
-    },
-    "BrokerError": {
-        "type": "object", "required": ["error", "message", "error_id"],
-        "properties": {"error": {"type": "string", "description": "The reason code."},
-                       "message": {"type": "string"}, "error_id": {"type": "string"}},
     },
 }
 
@@ -134,6 +128,5 @@ PATHS: dict[str, Any] = {
     "/container-credentials": _container_credentials(),
 }
 SECURITY_SCHEMES: dict[str, Any] = {
-    "cliSession": {"type": "http", "scheme": "bearer", "description": "The CLI session's access_token."},
     "containerToken": {"type": "apiKey", "in": "header", "name": "Authorization"},
 }
