@@ -77,14 +77,14 @@ async def device_page(request: Request) -> Response:
         return _sign_in_first(request, typed)
     if typed is None:
         return _entry(request, session)
-    codes = context_of(request).service.device_codes
+    codes, client = context_of(request).service.device_codes, client_host(request.scope)
     try:
-        code, pending = await codes.lookup(typed, session.identity, client_host(request.scope))
+        code, pending = await codes.lookup(typed, session.identity, client)
     except UserCodeInvalid as exc:
         return _entry(request, session, exc.public_message, status=400)
     return page(request, "device.html", {
         "step": "confirm", "who": _who(session), "user_code": display_user_code(code),
-        "device_name": pending.device_name, "requested_from": pending.client,
+        "device_name": pending.device_name, "requested_from": pending.client, "your_address": client,
         "requested_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(pending.requested_at)),
         "csrf_token": session.csrf_token,
     })
