@@ -65,8 +65,21 @@ RETURN_PARAMS = ["return_to", "next", "redirect", "redirect_uri", "url", "RelayS
                  "destination", "returnTo", "callback"]
 
 
-def _query(value: str) -> str:
-    return urlencode({name: value for name in RETURN_PARAMS})
+def _query(value: str, *, start: bool = False) -> str:
+    """Every return parameter set to `value`; at a login start (`start`) all but `return_to`, which the start
+    reads (allow-listed: test_login_start_refuses_return_to_tricks)."""
+    return urlencode({name: value for name in RETURN_PARAMS if not (start and name == "return_to")})
+
+
+def test_login_start_refuses_return_to_tricks(web_stack: Stack) -> None:
+    """`return_to` (where a login that interrupted a CLI step lands) is allow-listed: each trick is a 400
+    (return_path_invalid, audited) at both kinds of login start, before any login state is made."""
+    with browser.browser() as client:
+        for idp in ("dev", "devsaml"):
+            for trick in REDIRECT_TRICKS:
+                response = client.get(f"{web_stack.url}/login/{idp}", params={"return_to": trick}, headers=JSON)
+                assert_refused(web_stack, response, 400, "return_path_invalid")
+                assert "location" not in response.headers and not response.headers.get_list("set-cookie")
 
 
 @pytest.mark.parametrize("trick", ["https://evil.example/", "//evil.example", "/\\evil.example",
@@ -75,7 +88,7 @@ def test_login_start_and_callback_ignore_return_parameters(web_stack: Stack, tri
     """No return parameter at the login start, the OIDC callback or the SAML start moves the landing page or
     the redirect URI: both come from configuration (public_url + fixed paths)."""
     with browser.browser() as client:
-        start = client.get(f"{web_stack.url}/login/dev?{_query(trick)}")
+        start = client.get(f"{web_stack.url}/login/dev?{_query(trick, start=True)}")
         assert start.status_code == 303
         authorize = parse_qs(urlsplit(start.headers["location"]).query)
         assert authorize["redirect_uri"] == [f"{web_stack.url}/oidc/dev/callback"]
@@ -83,7 +96,7 @@ def test_login_start_and_callback_ignore_return_parameters(web_stack: Stack, tri
         callback = browser.authorize_at_idp(client, start.headers["location"], "bob")
         landed = client.get(f"{callback}&{_query(trick)}")
         assert landed.status_code == 303 and landed.headers["location"] == "/roles"
-        saml = client.get(f"{web_stack.url}/login/devsaml?{_query(trick)}")
+        saml = client.get(f"{web_stack.url}/login/devsaml?{_query(trick, start=True)}")
         sent = parse_qs(urlsplit(saml.headers["location"]).query)
         assert sent["RelayState"] == ["/roles"]
         request = zlib.decompress(base64.b64decode(sent["SAMLRequest"][0]), -15).decode()
