@@ -11,6 +11,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from broker.config import load_idps, read_yaml, validation_problems
+from broker.connectors.saml_config import SamlIdpConfig
 from broker.errors import ConfigError
 from broker.rules.evaluate import evaluate
 from broker.rules.explain import as_text
@@ -38,15 +39,18 @@ def check(file: Path, idp_configs: Path | None) -> int:
     rules = _load(file)
     if rules is None:
         return 1
-    provided = None
+    provided, saml_without_aws = None, None
     if idp_configs is not None:
         try:
-            provided = {i: cfg.claims_provided() for i, cfg in load_idps(idp_configs, need_env=False).items()}
+            idps = load_idps(idp_configs, need_env=False)
         except ConfigError as exc:
             _print_problems(exc.problems)
             return 1
+        provided = {i: cfg.claims_provided() for i, cfg in idps.items()}
+        saml_without_aws = {i for i, cfg in idps.items()
+                            if isinstance(cfg, SamlIdpConfig) and cfg.aws_passthrough is None}
     _, _, lines = read_yaml(file)
-    for finding in lint(rules, provided):
+    for finding in lint(rules, provided, saml_without_aws):
         line = next((lines[finding.path[:n]] for n in range(len(finding.path), 0, -1)
                      if finding.path[:n] in lines), None)
         print(f"{file}:{line}: {'.'.join(finding.path)}: warning: {finding.message}")

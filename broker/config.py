@@ -8,10 +8,12 @@ Relative paths are resolved against the directory of the file that names them.
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import yaml
 from pydantic import (
@@ -20,28 +22,27 @@ from pydantic import (
     ValidationError,
 )
 
-from broker.connectors.oidc_config import OidcIdpConfig
-from broker.connectors.saml_config import SamlIdpConfig, SamlSpKeys
-from broker.connectors.token_config import TokenIdpConfig
 from broker.errors import ConfigError
-from broker.settings import AuditConfig, Settings
+from broker.logins.kinds import KINDS
+from broker.settings import AuditConfig, IdpModel, Settings
 from broker.yaml_limits import yaml_shape_problem
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-IdpConfig = Annotated[OidcIdpConfig | TokenIdpConfig | SamlIdpConfig, Field(discriminator="type")]
-IDP_MODELS: dict[str, type[OidcIdpConfig] | type[TokenIdpConfig] | type[SamlIdpConfig]] = {
-    "oidc": OidcIdpConfig, "token": TokenIdpConfig, "saml": SamlIdpConfig}
-_IDP_ADAPTER: TypeAdapter[OidcIdpConfig | TokenIdpConfig | SamlIdpConfig] = TypeAdapter(IdpConfig)
+# The IdP kinds, from their one table (logins/kinds.py): `type` picks the model.
+IdpConfig = IdpModel
+_IDP_UNION: Any = functools.reduce(operator.or_, (kind.model for kind in KINDS.values()))
+_IDP_ADAPTER: TypeAdapter[Any] = TypeAdapter(Annotated[_IDP_UNION, Field(discriminator="type")])
 
 
-def parse_idp(data: Any) -> OidcIdpConfig | TokenIdpConfig | SamlIdpConfig:
+def parse_idp(data: Any) -> IdpConfig:
     """Dispatch on `type`. The chosen model validates directly, so error locations stay relative to the
-    file; an absent or unknown type gets the union's own message (expected 'oidc' or 'token')."""
-    kind = data.get("type") if isinstance(data, dict) else None
-    model = IDP_MODELS.get(kind) if isinstance(kind, str) else None
-    return model.model_validate(data) if model is not None else _IDP_ADAPTER.validate_python(data)
+    file; an absent or unknown type gets the union's own message (expected 'oidc', 'token' or 'saml')."""
+    name = data.get("type") if isinstance(data, dict) else None
+    kind = KINDS.get(name) if isinstance(name, str) else None
+    parsed = kind.model.model_validate(data) if kind is not None else _IDP_ADAPTER.validate_python(data)
+    return cast(IdpConfig, parsed)  # every model in KINDS has id, type, name, claims_provided (kinds.py checks)
 
 
 # ---- loading -------------------------------------------------------------------------------------
@@ -188,31 +189,13 @@ def load_idps(directory: Path, *, need_env: bool = True) -> dict[str, IdpConfig]
             continue
         if idp.id in idps:
             problems.append(f"{file}: id: duplicate IdP id {idp.id!r}")
-        if isinstance(idp, SamlIdpConfig):
-            idp, saml_problems = _saml_paths(file, idp, lines)
-            problems += saml_problems
+        files = KINDS[idp.type].files
+        if files is not None:  # relative to the directory of the IdP's file; each must exist
+            idp, named = files(idp, functools.partial(_resolve, file.resolve().parent))
+            problems += [_located(file, lines, (key,), f"no such file: {path}") for key, path in named
+                         if not path.is_file()]
         idps[idp.id] = idp
     if problems:
         raise ConfigError(problems)
     return idps
 
-
-def _saml_paths(file: Path, idp: SamlIdpConfig, lines: Lines) -> tuple[SamlIdpConfig, list[str]]:
-    """Resolve a SAML IdP's files against the directory of its config file; each must exist."""
-    base = file.resolve().parent
-    update: dict[str, Any] = {}
-    problems = []
-    if idp.metadata_file is not None:
-        update["metadata_file"] = _resolve(base, idp.metadata_file)
-    if idp.metadata_signing_certificate is not None:
-        update["metadata_signing_certificate"] = _resolve(base, idp.metadata_signing_certificate)
-    if idp.sp_keys is not None:
-        update["sp_keys"] = SamlSpKeys(key_file=_resolve(base, idp.sp_keys.key_file),
-                                       cert_file=_resolve(base, idp.sp_keys.cert_file))
-    for loc, path in (("metadata_file", update.get("metadata_file")),
-                      ("metadata_signing_certificate", update.get("metadata_signing_certificate")),
-                      ("sp_keys", getattr(update.get("sp_keys"), "key_file", None)),
-                      ("sp_keys", getattr(update.get("sp_keys"), "cert_file", None))):
-        if path is not None and not path.is_file():
-            problems.append(_located(file, lines, (loc,), f"no such file: {path}"))
-    return idp.model_copy(update=update), problems

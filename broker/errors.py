@@ -41,6 +41,14 @@ class BadRequest(BrokerError):
     reason = "bad_request"
 
 
+class XmlRejected(BadRequest):
+    """A SAML document (response, metadata) refused by the XML guard (connectors/saml_xml.py) before any
+    library reads it: a DTD or entity, over a size/depth/element cap, a comment or PI, not well-formed."""
+
+    public_message = "The SAML message is malformed or uses XML features the broker does not accept."
+    reason = "saml_xml_rejected"
+
+
 class PayloadTooLarge(BrokerError):
     public_message = "The request is too large."
     reason = "payload_too_large"

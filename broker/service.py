@@ -33,7 +33,7 @@ from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.issuers.web_identity import WebIdentityIssuer
 from broker.logins.base import LOGIN_TTL, LoginStart, RedirectLogin
-from broker.logins.registry import Parts as ConnectorParts
+from broker.logins.base import Parts as ConnectorParts
 from broker.logins.registry import Registry
 from broker.outputs.console import ConsoleSignIn, console_destination
 from broker.rate_limits import RateLimits
@@ -200,6 +200,14 @@ class BrokerService:
     async def exchange_token(self, request: ExchangeRequest, trace: ExchangeTrace) -> Exchanged:
         """RFC 8693: an app's ID token in, AWS credentials out (see token_exchange.py for the order)."""
         return await self.token_exchange.exchange(request, trace)
+
+    async def limit_exchange_client(self, client: str) -> None:
+        """A token request refused before the exchange (content type, form) still counts against its client."""
+        await self.token_exchange.limit_client(client)
+
+    def exchange_origin_allowed(self, origin: str) -> bool:
+        """A browser origin may call the token endpoint (CORS): `token_exchange.cors_origins`."""
+        return origin in self.token_exchange.cors_origins
 
     async def console_url(self, identity: Identity, role_arn: str, destination: str = "", **context: str) -> str:
         console_destination(destination)  # refused before anything is issued

@@ -8,7 +8,7 @@ import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -52,6 +52,21 @@ HttpsUrl = Annotated[str, AfterValidator(https_or_loopback)]
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IdpModel(Protocol):
+    """What every IdP kind's config model has (the models: connectors/*_config.py; the table of kinds that
+    names them: logins/kinds.py, which checks each model has these fields)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    def claims_provided(self) -> set[str]:
+        """The claim names its identities carry (what `rules lint --idp-configs` checks rules against)."""
+        ...
 
 
 def _strong_secret(secret: SecretStr) -> SecretStr:

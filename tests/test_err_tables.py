@@ -141,3 +141,10 @@ def test_every_class_key_is_in_the_tree() -> None:
 def test_statuses_are_http_errors() -> None:
     assert all(400 <= status <= 599 for status in HTTP_STATUS.values())
     assert all(status is None or 400 <= status <= 599 for _, status in OAUTH_ERRORS.values())
+
+
+def test_every_error_class_is_in_the_one_tree() -> None:
+    """Every BrokerError subclass broker/ defines lives in broker/errors.py (the XML guard's XmlRejected was
+    the last one outside)."""
+    assert "XmlRejected" in TREE and len(TREE) > 20
+    assert {name: kind.__module__ for name, kind in TREE.items() if kind.__module__ != "broker.errors"} == {}

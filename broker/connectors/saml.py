@@ -11,6 +11,9 @@ configured clock skew, and accepts any InResponseTo when not given one. So every
    python3-saml's `is_valid` (strict, rejectDeprecatedAlgorithm, wantAssertionsSigned when the IdP's config
    asks for it; otherwise at least one signature, and every signature present must verify), against request
    data built from the configured public_url, never from Host or X-Forwarded-* headers;
+   an IdP with `aws_passthrough` may send its AWS app's response (Recipient and/or Audience AWS's), which strict
+   python3-saml cannot verify: that one alone goes through the library with strict off plus the strict checks
+   it then skips (saml_aws);
 4. the broker's own exact checks on the assertion the verified signature covers (saml_checks);
 5. claims read only from that assertion.
 Single use (request IDs, assertion IDs) is the service's job, in the shared state store. The XML work runs
@@ -39,19 +42,19 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from broker import urls
 from broker.audit import AuditLog
-from broker.connectors.saml_checks import SAML, check_assertion, read_identity
+from broker.connectors.saml_aws import names_another_party, refuse_if_for_aws, relaxed, strict_remainder
+from broker.connectors.saml_checks import check_assertion, read_identity
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_descriptor import IdpDescriptor, SsoBinding
 from broker.connectors.saml_metadata import MetadataSource
 from broker.connectors.saml_signature_shape import check_signature_shapes
+from broker.connectors.saml_structure import check_encryption, check_structure
 from broker.connectors.saml_xml import guard_tree, guarded_parse
 from broker.connectors.xml_workers import XmlWorkers
 from broker.errors import BadRequest, TokenInvalid
 from broker.identity import Evidence, Identity
-from broker.return_paths import is_return_path
 from broker.seams.python3_saml import ParsedResponse, cached_validation
 
-SAMLP = C.NS_SAMLP
 _CODES = {v: k.lower() for k, v in vars(OneLogin_Saml2_ValidationError).items()
           if k.isupper() and isinstance(v, int)}
 
@@ -131,6 +134,7 @@ class SamlConnector:
         self._sp_cert = config.sp_keys.cert_file.read_text() if config.sp_keys else ""
         self._sp_key = config.sp_keys.key_file.read_text() if config.sp_keys else ""
         self._settings: tuple[IdpDescriptor, OneLogin_Saml2_Settings] | None = None
+        self._relaxed_settings: tuple[IdpDescriptor, OneLogin_Saml2_Settings] | None = None
 
     def __repr__(self) -> str:
         return f"SamlConnector(id={self.config.id!r})"
@@ -175,7 +179,8 @@ class SamlConnector:
     # ---- SP-initiated login -------------------------------------------------------------------------
 
     async def start(self, relay_state: str) -> SamlStart:
-        """The AuthnRequest in the IdP's SSO binding (signed when the IdP wants it), and its ID."""
+        """The AuthnRequest in the IdP's SSO binding (signed when the IdP wants it), and its ID. `relay_state`
+        goes out as it is given: what it may be is the login's business (logins/saml.py)."""
         idp, settings = await self.settings()
         if idp.sso_binding == "post":
             return await self.workers.run(post_start, settings, idp, relay_state)  # XML signing: off the loop
@@ -198,8 +203,8 @@ class SamlConnector:
         only to look up and bind the request."""
         raw = self.decode(saml_response)
         root = guarded_parse(raw, max_bytes=self.config.max_response_bytes)
-        _structure(root)
-        _encryption(root)
+        check_structure(root)
+        check_encryption(root)
         return Incoming(saml_response, raw, root, in_response_to_of(root))
 
     async def read(self, saml_response: str) -> Incoming:
@@ -219,7 +224,7 @@ class SamlConnector:
                                reason="saml_unsolicited")
         if in_response_to is not None and request_id is None:
             raise TokenInvalid("InResponseTo without a request this broker sent", reason="saml_unknown_request")
-        response = self._library_verify(settings, incoming, request_id)
+        response = self._library_verify(settings, idp, incoming, request_id)
         document = response.decrypted_document if response.encrypted else response.document
         now = self.clock()
         facts = check_assertion(document, config=self.config, idp=idp, acs_url=self.acs_url,
@@ -229,21 +234,22 @@ class SamlConnector:
         ttl = (facts.not_on_or_after + skew - now).total_seconds()
         return SamlLogin(identity, facts.assertion_id, in_response_to, max(ttl, 1.0))
 
-    def _library_verify(self, settings: OneLogin_Saml2_Settings, incoming: Incoming,
+    def _library_verify(self, settings: OneLogin_Saml2_Settings, idp: IdpDescriptor, incoming: Incoming,
                         request_id: str | None) -> OneLogin_Saml2_Response:
         check_signature_shapes(incoming.root)  # before xmlsec sees anything, decryption included
-        try:
-            response = ParsedResponse(settings, incoming.raw, incoming.root)
-        except Exception as exc:  # bad encryption, bad XML: the library raises all kinds
-            raise TokenInvalid(f"python3-saml could not read the response: {type(exc).__name__}",
-                               reason="saml_unreadable") from None
-        if response.encrypted:  # what was inside the encryption passes the same guards before any check
-            guard_tree(response.decrypted_document)
-            _structure(response.decrypted_document)
-            check_signature_shapes(response.decrypted_document)
+        response = self._parse(settings, incoming)
+        document = response.decrypted_document if response.encrypted else response.document
+        relax = names_another_party(document, self.acs_url, self.sp_entity_id)
+        if relax and self.config.aws_passthrough is None:
+            refuse_if_for_aws(document)
+            relax = False  # another party than AWS: the strict library refuses it with its own reason
+        elif relax:  # an AWS app's response (saml_aws): the library with strict off, then what it skipped
+            response = self._parse(self._relaxed(idp), incoming)
         with cached_validation():
             try:
                 response.is_valid(request_data(self.acs_url, incoming.text), request_id, raise_exceptions=True)
+                if relax:
+                    strict_remainder(response, settings)
             except OneLogin_Saml2_ValidationError as exc:
                 reason = "saml_" + _CODES.get(exc.code, "invalid")
                 raise TokenInvalid(f"python3-saml: {str(exc)[:300]}", reason=reason) from None
@@ -252,46 +258,22 @@ class SamlConnector:
                                    reason="saml_invalid") from None
         return response
 
+    def _parse(self, settings: OneLogin_Saml2_Settings, incoming: Incoming) -> OneLogin_Saml2_Response:
+        try:
+            response = ParsedResponse(settings, incoming.raw, incoming.root)
+        except Exception as exc:  # bad encryption, bad XML: the library raises all kinds
+            raise TokenInvalid(f"python3-saml could not read the response: {type(exc).__name__}",
+                               reason="saml_unreadable") from None
+        if response.encrypted:  # what was inside the encryption passes the same guards before any check
+            guard_tree(response.decrypted_document)
+            check_structure(response.decrypted_document)
+            check_signature_shapes(response.decrypted_document)
+        return response
 
-XENC, XENC11 = C.NS_XENC, "http://www.w3.org/2009/xmlenc11#"  # python3-saml names no XML Encryption 1.1 URI
-# Content encryption: AES only (no 3DES). Key transport: RSA-OAEP only; RSA PKCS#1 v1.5 (rsa-1_5) is open to
-# Bleichenbacher-style decryption oracles ("How to Break XML Encryption", CCS 2011).
-DATA_ENCRYPTION = frozenset({C.AES128_CBC, C.AES192_CBC, C.AES256_CBC,
-                             f"{XENC11}aes128-gcm", f"{XENC11}aes192-gcm", f"{XENC11}aes256-gcm"})
-KEY_TRANSPORT = frozenset({C.RSA_OAEP_MGF1P, f"{XENC11}rsa-oaep"})
+    def _relaxed(self, idp: IdpDescriptor) -> OneLogin_Saml2_Settings:
+        """The strict-off settings for AWS apps' responses (built once per IdP descriptor, in a worker thread:
+        two threads building it at once each get a correct object)."""
+        if self._relaxed_settings is None or self._relaxed_settings[0] != idp:
+            self._relaxed_settings = (idp, relaxed(self.settings_dict(idp)))
+        return self._relaxed_settings[1]
 
-
-def _encryption(root: Any) -> None:
-    """An encrypted assertion names strong algorithms, checked before anything is decrypted."""
-    for encrypted in root.iter(f"{{{SAML}}}EncryptedAssertion"):
-        data = encrypted.find(f"{{{XENC}}}EncryptedData/{{{XENC}}}EncryptionMethod")
-        if data is None:
-            raise TokenInvalid("encrypted assertion without an EncryptionMethod", reason="saml_weak_encryption")
-        for method in encrypted.iter(f"{{{XENC}}}EncryptionMethod"):
-            key = method.getparent().tag == f"{{{XENC}}}EncryptedKey"
-            if method.get("Algorithm") not in (KEY_TRANSPORT if key else DATA_ENCRYPTION):
-                what = "key transport" if key else "content encryption"
-                raise TokenInvalid(f"{what} {str(method.get('Algorithm'))[:80]!r} is not allowed",
-                                   reason="saml_weak_encryption")
-
-
-def _structure(root: Any) -> None:
-    """Exactly one assertion, plain or encrypted, and it is a direct child of the Response (anything
-    wrapped inside Extensions, ds:Object, Advice or another assertion counts, and is refused)."""
-    if root.tag != f"{{{SAMLP}}}Response":
-        raise TokenInvalid(f"root element {str(root.tag)[:80]} is not samlp:Response", reason="saml_not_response")
-    found = [el for el in root.iter(f"{{{SAML}}}Assertion", f"{{{SAML}}}EncryptedAssertion")]
-    if len(found) != 1:
-        raise TokenInvalid(f"{len(found)} assertions in the response (exactly one is accepted)",
-                           reason="saml_assertion_count")
-    if found[0].getparent() is not root:
-        raise TokenInvalid("the assertion is not a direct child of the Response", reason="saml_assertion_wrapped")
-
-
-def relay_path(relay_state: str) -> str:
-    """RelayState carries only a relative return path from a fixed allow-list (broker/return_paths.py):
-    absolute URLs, `//host`, backslashes, userinfo, percent-encodings and `javascript:` never match."""
-    if not is_return_path(relay_state):
-        raise BadRequest(f"RelayState {relay_state[:100]!r} is not an allowed return path",
-                         reason="saml_relay_state", public="The login's return address is not allowed.")
-    return relay_state

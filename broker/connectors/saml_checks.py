@@ -80,12 +80,15 @@ def check_assertion(document: Any, *, config: SamlIdpConfig, idp: IdpDescriptor,
     if assertion is None:
         raise _refuse("no assertion at the top of the verified document", "saml_assertion_count")
     _signature(root, assertion, config.want_assertions_signed)
-    skew = config.clock_skew
-    _destination(root, acs_url)
+    skew, aws = config.clock_skew, config.aws_passthrough
+    # aws_passthrough: AWS's sign-in endpoint and audience are accepted beside this SP's own (nothing else).
+    recipients = {acs_url} | (aws.recipients if aws else frozenset())
+    audiences = {sp_entity_id} | (aws.audiences if aws else frozenset())
+    _destination(root, acs_url, absent_ok=aws is not None and root.find(_q("Signature", DS)) is None)
     _issuers(root, assertion, idp.entity_id)
     _instants(root, assertion, now, skew, config.max_assertion_age)
-    not_on_or_after = _conditions(assertion, sp_entity_id, now, skew)
-    scd_expiry = _subject_confirmation(assertion, acs_url, root.get("InResponseTo"), request_id, now, skew)
+    not_on_or_after = _conditions(assertion, audiences, now, skew)
+    scd_expiry = _subject_confirmation(assertion, recipients, root.get("InResponseTo"), request_id, now, skew)
     subject = _only(assertion, _q("Subject"), "Subject")
     name_id = _only(subject, _q("NameID"), "NameID")
     value = text_of(name_id, "NameID")
@@ -124,7 +127,11 @@ def _covers(sig: Any, signed: Any, what: str) -> None:
         raise _refuse("signature or digest algorithm not allowed", "saml_weak_algorithm")
 
 
-def _destination(root: Any, acs_url: str) -> None:
+def _destination(root: Any, acs_url: str, *, absent_ok: bool) -> None:
+    """Exactly this ACS. Absent only for an IdP with aws_passthrough and an unsigned Response: SAML (bindings
+    3.5.5.2) requires Destination on signed messages only, and an AWS app may leave it out."""
+    if absent_ok and root.get("Destination") is None:
+        return
     if root.get("Destination") != acs_url:
         raise _refuse(f"Destination {str(root.get('Destination'))[:200]!r} is not this ACS", "saml_destination")
 
@@ -147,7 +154,7 @@ def _instants(root: Any, assertion: Any, now: datetime, skew: timedelta, max_age
             raise _refuse(f"{what} is older than {max_age}", "saml_stale")
 
 
-def _conditions(assertion: Any, sp_entity_id: str, now: datetime, skew: timedelta) -> datetime:
+def _conditions(assertion: Any, audiences: set[str], now: datetime, skew: timedelta) -> datetime:
     conditions = _only(assertion, _q("Conditions"), "Conditions")
     if conditions.get("NotBefore") and parse_time(conditions.get("NotBefore"), "NotBefore") > now + skew:
         raise _refuse("Conditions NotBefore is in the future", "saml_not_yet_valid")
@@ -157,21 +164,22 @@ def _conditions(assertion: Any, sp_entity_id: str, now: datetime, skew: timedelt
     restrictions = conditions.findall(_q("AudienceRestriction"))
     if not restrictions:
         raise _refuse("no AudienceRestriction", "saml_audience")
-    for restriction in restrictions:  # every restriction must name this SP, exactly
-        if sp_entity_id not in [text_of(a, "Audience") for a in restriction.findall(_q("Audience"))]:
-            raise _refuse("this SP is not in the Audience", "saml_audience")
+    for restriction in restrictions:  # every restriction must name this SP (or, with aws_passthrough, AWS)
+        if not audiences & {text_of(a, "Audience") for a in restriction.findall(_q("Audience"))}:
+            raise _refuse("neither this SP nor an accepted AWS audience is in the Audience", "saml_audience")
     return expiry
 
 
-def _subject_confirmation(assertion: Any, acs_url: str, in_response_to: str | None, request_id: str | None,
-                          now: datetime, skew: timedelta) -> datetime:
+def _subject_confirmation(assertion: Any, recipients: set[str], in_response_to: str | None,
+                          request_id: str | None, now: datetime, skew: timedelta) -> datetime:
     subject = _only(assertion, _q("Subject"), "Subject")
     bearers = [sc for sc in subject.findall(_q("SubjectConfirmation")) if sc.get("Method") == C.CM_BEARER]
     if len(bearers) != 1:
         raise _refuse(f"{len(bearers)} bearer SubjectConfirmations", "saml_subject_confirmation")
     data = _only(bearers[0], _q("SubjectConfirmationData"), "SubjectConfirmationData")
-    if data.get("Recipient") != acs_url:
-        raise _refuse(f"Recipient {str(data.get('Recipient'))[:200]!r} is not this ACS", "saml_recipient")
+    if data.get("Recipient") not in recipients:
+        raise _refuse(f"Recipient {str(data.get('Recipient'))[:200]!r} is not this ACS (nor an accepted AWS "
+                      "sign-in endpoint)", "saml_recipient")
     if data.get("InResponseTo") != in_response_to or in_response_to != request_id:
         raise _refuse("InResponseTo does not name the request this browser sent", "saml_in_response_to")
     if data.get("NotBefore") and parse_time(data.get("NotBefore"), "NotBefore") > now + skew:

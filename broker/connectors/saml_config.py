@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
+    field_validator,
     model_validator,
 )
 
+from broker.aws_saml import PARTITIONS, PartitionName, aws_audiences, is_aws_recipient
 from broker.durations import Duration
 from broker.settings import IdpId, IdpUrl, Model, PemCertificate
 
@@ -45,6 +48,42 @@ class SamlSpKeys(Model):
 
     key_file: Path
     cert_file: Path
+
+
+class SamlAwsPassthrough(Model):
+    """`aws_passthrough`: this IdP is also registered in IAM (its "AWS" app), and the broker's ACS accepts that
+    app's assertions too: a bearer Recipient that is AWS's sign-in endpoint and/or an Audience that is AWS's, so
+    that a `token: passthrough` grant with `via: saml` can hand the very same response to AssumeRoleWithSAML.
+    Such a response then also signs a person in at the broker: that is the trust this option states. Every other
+    check stays (signature, Destination, InResponseTo, replay, times, Issuer). Only AWS's own values for one
+    partition can be listed, so the option never makes the ACS accept another SP's assertions."""
+
+    partition: PartitionName = "aws"
+    # Default: the partition's sign-in endpoint (https://signin.aws.amazon.com/saml) and audience
+    # (urn:amazon:webservices). List a regional endpoint (https://REGION.signin.aws.amazon.com/saml) if the
+    # IdP's AWS app uses one.
+    accept_recipients: list[str] = Field(default=[], max_length=8)
+    accept_audiences: list[str] = Field(default=[], max_length=4)
+
+    @model_validator(mode="after")
+    def _aws_values_only(self) -> SamlAwsPassthrough:
+        for url in self.accept_recipients:
+            if not is_aws_recipient(self.partition, url):
+                raise ValueError(f"accept_recipients: {url[:200]!r} is not an AWS sign-in endpoint of "
+                                 f"partition {self.partition}")
+        for audience in self.accept_audiences:
+            if audience not in aws_audiences(self.partition):
+                raise ValueError(f"accept_audiences: {audience[:200]!r} is not one of AWS's audiences for "
+                                 f"partition {self.partition}: {sorted(aws_audiences(self.partition))}")
+        return self
+
+    @property
+    def recipients(self) -> frozenset[str]:
+        return frozenset(self.accept_recipients or [PARTITIONS[self.partition].recipient])
+
+    @property
+    def audiences(self) -> frozenset[str]:
+        return frozenset(self.accept_audiences or [PARTITIONS[self.partition].audience])
 
 
 class SamlIdpConfig(Model):
@@ -89,6 +128,15 @@ class SamlIdpConfig(Model):
     max_assertion_age: Duration = timedelta(minutes=5)  # bound on IssueInstant's age
     max_response_bytes: int = Field(default=256 * 1024, ge=4096, le=2 * 1024 * 1024)
     provides: list[str] = []
+    # Off by default. `true` is {partition: aws} with AWS's defaults; see SamlAwsPassthrough.
+    aws_passthrough: SamlAwsPassthrough | None = None
+
+    @field_validator("aws_passthrough", mode="before")
+    @classmethod
+    def _passthrough_switch(cls, value: object) -> object:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @model_validator(mode="after")
     def _one_source(self) -> SamlIdpConfig:
@@ -108,6 +156,9 @@ class SamlIdpConfig(Model):
             raise ValueError("clock_skew must be at most 5m")
         if (self.want_assertions_encrypted or self.want_authn_requests_signed) and self.sp_keys is None:
             raise ValueError("sp_keys is required for signed AuthnRequests or encrypted assertions")
+        if self.aws_passthrough is not None and self.want_assertions_encrypted:
+            raise ValueError("aws_passthrough with want_assertions_encrypted: AWS cannot read an assertion "
+                             "encrypted to the broker, so it could never be passed through")
         if self.name_id_format not in NAMEID_FORMATS and ":" not in self.name_id_format:
             raise ValueError(f"name_id_format: one of {sorted(NAMEID_FORMATS)} or a full URN")
         return self
@@ -121,3 +172,20 @@ class SamlIdpConfig(Model):
         named = {a for a in (attrs.email, attrs.email_verified, attrs.groups) if a}
         return {"email", "email_verified", "groups", "name_id", "authn_context"} | named \
             | set(attrs.aliases) | set(self.provides)
+
+    def with_files(self, resolve: Callable[[Path], Path]) -> tuple[SamlIdpConfig, list[tuple[str, Path]]]:
+        """This config with its files resolved (`resolve`: against the directory of the file naming them),
+        and each (key, path) that must exist."""
+        update: dict[str, Any] = {}
+        if self.metadata_file is not None:
+            update["metadata_file"] = resolve(self.metadata_file)
+        if self.metadata_signing_certificate is not None:
+            update["metadata_signing_certificate"] = resolve(self.metadata_signing_certificate)
+        if self.sp_keys is not None:
+            update["sp_keys"] = SamlSpKeys(key_file=resolve(self.sp_keys.key_file),
+                                           cert_file=resolve(self.sp_keys.cert_file))
+        keys = update.get("sp_keys")
+        files = [("metadata_file", update.get("metadata_file")),
+                 ("metadata_signing_certificate", update.get("metadata_signing_certificate")),
+                 ("sp_keys", keys.key_file if keys else None), ("sp_keys", keys.cert_file if keys else None)]
+        return self.model_copy(update=update), [(key, path) for key, path in files if path is not None]

@@ -40,8 +40,8 @@ from broker.connectors.saml_metadata_trust import (
     refuse_if_expired,
     verify_metadata_signature,
 )
-from broker.connectors.saml_xml import MAX_ELEMENTS, XmlRejected, guarded_parse
-from broker.errors import ConfigError, UpstreamUnavailable
+from broker.connectors.saml_xml import MAX_ELEMENTS, guarded_parse
+from broker.errors import ConfigError, UpstreamUnavailable, XmlRejected
 from broker.settings import IdpUrl
 
 RETRY_AFTER_FAILURE = 60.0

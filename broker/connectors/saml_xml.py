@@ -20,16 +20,11 @@ import threading
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from broker.errors import BadRequest
+from broker.errors import XmlRejected
 
 MAX_DEPTH = 40
 MAX_ELEMENTS = 4000
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
-
-
-class XmlRejected(BadRequest):
-    public_message = "The SAML message is malformed or uses XML features the broker does not accept."
-    reason = "saml_xml_rejected"
 
 
 class _NothingExternal(etree.Resolver):  # type: ignore[misc]

@@ -39,7 +39,8 @@ logging.getLogger("xmlschema").addFilter(_warnings_only)
 with warnings.catch_warnings():
     # pysaml2 still names CFB by its old module path; that is its business, not the demo's output.
     warnings.filterwarnings("ignore", message=r"CFB has been moved")
-    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+    from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
+    from saml2.assertion import Policy
     from saml2.config import IdPConfig
     from saml2.saml import NAMEID_FORMAT_EMAILADDRESS, NameID
     from saml2.server import Server
@@ -97,6 +98,38 @@ def _encrypting_with(sec: Any, content: str, key_transport: str) -> Iterator[Non
             del sec.encrypt_assertion
 
 
+XENC = "http://www.w3.org/2001/04/xmlenc#"
+
+
+@dataclass(frozen=True)
+class AwsApp:
+    """The IdP's "AWS" app (the IdP registered in IAM as a SAML provider) with its Single sign-on URL, where the
+    browser posts the response (its Destination), set to the broker's ACS: the bearer Recipient and the Audiences
+    stay AWS's (Okta: a "Recipient URL" apart from the "Single sign-on URL"; an assertion with several Audiences).
+    `encrypt_to`: the assertion encrypted (AES-256, RSA-OAEP) to this SP certificate (PEM), which AWS cannot read.
+    `destination`: false leaves the Destination out (the Response is unsigned, as SAML then allows)."""
+
+    recipient: str = "https://signin.aws.amazon.com/saml"
+    audiences: tuple[str, ...] = ("urn:amazon:webservices",)
+    encrypt_to: str | None = None
+    destination: bool = True
+
+
+class _AudiencePolicy(Policy):  # type: ignore[misc]
+    """pysaml2 puts the SP's entity id alone in the Audience; an app naming other Audiences overrides the policy's
+    public `conditions` (pysaml2 takes a policy per response through `release_policy`)."""
+
+    def __init__(self, restrictions: dict[str, Any], mds: Any, audiences: tuple[str, ...]) -> None:
+        super().__init__(restrictions, mds)
+        self.audiences = audiences
+
+    def conditions(self, sp_entity_id: str) -> Any:
+        conditions = super().conditions(sp_entity_id)
+        conditions.audience_restriction = [saml.AudienceRestriction(
+            audience=[saml.Audience(text=audience) for audience in self.audiences])]
+        return conditions
+
+
 Binding = Literal["redirect", "post"]
 BINDINGS: dict[Binding, str] = {"redirect": BINDING_HTTP_REDIRECT, "post": BINDING_HTTP_POST}
 
@@ -131,10 +164,17 @@ class DevSamlIdp:
         name = "passthrough" if name_form is None else f"map_{hashlib.sha256(text.encode()).hexdigest()[:16]}"
         (self._maps / f"{name}.py").write_text(text)
         self.server = Server(config=self._config(self._maps, sp_metadata or []))
+        # SP entity id -> the IdP's AWS app answering that SP's AuthnRequests (tests set these).
+        self.aws_apps: dict[str, AwsApp] = {}
 
     def trust_sp(self, sp_metadata: list[str]) -> None:
         """Register SPs by their metadata (pysaml2 takes the broker's SP metadata inline)."""
         self.server = Server(config=self._config(self._maps, sp_metadata))
+
+    @property
+    def _policy(self) -> dict[str, Any]:
+        return {"default": {"lifetime": {"minutes": 5}, "attribute_restrictions": None,
+                            **({"name_form": self.name_form} if self.name_form else {})}}
 
     def _config(self, maps: Path, sp_metadata: list[str]) -> IdPConfig:
         xmlsec = shutil.which("xmlsec1")
@@ -152,8 +192,7 @@ class DevSamlIdp:
                 "sign_assertion": True, "sign_response": False,
                 "want_authn_requests_signed": self.want_authn_requests_signed,
                 "name_id_format": [NAMEID_FORMAT_EMAILADDRESS],
-                "policy": {"default": {"lifetime": {"minutes": 5}, "attribute_restrictions": None,
-                                       **({"name_form": self.name_form} if self.name_form else {})}},
+                "policy": self._policy,
             }},
         })
         return config
@@ -183,6 +222,23 @@ class DevSamlIdp:
         }
         kwargs.update(overrides)
         return str(self.server.create_authn_response(**kwargs))
+
+    def aws_app_response(self, app: AwsApp, user: str, *, in_response_to: str | None, destination: str,
+                         sp_entity_id: str) -> str:
+        """The AWS app's response, posted to `destination`: pysaml2's own `farg` (the bearer confirmation's
+        Recipient, apart from the Destination) and a release policy naming the app's Audiences."""
+        farg = Server.update_farg(in_response_to, app.recipient)
+        policy = _AudiencePolicy(self._policy, self.server.metadata, app.audiences)
+        encrypt: dict[str, Any] = {} if app.encrypt_to is None else {
+            "encrypt_assertion": True, "encrypt_cert_assertion": app.encrypt_to,
+            "encrypt_assertion_self_contained": False, "encryption": (f"{XENC}aes256-cbc", f"{XENC}rsa-oaep-mgf1p")}
+        xml = self.response_xml(user, in_response_to=in_response_to, destination=destination,
+                                sp_entity_id=sp_entity_id, farg=farg, release_policy=policy, **encrypt)
+        if app.destination:
+            return xml
+        root = etree.fromstring(xml.encode())
+        del root.attrib["Destination"]  # the Response is unsigned (pysaml2 signs the assertion): nothing breaks
+        return str(etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode())
 
     def resign(self, xml: str, mutate: Callable[[Any], None] | None = None, *, key: Path | None = None,
                cert: Path | None = None, sha1: bool = False) -> str:
@@ -251,9 +307,13 @@ class DevSamlIdp:
             request = self.parse_request(form.get("SAMLRequest", ""), binding)
         except Exception as exc:
             return self._page(start_response, 403, f"AuthnRequest refused: {html.escape(type(exc).__name__)}")
-        acs = str(request.assertion_consumer_service_url)
-        xml = self.response_xml(user, in_response_to=str(request.id), destination=acs,
-                                sp_entity_id=str(request.issuer.text))
+        acs, sp_entity_id = str(request.assertion_consumer_service_url), str(request.issuer.text)
+        app = self.aws_apps.get(sp_entity_id)
+        if app is None:
+            xml = self.response_xml(user, in_response_to=str(request.id), destination=acs, sp_entity_id=sp_entity_id)
+        else:
+            xml = self.aws_app_response(app, user, in_response_to=str(request.id), destination=acs,
+                                        sp_entity_id=sp_entity_id)
         encoded = base64.b64encode(xml.encode()).decode()
         return self._page(start_response, 200, _post_form(acs, encoded, form.get("RelayState", "")))
 

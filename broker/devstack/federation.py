@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -25,6 +25,9 @@ STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 SIGNIN_TOKEN_SECONDS = 900
 DEFAULT_CONSOLE_SECONDS = 3600
 CHAINED_CONSOLE_MAX = 3600  # role chaining caps the console session at one hour (IAM user guide)
+MAX_CONSOLE_SECONDS = 43200
+EXPIRED_MEMORY = 86400.0  # expired credentials are remembered a day, so a late caller hears ExpiredToken
+ASSUMED_ROLE, FEDERATED_USER = "assumed-role", "federated-user"
 Clock = Callable[[], float]
 
 
@@ -36,6 +39,20 @@ class IssuedCredentials:
     expires_at: float
     arn: str
     chained: bool = False  # AssumeRole called with temporary credentials
+    kind: str = ASSUMED_ROLE  # or FEDERATED_USER (GetFederationToken)
+    role_arn: str | None = None  # the IAM role of an assumed-role session
+    source_identity: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)  # session tags, inherited transitive ones included
+    transitive: tuple[str, ...] = ()  # keys of `tags` that pass to the next session in a chain
+    session_policy: str | None = field(default=None, repr=False)  # the inline Policy the session was issued with
+    session_policy_arns: tuple[str, ...] = ()  # the managed session policies (PolicyArns) it was issued with
+
+    @property
+    def account(self) -> str:
+        return self.arn.split(":")[4]
+
+    def with_session(self, **changes: Any) -> IssuedCredentials:
+        return replace(self, **changes)
 
 
 def credentials_from_xml(body: bytes, *, chained: bool = False) -> IssuedCredentials | None:
@@ -64,13 +81,18 @@ class CredentialLedger:
     def record(self, credentials: IssuedCredentials) -> None:
         now = self._clock()
         with self._lock:
-            # Drop expired entries as we go, so the ledger never grows without bound.
-            self._issued = {k: v for k, v in self._issued.items() if v.expires_at > now}
+            # Drop long-expired entries as we go, so the ledger never grows without bound.
+            self._issued = {k: v for k, v in self._issued.items() if v.expires_at > now - EXPIRED_MEMORY}
             self._issued[credentials.access_key_id] = credentials
 
     def knows(self, access_key_id: str) -> bool:
         with self._lock:
             return access_key_id in self._issued
+
+    def get(self, access_key_id: str) -> IssuedCredentials | None:
+        """The entry even when expired (the caller decides: ExpiredToken), None when never issued."""
+        with self._lock:
+            return self._issued.get(access_key_id)
 
     def match(self, access_key_id: str, secret: str, token: str) -> IssuedCredentials | None:
         with self._lock:
@@ -118,7 +140,13 @@ def _session_credentials(raw: str | None) -> tuple[str, str, str]:
     return strings[0], strings[1], strings[2]
 
 
-def _session_duration(raw: str | None, issued: IssuedCredentials) -> int:
+def _session_duration(raw: str | None, issued: IssuedCredentials, now: float) -> int:
+    if issued.kind == FEDERATED_USER:
+        # AWS fails the call when SessionDuration comes with GetFederationToken credentials; the console session
+        # then lasts as long as the credentials do.
+        if raw is not None:
+            raise FederationError("SessionDuration cannot be used with GetFederationToken credentials")
+        return max(1, min(MAX_CONSOLE_SECONDS, int(issued.expires_at - now)))
     if raw is None:
         return DEFAULT_CONSOLE_SECONDS  # local choice; it is also within the role-chaining cap
     if not raw.isdigit() or not 900 <= int(raw) <= 43200:
@@ -156,11 +184,12 @@ class FederationEndpoint:
     def _signin_token(self, params: Mapping[str, str]) -> Reply:
         key_id, secret, token = _session_credentials(params.get("Session"))
         issued = self._ledger.match(key_id, secret, token)
-        if issued is None or self._caller_arn(issued) != issued.arn:
+        # moto knows nothing of federated users (the front issues those itself); ask it about role sessions only.
+        if issued is None or (issued.kind != FEDERATED_USER and self._caller_arn(issued) != issued.arn):
             raise FederationError("The credentials in Session are not valid temporary credentials")
-        duration = _session_duration(params.get("SessionDuration"), issued)
-        signin_token = secrets.token_urlsafe(96)
         now = self._clock()
+        duration = _session_duration(params.get("SessionDuration"), issued, now)
+        signin_token = secrets.token_urlsafe(96)
         with self._lock:
             self._sessions = {k: v for k, v in self._sessions.items() if v.token_expires_at > now}
             self._sessions[signin_token] = ConsoleSession(issued.arn, now + SIGNIN_TOKEN_SECONDS, duration)

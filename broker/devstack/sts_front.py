@@ -9,14 +9,15 @@ credentials from invented ones.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
-import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode
@@ -29,6 +30,7 @@ from broker.devstack import saml_checks, saml_signature
 from broker.devstack import trust_policy as trust
 from broker.devstack import web_identity_checks as checks
 from broker.devstack.federation import CredentialLedger, FederationEndpoint, credentials_from_xml
+from broker.devstack.signed_sts import SignedSts, error_body
 from broker.devstack.web_identity_checks import StsError
 
 STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
@@ -37,10 +39,8 @@ ROLE_ARN = re.compile(r"arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/(?:[\w+=,
 # Hop-by-hop headers belong to one connection, not the request; length is recomputed for the new body.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "transfer-encoding", "upgrade", "content-length", "expect"})
-ISSUING_ACTIONS = frozenset({"AssumeRole"})
 MAX_DISCOVERY_BYTES = 64 * 1024
 SAML_PROVIDER_ARN = re.compile(r"arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:saml-provider/[\w.-]{1,128}", re.ASCII)
-SIGNING_KEY = re.compile(r"Credential=([A-Z0-9]+)/")
 log = logging.getLogger(__name__)
 
 
@@ -67,6 +67,8 @@ class Verified:
     subject: str
     audience: str
     source_identity: str | None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    transitive: tuple[str, ...] = ()
 
 
 class JwksCache:
@@ -129,11 +131,7 @@ class JwksCache:
 
 
 def error_response(error: StsError) -> Response:
-    request_id = str(uuid.uuid4())
-    kind = "Sender" if error.status < 500 else "Receiver"
-    body = (f'<ErrorResponse xmlns="{STS_NS}"><Error><Type>{kind}</Type><Code>{escape(error.code)}</Code>'
-            f"<Message>{escape(error.message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
-    return Response(body, status=error.status, content_type="text/xml", headers={"x-amzn-RequestId": request_id})
+    return Response(error_body(error), status=error.status, content_type="text/xml")
 
 
 def query_params(request: Request, body: bytes) -> dict[str, str]:
@@ -157,11 +155,18 @@ def _with_web_identity_fields(body: bytes, verified: Verified) -> bytes:
 class StsFront:
     def __init__(self, *, moto_url: str, account_id: str, iam: IamLookups, jwks: JwksCache,
                  ledger: CredentialLedger, federation: FederationEndpoint, allow_http_loopback: bool,
+                 signed: Callable[[StsFront], SignedSts] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._moto_url, self._account_id, self._iam, self._jwks = moto_url, account_id, iam, jwks
         self._ledger, self._federation, self._allow_http_loopback = ledger, federation, allow_http_loopback
         self._clock = clock
+        self._signed = signed(self) if signed is not None else None  # the signed STS calls (AssumeRole ...)
         self._http = httpx.Client(timeout=30.0, trust_env=False, follow_redirects=False)
+        # SHA-256 of each SAMLAssertion that passed every check (the last 256): tests see what reached "AWS".
+        self._saml_accepted: deque[str] = deque(maxlen=256)
+
+    def saml_accepted(self) -> tuple[str, ...]:
+        return tuple(self._saml_accepted)
 
     def close(self) -> None:
         self._http.close()
@@ -187,10 +192,24 @@ class StsFront:
             return self._assume_role_with_web_identity(params)
         if params.get("Action") == "AssumeRoleWithSAML":
             return self._assume_role_with_saml(params)
+        answer = self._signed.intercept(request, body, params) if self._signed else None
+        if answer is not None:
+            return Response(answer.body, status=answer.status, headers=answer.headers)
         response = self._forward(request, body)
-        if params.get("Action") in ISSUING_ACTIONS and response.status_code == 200:
-            self._record(response.get_data(), request)
+        if self._signed is not None:
+            self._signed.observe(request, params, response.status_code, response.get_data())
         return response
+
+    def send_form(self, form: Mapping[str, str], account: str, signer: str | None) -> tuple[
+            int, list[tuple[str, str]], bytes]:
+        """A query-protocol POST to moto, filed under `account`; `signer` names the caller's key (moto reads only
+        the key id from Authorization, to tell whose session a GetCallerIdentity is about)."""
+        headers = [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"),
+                   ("x-moto-account-id", account)]
+        # moto routes by the credential scope (an unsigned POST lands in S3) and checks no signature.
+        headers.append(("Authorization", f"AWS4-HMAC-SHA256 Credential={signer or 'AKIALOCALFRONT000000'}/20000101/"
+                                         f"us-east-1/sts/aws4_request, SignedHeaders=host, Signature={'0' * 64}"))
+        return self._send("POST", self._moto_url + "/", headers, urlencode(form).encode())
 
     def _assume_role_with_web_identity(self, params: Mapping[str, str]) -> Response:
         try:
@@ -203,7 +222,7 @@ class StsFront:
             ("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], form)
         if status == 200:
             data = _with_web_identity_fields(data, verified)
-            self._record(data, None)
+            self._record(data, params, verified.source_identity, verified.tags, verified.transitive)
         return _response(status, headers, data, "POST")
 
     def _assume_role_with_saml(self, params: Mapping[str, str]) -> Response:
@@ -220,7 +239,8 @@ class StsFront:
             ("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], form)
         if status == 200:
             data = saml_checks.with_saml_fields(data, request.principal_arn, claims)
-            self._record(data, None)
+            self._record(data, params, claims.source_identity, claims.tags, claims.transitive)
+            self._saml_accepted.append(hashlib.sha256(request.assertion.encode()).hexdigest())
         return _response(status, headers, data, "POST")
 
     def _judge_saml(self, params: Mapping[str, str]) -> tuple[saml_checks.SamlRequest, saml_checks.SamlClaims, int]:
@@ -270,7 +290,8 @@ class StsFront:
         actions = trust.required_actions(tagged=bool(tags.tags), source_identity=source is not None)
         if not trust.is_allowed(role.trust_policy, trust.TrustRequest(provider_arn, actions, context)):
             raise checks.access_denied()
-        return Verified(issuer=token.issuer, subject=subject, audience=audience, source_identity=source)
+        return Verified(issuer=token.issuer, subject=subject, audience=audience, source_identity=source,
+                        tags=tags.tags, transitive=tags.transitive)
 
     def _role(self, role_arn: str, denied: Callable[[], StsError] = checks.access_denied) -> RoleInfo:
         match = ROLE_ARN.fullmatch(role_arn)
@@ -282,17 +303,23 @@ class StsFront:
             raise denied()
         return role
 
-    def _record(self, body: bytes, request: Request | None) -> None:
-        signer = SIGNING_KEY.search(request.headers.get("Authorization", "")) if request else None
-        chained = signer is not None and self._ledger.knows(signer.group(1))
-        issued = credentials_from_xml(body, chained=chained)
+    def _record(self, body: bytes, params: Mapping[str, str], source_identity: str | None, tags: Mapping[str, str],
+                transitive: tuple[str, ...]) -> None:
+        """Web identity and SAML sessions are never chained; what they carry is kept for a chain they start."""
+        issued = credentials_from_xml(body)
         if issued is not None:
-            self._ledger.record(issued)
+            self._ledger.record(issued.with_session(role_arn=params["RoleArn"], source_identity=source_identity,
+                                                    tags=dict(tags), transitive=transitive,
+                                                    session_policy=params.get("Policy"),
+                                                    session_policy_arns=_policy_arns(params)))
 
     def _forward(self, request: Request, body: bytes) -> Response:
         raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
         target = raw_uri if raw_uri.startswith("/") else request.full_path
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        account = self._signed.account_for(request) if self._signed else None
+        if account is not None and not any(k.lower() == "x-moto-account-id" for k, _ in headers):
+            headers.append(("x-moto-account-id", account))  # a key the front issued belongs to its account
         status, upstream_headers, data = self._send(request.method, self._moto_url + target, headers, body)
         return _response(status, upstream_headers, data, request.method)
 
@@ -307,6 +334,12 @@ class StsFront:
         finally:
             upstream.close()
         return upstream.status_code, list(upstream.headers.multi_items()), data
+
+
+def _policy_arns(params: Mapping[str, str]) -> tuple[str, ...]:
+    found = {int(k.split(".")[2]): v for k in params if re.fullmatch(r"PolicyArns\.member\.[0-9]{1,4}\.arn", k)
+             for v in (params[k],)}
+    return tuple(found[n] for n in sorted(found))
 
 
 def _response(status: int, headers: list[tuple[str, str]], data: bytes, method: str) -> Response:

@@ -1,8 +1,9 @@
-"""Role trust policy evaluation for AssumeRoleWithWebIdentity, as IAM documents it. Pure: no I/O.
+"""Role trust policy evaluation for the Assume* calls, as IAM documents it. Pure: no I/O.
 
-Every action the call needs (sts:AssumeRoleWithWebIdentity, plus sts:TagSession when the token carries session
-tags and sts:SetSourceIdentity when it carries a source identity) must be allowed by some Allow statement whose
-principal is the provider and whose conditions hold; any matching Deny statement wins.
+Every action the call needs (sts:AssumeRoleWithWebIdentity, sts:AssumeRoleWithSAML or sts:AssumeRole, plus
+sts:TagSession when session tags are set or carried and sts:SetSourceIdentity when a source identity is) must be
+allowed by some Allow statement whose principal is the caller (the provider for federated calls, an AWS principal
+for AssumeRole) and whose conditions hold; any matching Deny statement wins.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 ASSUME = "sts:AssumeRoleWithWebIdentity"
+ASSUME_ROLE = "sts:AssumeRole"
 TAG_SESSION = "sts:TagSession"
 SET_SOURCE_IDENTITY = "sts:SetSourceIdentity"
 Matcher = Callable[[str, str], bool]
@@ -42,9 +44,12 @@ _OPERATORS: dict[str, tuple[Matcher, bool]] = {
 
 @dataclass(frozen=True)
 class TrustRequest:
-    provider_arn: str
+    provider_arn: str  # the Federated principal; "" for an AWS principal
     actions: tuple[str, ...]
     context: Mapping[str, tuple[str, ...]]  # condition keys, lower-cased (IAM keys are case-insensitive)
+    # Every spelling under which an AWS principal matches Principal.AWS: its ARN (a session also matches its
+    # role's ARN), and the account (root ARN or bare id; IAM then defers to the caller's identity policies).
+    aws_principals: frozenset[str] = frozenset()
 
 
 def load_document(document: str | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -107,16 +112,19 @@ def conditions_hold(block: Any, context: Mapping[str, tuple[str, ...]]) -> bool:
                for operator, keys in block.items() for key, expected in keys.items())
 
 
-def _principal_matches(principal: Any, provider_arn: str, *, wildcard_ok: bool) -> bool:
+def _principal_matches(principal: Any, request: TrustRequest, *, wildcard_ok: bool) -> bool:
+    aws_caller = bool(request.aws_principals)
     if principal == "*":
-        return wildcard_ok
+        return wildcard_ok or aws_caller  # for AWS principals "*" means everyone, as in IAM
     if not isinstance(principal, dict):
         return False
-    federated = _as_list(principal.get("Federated", []))
-    return provider_arn in federated or (wildcard_ok and "*" in federated)
+    if not aws_caller:
+        federated = _as_list(principal.get("Federated", []))
+        return request.provider_arn in federated or (wildcard_ok and "*" in federated)
+    return any(str(p) == "*" or str(p) in request.aws_principals for p in _as_list(principal.get("AWS", [])))
 
 
-def _action_matches(statement: Mapping[str, Any], action: str) -> bool:
+def action_matches(statement: Mapping[str, Any], action: str) -> bool:
     if "NotAction" in statement:
         return not any(glob_match(str(p), action, ignore_case=True) for p in _as_list(statement["NotAction"]))
     return any(glob_match(str(p), action, ignore_case=True) for p in _as_list(statement.get("Action", [])))
@@ -126,12 +134,12 @@ def _applies(statement: Mapping[str, Any], effect: str, request: TrustRequest, a
     if statement.get("Effect") != effect or "NotPrincipal" in statement:
         return False
     # A Deny naming every principal must still bite; an Allow must name this provider.
-    if not _principal_matches(statement.get("Principal"), request.provider_arn, wildcard_ok=effect == "Deny"):
+    if not _principal_matches(statement.get("Principal"), request, wildcard_ok=effect == "Deny"):
         return False
-    return _action_matches(statement, action) and conditions_hold(statement.get("Condition"), request.context)
+    return action_matches(statement, action) and conditions_hold(statement.get("Condition"), request.context)
 
 
-def _statements(policy: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def statements_of(policy: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     statements = _as_list(policy.get("Statement", []))
     if not all(isinstance(s, dict) for s in statements):
         raise UnsupportedPolicy("malformed Statement")
@@ -141,7 +149,7 @@ def _statements(policy: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def is_allowed(policy: Mapping[str, Any], request: TrustRequest) -> bool:
     """False on any doubt: an unknown operator or a malformed statement refuses rather than guesses."""
     try:
-        statements = _statements(policy)
+        statements = statements_of(policy)
         for action in request.actions:
             if any(_applies(s, "Deny", request, action) for s in statements):
                 return False
@@ -150,8 +158,8 @@ def is_allowed(policy: Mapping[str, Any], request: TrustRequest) -> bool:
         return False
 
 
-def required_actions(*, tagged: bool, source_identity: bool) -> tuple[str, ...]:
-    return (ASSUME,) + ((TAG_SESSION,) if tagged else ()) + ((SET_SOURCE_IDENTITY,) if source_identity else ())
+def required_actions(*, tagged: bool, source_identity: bool, action: str = ASSUME) -> tuple[str, ...]:
+    return (action,) + ((TAG_SESSION,) if tagged else ()) + ((SET_SOURCE_IDENTITY,) if source_identity else ())
 
 
 def _claim_values(value: Any) -> tuple[str, ...] | None:

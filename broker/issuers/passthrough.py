@@ -15,23 +15,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from datetime import UTC, datetime
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from broker.connectors.saml_xml import XmlRejected, guarded_parse
-from broker.errors import StsRefused
+from broker.aws_saml import aws_audiences, is_aws_recipient
+from broker.connectors.saml_xml import guarded_parse
+from broker.errors import StsRefused, XmlRejected
 from broker.grants import RoleGrant
 from broker.identity import Evidence
-from broker.issuers.saml_assertion import BEARER, PARTITIONS, SAML_NS
+from broker.issuers.saml_assertion import BEARER, SAML_NS
 from broker.safe_json import loads_object
 
 MAX_SAML_ASSERTION = 100_000  # AssumeRoleWithSAML's SAMLAssertion length limit
 MAX_WEB_IDENTITY_TOKEN = 20_000  # AssumeRoleWithWebIdentity's WebIdentityToken length limit
-# AWS also takes the regional sign-in endpoints and /static/saml in the aws partition.
-_AWS_RECIPIENT = re.compile(r"https://(?:[a-z]{2}(?:-[a-z]+)+-[0-9]\.)?signin\.aws\.amazon\.com/(?:static/)?saml")
-_EXTRA_AUDIENCES = {"aws": {"https://signin.aws.amazon.com/saml"}}
 
 
 def expired() -> StsRefused:
@@ -72,10 +69,9 @@ def check_saml_response(evidence: Evidence, grant: RoleGrant, now: datetime | No
     if len(assertions) != 1:
         raise not_for_aws("the response holds no assertion in clear (encrypted to the broker?)")
     recipient, expiry = _bearer(assertions[0])
-    partition = PARTITIONS[grant.partition]
-    if recipient != partition.recipient and not (grant.partition == "aws" and _AWS_RECIPIENT.fullmatch(recipient)):
+    if not is_aws_recipient(grant.partition, recipient):
         raise not_for_aws(f"bearer Recipient {recipient[:200]!r} is not AWS's sign-in endpoint")
-    if not _audiences(assertions[0]) & ({partition.audience} | _EXTRA_AUDIENCES.get(grant.partition, set())):
+    if not _audiences(assertions[0]) & aws_audiences(grant.partition):
         raise not_for_aws("AWS is not among the assertion's Audiences")
     if (now or datetime.now(UTC)) >= expiry:
         raise expired()

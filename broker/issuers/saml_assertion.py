@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import xmlsec
 from lxml import etree  # type: ignore[import-untyped]
 
+from broker.aws_saml import PARTITIONS
 from broker.issuers.saml_idp import NAMEID_PERSISTENT, SamlKey
 
 SAMLP_NS = "urn:oasis:names:tc:SAML:2.0:protocol"
@@ -24,19 +25,6 @@ SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 ATTR_NAME_FORMAT = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri"
 AUTHN_CLASS = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
 NSMAP = {"samlp": SAMLP_NS, "saml": SAML_NS}
-
-
-@dataclass(frozen=True)
-class Partition:
-    audience: str
-    recipient: str
-
-
-PARTITIONS = {
-    "aws": Partition("urn:amazon:webservices", "https://signin.aws.amazon.com/saml"),
-    "aws-us-gov": Partition("urn:amazon:webservices:govcloud", "https://signin.amazonaws-us-gov.com/saml"),
-    "aws-cn": Partition("urn:amazon:webservices:cn-north-1", "https://signin.amazonaws.cn/saml"),
-}
 
 
 def recipient_for(partition: str, signin_region: str | None = None) -> str:

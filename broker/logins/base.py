@@ -4,15 +4,23 @@
   URL (`finish`: the verified Identity and the allow-listed path to land on). OIDC and SAML.
 - a token verifier (`connectors.tokens.TokenConnector.identity`: a token in, an Identity out), for the
   token IdPs the token exchange accepts.
-Adding an IdP kind: a module implementing one of them and one line in `registry.KINDS`."""
+Adding an IdP kind: a module implementing one of them (a browser login also has a `build(config, Parts)`)
+and one entry in `kinds.KINDS`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.identity import Identity
+
+if TYPE_CHECKING:  # types only: logins/kinds.py (read by config loading) imports this module, and stays light
+    import httpx
+
+    from broker.audit import AuditLog
+    from broker.connectors.xml_workers import XmlWorkers
+    from broker.store import StateStore
 
 LOGIN_TTL = 600.0
 
@@ -42,3 +50,14 @@ class RedirectLogin(Protocol):
     async def finish(self, params: Mapping[str, str], browser_state: str | None) -> tuple[Identity, str]:
         """The verified identity and the path to land on; `browser_state`: the state the cookie carried."""
         ...
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What a connector may be built from."""
+
+    public_url: str
+    http: httpx.AsyncClient
+    store: StateStore
+    audit: AuditLog
+    xml_workers: XmlWorkers  # one pool for every SAML IdP: the cap on XML work holds for the process

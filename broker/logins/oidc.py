@@ -8,9 +8,10 @@ from collections.abc import Mapping
 
 from broker import urls
 from broker.connectors.oidc import OidcConnector, PendingLogin
+from broker.connectors.oidc_config import OidcIdpConfig
 from broker.errors import LoginRefused, LoginStateInvalid
 from broker.identity import Identity
-from broker.logins.base import LOGIN_TTL, LoginStart
+from broker.logins.base import LOGIN_TTL, LoginStart, Parts
 from broker.store import StateStore
 
 
@@ -42,3 +43,7 @@ class OidcLogin:
         if pending.idp != self.id:
             raise LoginStateInvalid(f"login started at {pending.idp!r}, answered at {self.id!r}", reason="idp_mixup")
         return await self.connector.finish(params, pending), pending.return_to
+
+
+def build(config: OidcIdpConfig, parts: Parts) -> OidcLogin:
+    return OidcLogin(OidcConnector(config, parts.http), parts.store, parts.public_url)

@@ -1,59 +1,24 @@
 """One registry of every configured IdP, keyed by IdP id: browser logins (`RedirectLogin`) and token
-verifiers. A new IdP kind is one module and one entry in KINDS."""
+verifiers, each built as its kind says (logins/kinds.py, the one table of IdP kinds)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-import httpx
-
-from broker.audit import AuditLog
-from broker.config import IdpConfig
-from broker.connectors.oidc import OidcConnector
-from broker.connectors.oidc_config import OidcIdpConfig
 from broker.connectors.saml import SamlConnector
-from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.token_config import TokenIdpConfig
 from broker.connectors.tokens import TokenConnectors
-from broker.connectors.xml_workers import XmlWorkers
 from broker.errors import UnknownIdp
-from broker.logins.base import RedirectLogin
-from broker.logins.oidc import OidcLogin
+from broker.logins.base import Parts, RedirectLogin
+from broker.logins.kinds import KINDS
 from broker.logins.saml import SamlLogin
-from broker.store import StateStore
-
-
-@dataclass(frozen=True)
-class Parts:
-    """What a connector may be built from."""
-
-    public_url: str
-    http: httpx.AsyncClient
-    store: StateStore
-    audit: AuditLog
-    xml_workers: XmlWorkers  # one pool for every SAML IdP: the cap on XML work holds for the process
-
-
-def _oidc(cfg: IdpConfig, parts: Parts) -> RedirectLogin:
-    assert isinstance(cfg, OidcIdpConfig)
-    return OidcLogin(OidcConnector(cfg, parts.http), parts.store, parts.public_url)
-
-
-def _saml(cfg: IdpConfig, parts: Parts) -> RedirectLogin:
-    assert isinstance(cfg, SamlIdpConfig)
-    connector = SamlConnector(cfg, parts.public_url, parts.http, workers=parts.xml_workers, audit=parts.audit)
-    return SamlLogin(connector, parts.store)
-
-
-# Browser login kinds, by config model. `type: token` IdPs are verifiers (below), not logins.
-KINDS: dict[type, Callable[[IdpConfig, Parts], RedirectLogin]] = {OidcIdpConfig: _oidc, SamlIdpConfig: _saml}
+from broker.settings import IdpModel
 
 
 class Registry:
-    def __init__(self, idps: Mapping[str, IdpConfig], parts: Parts) -> None:
+    def __init__(self, idps: Mapping[str, IdpModel], parts: Parts) -> None:
         self.logins: dict[str, RedirectLogin] = {
-            idp_id: KINDS[type(cfg)](cfg, parts) for idp_id, cfg in idps.items() if type(cfg) in KINDS}
+            idp_id: build(cfg, parts) for idp_id, cfg in idps.items() if (build := KINDS[cfg.type].login)}
         self.tokens = TokenConnectors(
             {idp_id: cfg for idp_id, cfg in idps.items() if isinstance(cfg, TokenIdpConfig)}, parts.http)
 

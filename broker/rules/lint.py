@@ -92,8 +92,29 @@ def idle_denies(ruleset: RuleSet) -> list[Finding]:
     return found
 
 
-def lint(ruleset: RuleSet, provided: Mapping[str, set[str]] | None = None) -> list[Finding]:
+def saml_passthrough_unreachable(ruleset: RuleSet, saml_without_aws: set[str]) -> list[Finding]:
+    """A SAML pass-through grant for a SAML IdP whose config lacks aws_passthrough: its ACS accepts only responses
+    addressed to the broker, and AWS refuses those, so the grant is listed and always refused."""
+    found = []
+    for i, rule in enumerate(ruleset.rules):
+        idps = sorted(saml_without_aws if rule.idps is None else set(rule.idps) & saml_without_aws)
+        for j, spec in enumerate(rule.grant):
+            fields = merged(spec, ruleset.defaults)
+            if idps and fields["token"] == "passthrough" and fields["via"] == "saml":  # noqa: S105 (a mode)
+                found.append(Finding(("rules", str(i), "grant", str(j), "token"),
+                                     f"token: passthrough via saml for {', '.join(idps)}, whose config has no "
+                                     "aws_passthrough: its ACS accepts only responses addressed to the broker, "
+                                     "which AWS refuses (passthrough_not_for_aws)"))
+    return found
+
+
+def lint(ruleset: RuleSet, provided: Mapping[str, set[str]] | None = None,
+         saml_without_aws: set[str] | None = None) -> list[Finding]:
+    """`provided`: the claims each configured IdP provides; `saml_without_aws`: the SAML IdPs whose config has
+    no aws_passthrough (both from idp_configs; None when not given)."""
     findings = shadowed(ruleset) + not_issuable(ruleset) + idle_denies(ruleset)
     if provided is not None:
         findings += unprovided_claims(ruleset, provided)
+    if saml_without_aws is not None:
+        findings += saml_passthrough_unreachable(ruleset, saml_without_aws)
     return sorted(findings, key=lambda f: [int(p) if p.isdigit() else 0 for p in f.path])

@@ -11,8 +11,9 @@ from broker.identity import GROUPS_OVERAGE
 MESSAGES = {
     GROUPS_OVERAGE: (
         "The identity provider sent a group overage link instead of the user's groups: the user is in more "
-        "groups than fit in a SAML token (Microsoft Entra ID sends at most 150). The broker does not call "
-        "Microsoft Graph to fetch them, so this login has no groups and rules on groups could not match. "
+        "groups than fit in a token (Microsoft Entra ID sends at most 150 in a SAML token, 200 in an ID token). "
+        "The broker does not call Microsoft Graph to fetch them, so this login has no groups and rules on "
+        "groups could not match. "
         "Fix it in Entra ID: in the application's group claim choose \"Groups assigned to the application\" "
         "(and assign the groups your rules use), or filter the groups the claim emits."),
 }

@@ -110,7 +110,7 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
     # public_url, so a path with a stray slash is a 404 like any other unknown path.
     app.router.redirect_slashes = False
     app.state.context = WebContext(
-        service=service, token_exchange=service.token_exchange, audit=audit, metrics=metrics, templates=templates(),
+        service=service, audit=audit, metrics=metrics, templates=templates(),
         sessions=SessionManager(service.store, settings.session.secret.get_secret_value(),
                                 settings.session.lifetime.total_seconds()),
         cookie_name=settings.session.cookie_name,

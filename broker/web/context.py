@@ -12,14 +12,12 @@ from starlette.templating import Jinja2Templates
 from broker.audit import AuditLog
 from broker.metrics import Metrics
 from broker.service import BrokerService
-from broker.token_exchange import TokenExchange
 from broker.web.sessions import SessionManager
 
 
 @dataclass(frozen=True, slots=True)
 class WebContext:
     service: BrokerService
-    token_exchange: TokenExchange
     audit: AuditLog
     metrics: Metrics
     templates: Jinja2Templates

@@ -37,6 +37,7 @@ from broker.errors import (
     UnknownIdp,
     UpstreamUnavailable,
     ViaNotAvailable,
+    XmlRejected,
 )
 from broker.web.context import context_of
 from broker.web.proxy import client_host
@@ -55,6 +56,7 @@ HTTP_STATUS: Mapping[ErrorKey, int] = {
     ConfigError: 500,
     BadRequest: 400,
     DeviceGrantError: 400,  # RFC 8628 3.5: every device-code error is a 400
+    XmlRejected: 400,
     LoginStateInvalid: 400,
     GrantInvalid: 400,
     LoginRefused: 401,
@@ -118,6 +120,8 @@ def _refusal(request: Request, exc: BrokerError, status: int) -> Response:
     response = error_response(request, status, exc.reason, exc.public_message, exc.error_id)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
+    if exc.reason == "cli_session_invalid":  # RFC 6750 3.1: the bearer token is the problem
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return response
 
 

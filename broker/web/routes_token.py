@@ -126,7 +126,7 @@ def _cors(request: Request, origin: str | None) -> dict[str, str]:
     """CORS headers for an allowed browser origin; none for non-browser clients (no Origin header)."""
     if origin is None:
         return {}
-    if origin not in context_of(request).token_exchange.cors_origins:
+    if not context_of(request).service.exchange_origin_allowed(origin):
         raise OriginNotAllowed(f"origin {origin[:100]!r} is not in token_exchange.cors_origins")
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
@@ -180,7 +180,7 @@ async def token(request: Request) -> Response:
     content_type, origin = _first_headers(request)
     try:
         cors = _cors(request, origin)
-        exchange = context_of(request).token_exchange
+        service = context_of(request).service
         try:
             _form_content_type(content_type)
             form = read_form(await request.body())
@@ -191,12 +191,12 @@ async def token(request: Request) -> Response:
         except BrokerError:
             # Refused before the exchange counts it: counted here, so a flood of malformed requests meets the
             # client's limit (429) like any other; the exchange counts the rest.
-            await exchange.limit_client(client)
+            await service.limit_exchange_client(client)
             raise
         if exchanged is None:
             assert other is not None
             return await _other_grant(request, other, form, client, cors)
-        result = await exchange.exchange(exchanged, trace)
+        result = await service.exchange_token(exchanged, trace)
     except BrokerError as exc:
         return _refusal(request, exc, trace, cors)
     except Exception as exc:  # the OAuth shape even for the unexpected; the type only, never the message
@@ -209,9 +209,9 @@ async def token(request: Request) -> Response:
 async def _other_grant(request: Request, grant: Grant, form: dict[str, str], client: str,
                        cors: dict[str, str]) -> Response:
     """A grant of GRANTS, counted against the client address's limit before anything is looked up."""
-    context = context_of(request)
-    await context.token_exchange.limit_client(client)
-    body = await grant(context.service, form, client)
+    service = context_of(request).service
+    await service.limit_exchange_client(client)
+    body = await grant(service, form, client)
     return OrjsonResponse(body, headers={**NO_STORE, **cors})
 
 
@@ -242,7 +242,7 @@ def preflight(request: Request) -> Response:
     asked = {h.strip().lower() for h in request.headers.get("access-control-request-headers", "").split(",")
              if h.strip()}
     context = context_of(request)
-    if origin not in context.token_exchange.cors_origins or method != "POST" or not asked <= PREFLIGHT_HEADERS:
+    if not context.service.exchange_origin_allowed(origin) or method != "POST" or not asked <= PREFLIGHT_HEADERS:
         context.audit.event("request_failed", method="OPTIONS", path=request.url.path,
                             client=client_host(request.scope), status=HTTP_STATUS[OriginNotAllowed],
                             reason=OriginNotAllowed.reason,
@@ -263,7 +263,7 @@ async def revoke(request: Request) -> Response:
     try:
         _form_content_type(_first_headers(request)[0])
         form = read_form(await request.body())
-        await context.token_exchange.limit_client(client)
+        await context.service.limit_exchange_client(client)
         if not form.get("token"):
             raise BadRequest("revocation without token", reason="token_missing", public="token is required.")
         await context.service.revoke_cli_token(form["token"], client)

@@ -183,3 +183,53 @@ def refusal(call: Callable[[], Any], code: str, status: int) -> str:
     assert assumed_role_count() == before, "moto issued credentials for a refused call"
     message: str = error["Error"]["Message"]
     return message
+
+
+def identity_policy(*actions: str, resource: str = "*", effect: str = "Allow") -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [{"Effect": effect, "Action": list(actions), "Resource": resource}]}
+
+
+BROKER_POLICY = identity_policy("sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity", "sts:GetFederationToken")
+
+
+def user_credentials(aws: LocalAws, name: str | None = None, *,
+                     policy: dict[str, Any] | None = None) -> dict[str, str]:
+    """An IAM user with an access key created through the front (which is how it learns the secret)."""
+    iam = client(aws, "iam")
+    user = name or f"u-{uuid.uuid4().hex[:12]}"
+    iam.create_user(UserName=user)
+    if policy is not None:
+        iam.put_user_policy(UserName=user, PolicyName="identity", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+
+def user_arn(credentials: dict[str, str], aws: LocalAws) -> str:
+    arn: str = client(aws, "sts", credentials).get_caller_identity()["Arn"]
+    return arn
+
+
+def trust_aws(principal: Any, *, actions: list[str] | None = None,
+              condition: dict[str, Any] | None = None) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Effect": "Allow", "Principal": {"AWS": principal},
+                                 "Action": actions or ["sts:AssumeRole"]}
+    if condition is not None:
+        statement["Condition"] = condition
+    return statement
+
+
+def issued_session_count() -> int:
+    """Every session moto issued in any account of this process (cross-account calls file it under the role's)."""
+    return sum(len(sts_backends[account]["aws"].assumed_roles) for account in list(sts_backends.keys()))
+
+
+def refused_everywhere(call: Callable[[], Any], code: str, status: int) -> str:
+    """Like `refusal`, counting sessions in every account."""
+    before = issued_session_count()
+    with pytest.raises(ClientError) as info:
+        call()
+    error = info.value.response
+    assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == (code, status), error
+    assert issued_session_count() == before, "moto issued credentials for a refused call"
+    message: str = error["Error"]["Message"]
+    return message

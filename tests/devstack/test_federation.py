@@ -11,7 +11,7 @@ import pytest
 
 from broker.devstack.federation import CredentialLedger, FederationEndpoint, IssuedCredentials
 from broker.devstack.local_aws import LocalAws
-from tests.devstack.conftest import Issuer, client, session_credentials
+from tests.devstack.conftest import Issuer, MakeRole, client, session_credentials
 
 
 def get(aws: LocalAws, **params: str) -> httpx.Response:
@@ -92,11 +92,12 @@ def test_unknown_action(aws: LocalAws) -> None:
     assert get(aws, Action="getFederationToken").status_code == 400
 
 
-def test_role_chaining_caps_the_console_at_one_hour(aws: LocalAws, granted: dict[str, Any],
-                                                    trusted_role: str) -> None:
-    # AssumeRole signed with temporary credentials is forwarded to moto untouched; the front notes the chain.
+def test_role_chaining_caps_the_console_at_one_hour(aws: LocalAws, granted: dict[str, Any], trusted_role: str,
+                                                    make_role: MakeRole) -> None:
+    # AssumeRole signed with the web identity session's credentials is role chaining; the front notes the chain.
+    target = make_role({"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": trusted_role}})
     sts = client(aws, "sts", session_credentials(granted["Credentials"]))
-    chained = sts.assume_role(RoleArn=trusted_role, RoleSessionName="hop")["Credentials"]
+    chained = sts.assume_role(RoleArn=target, RoleSessionName="hop")["Credentials"]
     assert get(aws, Action="getSigninToken", Session=session(chained), SessionDuration="7200").status_code == 400
     assert get(aws, Action="getSigninToken", Session=session(chained), SessionDuration="3600").status_code == 200
 

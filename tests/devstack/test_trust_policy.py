@@ -146,3 +146,43 @@ def test_load_document_forms(form: str) -> None:
 def test_glob_match() -> None:
     assert glob_match("a*c?", "abbbcd") and not glob_match("a*c?", "abbbc") and glob_match("a.b", "a.b")
     assert not glob_match("a.b", "axb")  # regex metacharacters are literal
+
+
+ROLE = "arn:aws:iam::111122223333:role/hub"
+SESSION = "arn:aws:sts::111122223333:assumed-role/hub/alice"
+
+
+def aws_request(*, with_account: bool) -> TrustRequest:
+    names = {ROLE, SESSION} | ({"arn:aws:iam::111122223333:root", "111122223333"} if with_account else set())
+    return TrustRequest("", ("sts:AssumeRole",), {"aws:principaltag/team": ("blue",)}, aws_principals=frozenset(names))
+
+
+@pytest.mark.parametrize(("principal", "by_name", "by_account"), [
+    ({"AWS": ROLE}, True, True),  # a role ARN matches every session of that role
+    ({"AWS": SESSION}, True, True),
+    ({"AWS": ["arn:aws:iam::111122223333:role/other", ROLE]}, True, True),
+    ({"AWS": "arn:aws:iam::111122223333:root"}, False, True),  # the account: identity policies decide
+    ({"AWS": "111122223333"}, False, True),
+    ({"AWS": "arn:aws:iam::999999999999:root"}, False, False),
+    ({"AWS": "*"}, True, True),
+    ("*", True, True),
+    ({"Federated": PROVIDER}, False, False),  # a federated principal never matches an AWS caller
+    ({"Service": "ec2.amazonaws.com"}, False, False),
+], ids=str)
+def test_aws_principals(principal: Any, by_name: bool, by_account: bool) -> None:
+    document = policy({"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"})
+    assert is_allowed(document, aws_request(with_account=False)) is by_name
+    assert is_allowed(document, aws_request(with_account=True)) is by_account
+
+
+def test_an_aws_principal_never_matches_a_federated_call() -> None:
+    document = policy(statement(Principal={"AWS": "*"}))
+    assert not is_allowed(document, request())
+
+
+def test_principal_tag_condition_on_an_aws_caller() -> None:
+    allowed = {"Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "sts:AssumeRole",
+               "Condition": {"StringEquals": {"aws:PrincipalTag/Team": "blue"}}}
+    assert is_allowed(policy(allowed), aws_request(with_account=False))
+    allowed["Condition"] = {"StringEquals": {"aws:PrincipalTag/team": "red"}}
+    assert not is_allowed(policy(allowed), aws_request(with_account=False))

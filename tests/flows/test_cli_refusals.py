@@ -4,6 +4,7 @@ an audit event naming the reason, and nothing issued (no code, no CLI session, n
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -79,6 +80,14 @@ def test_a_replayed_code_is_refused_and_ends_the_session_it_made(stack: DevStack
     assert ended["by"] == "code_replay" and ended["session_id"] == first.json()["session_id"]
     auth = bearer(first.json()["access_token"])
     assert httpx.get(f"{stack.broker_url}/cli/session", headers=auth).status_code == 401
+
+
+def test_concurrent_redemptions_of_one_code_make_one_session(stack: DevStack, bob: httpx.Client) -> None:
+    """A code raced by ten clients at once (a stolen copy beside the owner's): one CLI session, nine refusals."""
+    with a_code(stack, bob) as (code, pkce, listener), ThreadPoolExecutor(10) as pool, watched(stack) as events:
+        answers = list(pool.map(lambda _: redeem(stack.broker_url, code, listener.url, pkce.verifier), range(10)))
+    assert sorted(a.status_code for a in answers) == [200] + [400] * 9
+    assert len([e for e in events if e["event"] == "cli_session_started"]) == 1
 
 
 def test_a_stolen_code_with_another_verifier_is_refused_and_used_up(stack: DevStack, bob: httpx.Client) -> None:
@@ -213,6 +222,7 @@ def test_a_revoked_token_and_made_up_ones_are_refused(stack: DevStack, bob: http
             roles = httpx.get(f"{url}/cli/roles", headers=headers)
             creds = httpx.post(f"{url}/cli/credentials", headers=headers, json={"role": "DemoDeveloper"})
         assert roles.status_code == 401 and creds.status_code == 401
+        assert roles.headers["www-authenticate"] == 'Bearer error="invalid_token"'
         assert creds.json()["error"] == "cli_session_invalid" and "AccessKeyId" not in creds.text
         assert [e.get("reason") for e in events if e["event"] == "request_failed"] == ["cli_session_invalid"] * 2
         assert not [e for e in events if e["event"] in ISSUING]

@@ -55,3 +55,18 @@ def test_readme_rules_example_is_valid(tmp_path: Path, capsys: pytest.CaptureFix
     (tmp_path / "rules.yaml").write_text(block)
     assert main(["rules", "test", str(tmp_path / "rules.yaml")]) == 0
     assert "1 passed, 0 failed" in capsys.readouterr().out
+
+
+def test_check_warns_of_a_saml_pass_through_its_idp_cannot_serve(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`token: passthrough` via saml for okta-saml (no aws_passthrough: its ACS takes only responses addressed to
+    the broker) is flagged; for okta-aws (aws_passthrough: true) it is not."""
+    grant = ("{role: 'arn:aws:iam::111122223333:role/Dev', via: saml, token: passthrough, "
+             "provider: 'arn:aws:iam::111122223333:saml-provider/okta-aws'}")
+    rules = tmp_path / "rules.yaml"
+    for idp, warned in (("okta-saml", True), ("okta-aws", False)):
+        rules.write_text(f"version: 1\nrules:\n  - id: r\n    idps: [{idp}]\n    grant: [{grant}]\n")
+        assert main(["rules", "check", str(rules), "--idp-configs", str(IDP_CONFIGS)]) == 0
+        out = capsys.readouterr().out
+        assert (f"rules.yaml:5: rules.0.grant.0.token: warning: token: passthrough via saml for {idp}, whose "
+                "config has no aws_passthrough" in out) is warned, out

@@ -28,6 +28,8 @@ SOURCE_KEYS = ("metadata_url", "metadata_refresh", "entity_id", "sso_url", "cert
 MATCHES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "okta-saml": ("okta", [("entity_id", "entity_id", r"http://www\.okta\.com/exk\w+$"),
                            ("sso_url", "sso_url", r"https://[\w-]+\.okta\.com/app/[\w-]+/exk\w+/sso/saml$")]),
+    # Okta's metadata URL is https://{org}.okta.com/app/{app id}/sso/saml/metadata, beside the SSO URL's path.
+    "okta-aws-saml": ("okta", [("metadata_url", "sso_url", r"https://[\w-]+\.okta\.com/app/([\w-]+/)?exk\w+/sso/saml")]),
     "google-saml": ("google-2023", [("entity_id", "entity_id", r"https://accounts\.google\.com/o/saml2\?idpid=\w+$"),
                                ("sso_url", "sso_url", r"https://accounts\.google\.com/o/saml2/idp\?idpid=\w+$")]),
     "keycloak-saml": ("keycloak", [("entity_id", "entity_id", r"https?://[\w.:-]+/realms/[\w-]+$"),

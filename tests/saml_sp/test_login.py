@@ -72,6 +72,18 @@ def test_idp_initiated_allowed_only_where_configured(saml_world: SamlWorld, clie
     assert client.cookies.get("sts_broker_session")
 
 
+def test_where_a_login_lands(saml_world: SamlWorld, client: httpx.Client) -> None:
+    """IdP-initiated: the (allow-listed) RelayState decides, /roles without one. SP-initiated: the pending
+    request decides, whatever allowed RelayState comes back."""
+    for relay, landed in (("/", "/"), (None, "/roles")):
+        xml = saml_world.signed("bob", None, idp="corpopen")
+        response = saml_world.post(client, xml, idp="corpopen", relay=relay)
+        assert response.status_code == 303 and response.headers["location"] == landed
+    request_id = saml_world.start(client)
+    response = saml_world.post(client, saml_world.signed("bob", request_id), relay="/")
+    assert response.status_code == 303 and response.headers["location"] == "/roles"
+
+
 def test_mfa_false_with_password_context(saml_world: SamlWorld, client: httpx.Client) -> None:
     request_id = saml_world.start(client)
     assert saml_world.post(client, saml_world.signed("alice", request_id, mfa=False)).status_code == 303

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from lxml import etree  # type: ignore[import-untyped]
 
-from broker.connectors.saml import relay_path
 from broker.devstack import browser
 from broker.devstack.dev_saml_idp import browser_login, read_forms
 from broker.errors import BadRequest
+from broker.logins.saml import relay_path
 from broker.web.middleware import CSP
 from broker.web.render import templates
 from tests.saml_sp.conftest import NS, assert_refused, audit_events

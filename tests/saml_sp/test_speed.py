@@ -1,6 +1,7 @@
 """The ACS speed-ups change no decision: on every response of the benchmark corpus the cached validation
 answers exactly as stock python3-saml (accept/refuse and the error), and the broker's ACS path accepts only
-responses stock python3-saml accepts (it refuses more: the checks the library leaves to the application)."""
+responses stock python3-saml accepts (it refuses more: the checks the library leaves to the application).
+How fast it is, is not a test's business: bench/saml_acs.py measures it against stock in the same run."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
-from bench.saml_acs import BROKER_URL, REQUEST_ID, Setup, build, corpus, measure, stock_verdict, verdicts
+from bench.saml_acs import BROKER_URL, REQUEST_ID, Setup, build, corpus, stock_verdict, verdicts
 from broker.connectors.saml import SamlConnector, request_data
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_xml import guarded_parse
@@ -35,11 +36,6 @@ def test_identical_decisions_on_every_response(setup: Setup) -> None:
         assert stock == cached, name
         assert acs == stock[0], name  # on this corpus: the same accept/refuse as stock, response by response
     assert [name for name, _, _, acs in results if acs] == ["valid alice", "valid bob", "valid carol"]
-
-
-def test_acs_path_is_faster_than_stock_validation(setup: Setup) -> None:
-    ours, base = measure(setup, rounds=2)
-    assert ours > base  # the 2x target is reported by `make bench`; a loaded test machine only proves faster
 
 
 # ---- broker/seams/python3_saml.py, piece by piece (bench/seams.py measures each against stock) -----------

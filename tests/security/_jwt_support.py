@@ -136,7 +136,7 @@ class SecEnv:
         return sum(e["event"] in {"credentials_issued", "console_issued"} for e in self.events())
 
     def sts_calls(self) -> int:
-        return int(context_of_app(self.app).token_exchange.cache.issued)
+        return int(context_of_app(self.app).service.token_exchange.cache.issued)
 
 
 def _idps(issuer: str, rotating: str) -> dict[str, dict[str, Any]]:

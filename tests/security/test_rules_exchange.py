@@ -82,7 +82,7 @@ def rules_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExchangeEnv]
 @pytest.fixture
 def sent(rules_env: ExchangeEnv) -> Iterator[list[dict[str, str]]]:
     """The AssumeRoleWithWebIdentity parameters as the connection pool writes them to the wire."""
-    sts, calls = context_of_app(rules_env.app).token_exchange.sts, []
+    sts, calls = context_of_app(rules_env.app).service.token_exchange.sts, []
     assert isinstance(sts, HttpStsClient)
     wire = sts._call
 

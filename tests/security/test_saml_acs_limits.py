@@ -16,10 +16,10 @@ from lxml import etree  # type: ignore[import-untyped]
 
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import parse_metadata
-from broker.connectors.saml_xml import XmlRejected, _parser, guarded_parse
+from broker.connectors.saml_xml import _parser, guarded_parse
 from broker.connectors.xml_workers import XmlWorkers
 from broker.devstack import browser
-from broker.errors import ServerBusy
+from broker.errors import ServerBusy, XmlRejected
 from broker.web.context import context_of_app
 from tests.saml_sp.conftest import NS, SamlWorld, assert_refused, assertion_of, audit_events, client, saml_world
 from tests.security._saml_support import Broker, encoded, other_broker, xml_text, xslt_recursion

@@ -59,7 +59,7 @@ class ExchangeEnv:
         return sum(e["event"] == "credentials_issued" for e in self.events())
 
     def sts_calls(self) -> int:
-        return int(context_of_app(self.app).token_exchange.cache.issued)
+        return int(context_of_app(self.app).service.token_exchange.cache.issued)
 
 
 def token_idps(issuer: str) -> dict[str, dict[str, Any]]:

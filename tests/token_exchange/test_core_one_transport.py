@@ -19,7 +19,7 @@ def test_every_flow_reaches_sts_through_one_client(env: ExchangeEnv, transport: 
         service = context.service
         sts = service.sts
         assert isinstance(sts, kind)
-        assert context.token_exchange.sts is sts and service.issuance.sts is sts
+        assert context.service.token_exchange.sts is sts and service.issuance.sts is sts
         assert service.web_identity._sts is sts and service.saml_issuer._sts is sts
         assert set(service.issuance.issuers) == {"web_identity", "saml"}
         assert service.issuance.issuers["web_identity"] is service.web_identity

@@ -80,7 +80,7 @@ def test_minted_carries_tags_and_session_policy_to_sts(env: ExchangeEnv, transpo
     config = env.settings.token_exchange.model_copy(update={"sts_transport": transport})
     with extra_broker(env, token_exchange=config) as (url, app):
         sent: list[dict[str, str]] = []
-        sts = context_of_app(app).token_exchange.sts
+        sts = context_of_app(app).service.token_exchange.sts
         if transport == "boto3":
             def recording(request: Any, **_: Any) -> None:  # botocore's last hook before the wire
                 body = request.body if isinstance(request.body, bytes) else str(request.body).encode()
@@ -149,7 +149,7 @@ def test_cache_off_calls_sts_every_time(env: ExchangeEnv) -> None:
     with extra_broker(env, token_exchange=settings) as (url, app):
         token = mobile_token(env.idp)
         keys = {creds_of(exchange(url, token))["Credentials"]["AccessKeyId"] for _ in range(2)}
-        assert len(keys) == 2 and context_of_app(app).token_exchange.cache.issued == 2
+        assert len(keys) == 2 and context_of_app(app).service.token_exchange.cache.issued == 2
 
 
 def test_replay_allowed_by_default_once_when_configured(env: ExchangeEnv) -> None:

@@ -62,13 +62,13 @@ def test_refusals_before_sts_leave_a_single_use_token_unused(env: ExchangeEnv,
                                                               once_broker: tuple[str, Starlette]) -> None:
     url, app = once_broker
     token = once_token(env, plan="pro")
-    calls, issued = context_of_app(app).token_exchange.cache.issued, env.issued()
+    calls, issued = context_of_app(app).service.token_exchange.cache.issued, env.issued()
     # Two roles and no `resource`: refused, the token not used up.
     body = assert_refused(env, exchange(url, token), 400, "invalid_request", "resource_required")
     assert body["resources"] == sorted([MINTED, PASSTHROUGH])
     # A role not granted to it: refused, not used up either.
     assert_refused(env, exchange(url, token, resource=UNTRUSTED), 400, "invalid_target", "role_not_granted")
-    assert context_of_app(app).token_exchange.cache.issued == calls and env.issued() == issued
+    assert context_of_app(app).service.token_exchange.cache.issued == calls and env.issued() == issued
     # The request that reaches STS uses it up; the next one is a replay.
     assert creds_of(exchange(url, token, resource=PASSTHROUGH))["role_arn"] == PASSTHROUGH
     assert_refused(env, exchange(url, token, resource=PASSTHROUGH), 400, "invalid_grant", "token_replayed")
@@ -78,12 +78,12 @@ def test_single_use_token_is_used_up_before_sts_even_when_sts_refuses(env: Excha
                                                                      once_broker: tuple[str, Starlette]) -> None:
     url, app = once_broker
     token = once_token(env, plan="untrusted")
-    calls = context_of_app(app).token_exchange.cache.issued
+    calls = context_of_app(app).service.token_exchange.cache.issued
     assert_refused(env, exchange(url, token, resource=UNTRUSTED), 400, "invalid_target", "sts_access_denied")
-    assert context_of_app(app).token_exchange.cache.issued == calls + 1
+    assert context_of_app(app).service.token_exchange.cache.issued == calls + 1
     # STS saw it: it is spent, and a retry does not reach STS again.
     assert_refused(env, exchange(url, token, resource=UNTRUSTED), 400, "invalid_grant", "token_replayed")
-    assert context_of_app(app).token_exchange.cache.issued == calls + 1
+    assert context_of_app(app).service.token_exchange.cache.issued == calls + 1
 
 
 def test_single_use_is_atomic_under_concurrency(env: ExchangeEnv, once_broker: tuple[str, Starlette]) -> None:
@@ -106,7 +106,7 @@ def test_passthrough_credentials_follow_the_token_sts_sees(env: ExchangeEnv) -> 
     config = env.settings.token_exchange.model_copy(update={"sts_transport": "event_loop"})
     with extra_broker(env, token_exchange=config) as (url, app):
         sent: list[str] = []
-        sts = context_of_app(app).token_exchange.sts
+        sts = context_of_app(app).service.token_exchange.sts
         assert isinstance(sts, HttpStsClient)
         wire = sts._call
 

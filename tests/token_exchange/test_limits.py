@@ -39,11 +39,12 @@ def test_per_client_address(env: ExchangeEnv) -> None:
     with extra_broker(env, **limits(env, client=3)) as (url, app):
         for _ in range(3):
             assert exchange(url, mobile_token(env.idp)).status_code == 200
-        calls, jwks, issued = context_of_app(app).token_exchange.cache.issued, env.idp.jwks_requests, env.issued()
+        cache = context_of_app(app).service.token_exchange.cache
+        calls, jwks, issued = cache.issued, env.idp.jwks_requests, env.issued()
         response = exchange(url, mobile_token(env.idp))
         assert_refused(env, response, 429, "temporarily_unavailable", "rate_limited")
         assert response.headers["retry-after"] == "60"
-        cache = context_of_app(app).token_exchange.cache
+        cache = context_of_app(app).service.token_exchange.cache
         assert (cache.issued, env.idp.jwks_requests, env.issued()) == (calls, jwks, issued)
 
 
@@ -53,9 +54,9 @@ def test_a_token_exchanged_again_still_counts_its_client(env: ExchangeEnv) -> No
         token = mobile_token(env.idp)
         for _ in range(3):
             assert exchange(url, token).status_code == 200
-        issued = context_of_app(app).token_exchange.cache.issued
+        issued = context_of_app(app).service.token_exchange.cache.issued
         assert_refused(env, exchange(url, token), 429, "temporarily_unavailable", "rate_limited")
-        assert context_of_app(app).token_exchange.cache.issued == issued
+        assert context_of_app(app).service.token_exchange.cache.issued == issued
 
 
 def test_a_token_exchanged_again_still_counts_its_subject(env: ExchangeEnv) -> None:
@@ -83,14 +84,14 @@ def test_per_subject_refuses_before_jwks_and_sts(env: ExchangeEnv) -> None:
         claims = mobile_claims(env.idp)
         for n in range(2):
             assert exchange(url, env.idp.sign({**claims, "iat": claims["iat"] - n})).status_code == 200
-        calls, jwks = context_of_app(app).token_exchange.cache.issued, env.idp.jwks_requests
+        calls, jwks = context_of_app(app).service.token_exchange.cache.issued, env.idp.jwks_requests
         # A fresh token of that subject, under a kid nobody knows: a JWKS refresh would be due, but the
         # subject is over its limit, so nothing is fetched, verified or called.
         fresh = env.idp.sign({**claims, "iat": claims["iat"] - 5}, kid="rotated-key-id")
         response = exchange(url, fresh)
         assert_refused(env, response, 429, "temporarily_unavailable", "rate_limited")
         assert int(response.headers["retry-after"]) > 0
-        assert (context_of_app(app).token_exchange.cache.issued, env.idp.jwks_requests) == (calls, jwks)
+        assert (context_of_app(app).service.token_exchange.cache.issued, env.idp.jwks_requests) == (calls, jwks)
         # Another person is not affected.
         assert exchange(url, mobile_token(env.idp)).status_code == 200
 
@@ -125,7 +126,7 @@ def test_replicas_share_limits_and_credentials(env: ExchangeEnv, replicas: Repli
     first = exchange(a, token).json()
     second = exchange(b, token).json()  # the other replica finds the credentials in the shared store
     assert second["Credentials"] == first["Credentials"]
-    cache_a, cache_b = context_of_app(app_a).token_exchange.cache, context_of_app(app_b).token_exchange.cache
+    cache_a, cache_b = (context_of_app(x).service.token_exchange.cache for x in (app_a, app_b))
     assert (cache_a.issued, cache_b.issued) == (1, 0)
     assert exchange(a, mobile_token(env.idp)).status_code == 200
     assert exchange(b, mobile_token(env.idp)).status_code == 200
