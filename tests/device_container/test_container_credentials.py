@@ -238,6 +238,7 @@ def test_a_token_in_any_other_form_is_refused(dc_stack: DevStack) -> None:
         refused = httpx.get(f"{dc_stack.broker_url}/container-credentials", params={"token": token["token"]},
                             headers=[("Accept", "application/json"), *headers], timeout=10)
         assert refused.status_code == 401, headers
+        assert refused.headers["www-authenticate"].startswith("Bearer")
         reason = refused.json()["error"]
         assert reason in {"container_auth_missing", "container_auth_malformed", "container_token_invalid"}
         assert [e for e in audit_events(dc_stack) if e["event"] == "request_failed"
