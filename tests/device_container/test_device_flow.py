@@ -65,6 +65,8 @@ def test_a_device_is_signed_in_while_it_polls(dc_stack: DevStack) -> None:
     assert answer.headers["cache-control"] == "no-store"
     assert [a.json()["error"] for a in poller.answers[:-1]] and all(
         a.json()["error"] == "authorization_pending" for a in poller.answers[:-1])
+    who = httpx.get(f"{url}/cli/session", headers={"Authorization": f"Bearer {body['access_token']}"}).json()
+    assert who["session_id"] == body["session_id"] and who["subject"] == "alice" and who["device_name"] == "build-box 7"
     started = events(dc_stack, "cli_session_started", session_id=body["session_id"])
     assert len(started) == 1 and started[0]["subject"] == "alice" and started[0]["device"] == "build-box 7"
     approved = events(dc_stack, "device_code_approved", subject="alice")

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from broker.audit import AuditLog
+from broker.cli_sessions import CliSessions
+from broker.container_tokens import ContainerTokens
 from broker.device_codes import DeviceCodes, normalize_user_code
 from broker.devstack.redis_server import running_redis
 from broker.errors import DeviceGrantError, UserCodeInvalid
@@ -126,4 +128,27 @@ def test_refresh_before(minutes: float, refresh_before: timedelta, reused_for: f
         assert (await cache.get_or_issue("creds:c", issue, refresh_before=refresh_before))[0].access_key_id == "B"
 
     clock = [0.0]
+    asyncio.run(run())
+
+
+def test_container_tokens_in_the_store(store: StateStore) -> None:
+    """Create, load, list, revoke by id (the owner only), and a CLI session's end, on memory and Redis."""
+    async def run() -> None:
+        sessions = CliSessions(store, SECRET, 3600)
+        tokens = ContainerTokens(store, SECRET)
+        alice, _ = await sessions.create(identity(subject="alice"), "laptop", time.time() + 3600)
+        other, _ = await sessions.create(identity(subject="alice"), "desktop", time.time() + 3600)
+        bob, _ = await sessions.create(identity(subject="bob"), "", time.time() + 3600)
+        first, secret = await tokens.create(alice, "arn:aws:iam::123456789012:role/A")
+        second, _ = await tokens.create(other, "arn:aws:iam::123456789012:role/A")
+        assert await tokens.load(secret) == first and await tokens.load(secret + "x") is None
+        assert [t.token_id for t in await tokens.list_for(alice.person)] == [first.token_id, second.token_id]
+        assert await tokens.revoke(first.token_id, bob.person) is None  # not bob's
+        assert await tokens.load(secret) == first
+        assert [t.token_id for t in await tokens.revoke_session(alice.session_id, alice.person)] == [first.token_id]
+        assert await tokens.load(secret) is None
+        assert [t.token_id for t in await tokens.list_for(alice.person)] == [second.token_id]
+        assert await tokens.list_for(bob.person) == []
+        await store.close()
+
     asyncio.run(run())
