@@ -16,6 +16,9 @@ def test_demo_self_test_passes() -> None:
     assert "carol: granted []" in out
     assert "GetCallerIdentity with them: arn:aws:sts::123456789012:assumed-role/" in out
     assert "federation endpoint accepted the sign-in token" in out
+    # `sts-broker login --device` approved in the same browser, then container credentials for the role.
+    assert ("device login + container credentials: arn:aws:sts::123456789012:assumed-role/DemoAdmin/"
+            "alice@example.com") in out
     # The SAML login path: pysaml2 behind a login form, HTTP-Redirect AuthnRequest, HTTP-POST ACS.
     assert 'alice (SAML): granted ["arn:aws:iam::123456789012:role/DemoAdmin"' in out
     assert 'bob (SAML): granted ["arn:aws:iam::123456789012:role/DemoDeveloper"]' in out

@@ -1,9 +1,8 @@
-"""The CLI's side of RFC 8628 (ask for a code pair, poll) and the browser's (type the code, approve or deny),
-over real HTTP against a running broker."""
+"""Test helpers of RFC 8628 over real HTTP (the requests themselves: broker/devstack/device_login.py): a poller
+thread like the CLI, a signed-in browser, a whole device login."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -14,28 +13,8 @@ from typing import Any
 import httpx
 
 from broker.devstack import browser
+from broker.devstack.device_login import approved_login, poll
 from broker.devstack.stack import DevStack
-
-CLIENT_ID = "sts-broker-cli"
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def request_code(url: str, device_name: str | None = None, client_id: str = CLIENT_ID) -> httpx.Response:
-    form = {"client_id": client_id, **({"device_name": device_name} if device_name is not None else {})}
-    return httpx.post(f"{url}/oauth2/device_authorization", data=form, timeout=10)
-
-
-def new_code(url: str, device_name: str | None = None) -> dict[str, Any]:
-    response = request_code(url, device_name)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def poll(url: str, device_code: str, client_id: str = CLIENT_ID) -> httpx.Response:
-    form = {"grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": client_id}
-    return httpx.post(f"{url}/oauth2/token", data=form, timeout=10)
 
 
 @dataclass
@@ -70,21 +49,6 @@ class Poller:
         return self.answers[-1]
 
 
-def confirmation(client: httpx.Client, url: str, user_code: str) -> httpx.Response:
-    return client.get(f"{url}/device", params={"user_code": user_code})
-
-
-def decide(client: httpx.Client, url: str, user_code: str, action: str = "approve",
-           csrf: str | None = None) -> httpx.Response:
-    """What the confirmation page's buttons post (the CSRF token read from the page unless given)."""
-    if csrf is None:
-        page = confirmation(client, url, user_code)
-        found = CSRF.search(page.text)
-        assert page.status_code == 200 and found, page.text[:300]
-        csrf = found.group(1)
-    return client.post(f"{url}/device", data={"user_code": user_code, "action": action, "csrf_token": csrf})
-
-
 @contextmanager
 def signed_in(url: str, user: str) -> Iterator[httpx.Client]:
     with browser.browser() as client:
@@ -95,10 +59,5 @@ def signed_in(url: str, user: str) -> Iterator[httpx.Client]:
 
 def device_login(stack: DevStack, user: str, device_name: str = "ci-runner") -> dict[str, Any]:
     """A whole `sts-broker login --device` for `user`: the token response (access_token, session_id ...)."""
-    code = new_code(stack.broker_url, device_name)
     with signed_in(stack.broker_url, user) as client:
-        assert decide(client, stack.broker_url, code["user_code"]).status_code == 200
-    answer = poll(stack.broker_url, code["device_code"])
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
+        return approved_login(stack.broker_url, client, device_name)

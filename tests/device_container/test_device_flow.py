@@ -15,20 +15,12 @@ import httpx
 
 from broker.audit import AuditLog
 from broker.devstack import browser
+from broker.devstack.device_login import CSRF, confirmation, decide, new_code, poll, request_code
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.devstack.stack import DevStack
 from broker.settings import DeviceAuthorizationConfig
 from broker.web.app import create_app
-from tests.device_container.device import (
-    CSRF,
-    Poller,
-    confirmation,
-    decide,
-    new_code,
-    poll,
-    request_code,
-    signed_in,
-)
+from tests.device_container.device import Poller, signed_in
 from tests.flows.conftest import audit_events
 
 
