@@ -180,7 +180,7 @@ class ServerBusy(BrokerError):
     reason = "busy"
 
 
-class DeviceGrantError(BrokerError):
+class DeviceGrantError(GrantInvalid):
     """A device-code poll that gets no CLI session: the RFC 8628 3.5 answers (authorization_pending, slow_down,
     access_denied, expired_token: the reason is the OAuth error) and unknown or redeemed codes."""
 

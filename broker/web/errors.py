@@ -18,7 +18,6 @@ from broker.errors import (
     BrokerError,
     ConfigError,
     CsrfFailed,
-    DeviceGrantError,
     GrantInvalid,
     LoginRefused,
     LoginStateInvalid,
@@ -55,7 +54,6 @@ HTTP_STATUS: Mapping[ErrorKey, int] = {
     BrokerError: 500,
     ConfigError: 500,
     BadRequest: 400,
-    DeviceGrantError: 400,  # RFC 8628 3.5: every device-code error is a 400
     XmlRejected: 400,
     LoginStateInvalid: 400,
     GrantInvalid: 400,

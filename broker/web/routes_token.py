@@ -43,7 +43,6 @@ from starlette.responses import Response
 from broker.errors import (
     BadRequest,
     BrokerError,
-    DeviceGrantError,
     GrantInvalid,
     NotAuthorized,
     OriginNotAllowed,
@@ -86,8 +85,8 @@ OAUTH_ERRORS: Mapping[ErrorKey, tuple[str, int | None]] = {
     UpstreamUnavailable: ("temporarily_unavailable", None),
     StsUnavailable: ("temporarily_unavailable", None),
     StoreUnavailable: ("temporarily_unavailable", None),
-    # RFC 8628 3.5: the device_code grant's own errors (DeviceGrantError carries them as reasons).
-    DeviceGrantError: ("invalid_grant", 400),
+    # RFC 8628 3.5: the device_code grant's own errors (DeviceGrantError, a GrantInvalid, carries them as
+    # reasons; its others are invalid_grant).
     "authorization_pending": ("authorization_pending", 400),
     "slow_down": ("slow_down", 400),
     "access_denied": ("access_denied", 400),
