@@ -3,6 +3,7 @@ thread like the CLI, a signed-in browser, a whole device login."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,9 +13,12 @@ from typing import Any
 
 import httpx
 
+from broker.audit import AuditLog
 from broker.devstack import browser
 from broker.devstack.device_login import approved_login, poll
-from broker.devstack.stack import DevStack
+from broker.devstack.servers import LOOPBACK, asgi_server, free_port
+from broker.devstack.stack import AUDIENCE, DevStack, aws_client, trust_policy
+from broker.web.app import create_app
 
 
 @dataclass
@@ -61,3 +65,26 @@ def device_login(stack: DevStack, user: str, device_name: str = "ci-runner") -> 
     """A whole `sts-broker login --device` for `user`: the token response (access_token, session_id ...)."""
     with signed_in(stack.broker_url, user) as client:
         return approved_login(stack.broker_url, client, device_name)
+
+
+def trust_another_url(stack: DevStack, public_url: str) -> None:
+    """Another broker's public URL (a variant, replicas) as one more OIDC provider DemoDeveloper trusts: what
+    it mints (iss = its URL, signed with the stack's key) reaches STS."""
+    iam = aws_client(stack.aws, "iam")
+    arn = iam.create_open_id_connect_provider(Url=public_url, ClientIDList=[AUDIENCE],
+                                              ThumbprintList=["0" * 40])["OpenIDConnectProviderArn"]
+    current = iam.get_role(RoleName="DemoDeveloper")["Role"]["AssumeRolePolicyDocument"]
+    current = json.loads(current) if isinstance(current, str) else current
+    extra = json.loads(trust_policy(arn, arn.split(":oidc-provider/", 1)[1]))["Statement"]
+    iam.update_assume_role_policy(RoleName="DemoDeveloper", PolicyDocument=json.dumps(
+        {**current, "Statement": [*current["Statement"], *extra]}))
+
+
+@contextmanager
+def variant(stack: DevStack, **updates: Any) -> Iterator[str]:
+    """The stack's broker with other settings, served by a second broker (its own memory store) on its port."""
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    settings = stack.settings.model_copy(update={"public_url": url, **updates})
+    with asgi_server(create_app(settings, audit=AuditLog(str(stack.audit_path))), port):
+        yield url

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from botocore.utils import ContainerMetadataFetcher
 from moto.sts.models import sts_backends
 
 from broker.devstack import browser
+from broker.devstack.device_login import approved_login
 from broker.devstack.stack import DevStack, aws_client
 from tests.device_container.conftest import ACCOUNT, REFRESH_BEFORE
-from tests.device_container.device import device_login, signed_in
+from tests.device_container.device import device_login, signed_in, trust_another_url, variant
 from tests.flows.conftest import audit_events
 
 ADMIN = f"arn:aws:iam::{ACCOUNT}:role/DemoAdmin"
@@ -279,3 +280,26 @@ def test_a_token_stops_when_the_rules_no_longer_grant_its_role(dc_stack: DevStac
         rules.write_text(original)
         _reloaded(dc_stack, reloads + 1, lambda: fetch(dc_stack, Authorization=token["token"]))
     assert fetch(dc_stack, Authorization=token["token"]).status_code == 200
+
+
+def test_a_token_stops_when_its_cli_session_expires(dc_stack: DevStack) -> None:
+    """A CLI session never outlives the browser session it came from; its container tokens neither."""
+    short = dc_stack.settings.session.model_copy(update={"lifetime": timedelta(seconds=5)})
+    with variant(dc_stack, session=short) as url:
+        trust_another_url(dc_stack, url)
+        with signed_in(url, "bob") as client:
+            login = approved_login(url, client, "short-lived")
+        assert login["expires_in"] <= 5
+        made = httpx.post(f"{url}/cli/container-tokens", json={"role": DEV}, timeout=10,
+                          headers={"Authorization": f"Bearer {login['access_token']}"})
+        assert made.status_code == 200
+        token = made.json()
+        first = httpx.get(token["full_uri"], headers={"Authorization": token["token"]}, timeout=10)
+        assert first.status_code == 200
+        ends = datetime.fromisoformat(token["expires_at"]).timestamp()
+        threading.Event().wait(max(0.0, ends - datetime.now(UTC).timestamp()) + 1.2)  # expires_at: whole seconds
+        before = all_issued(dc_stack)
+        late = httpx.get(token["full_uri"], headers={"Authorization": token["token"], "Accept": "application/json"},
+                         timeout=10)
+        assert late.status_code == 401 and late.json()["error"].startswith("container_")
+        assert all_issued(dc_stack) == before

@@ -6,21 +6,16 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import httpx
 
-from broker.audit import AuditLog
 from broker.devstack import browser
 from broker.devstack.device_login import CSRF, confirmation, decide, new_code, poll, request_code
-from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.devstack.stack import DevStack
 from broker.settings import DeviceAuthorizationConfig
-from broker.web.app import create_app
-from tests.device_container.device import Poller, signed_in
+from tests.device_container.device import Poller, signed_in, variant
 from tests.flows.conftest import audit_events
 
 
@@ -160,16 +155,6 @@ def test_only_the_cli_client_may_use_the_device_flow(dc_stack: DevStack) -> None
     too_long = request_code(url, device_name="x" * 65)
     assert too_long.status_code == 400 and too_long.json()["error"] == "invalid_request"
     assert events(dc_stack, "request_failed", path="/oauth2/device_authorization", reason="client_unknown")
-
-
-@contextmanager
-def variant(stack: DevStack, **updates: Any) -> Iterator[str]:
-    """The stack's broker with other settings, served by a second broker (its own memory store) on its port."""
-    port = free_port()
-    url = f"http://{LOOPBACK}:{port}"
-    settings = stack.settings.model_copy(update={"public_url": url, **updates})
-    with asgi_server(create_app(settings, audit=AuditLog(str(stack.audit_path))), port):
-        yield url
 
 
 def test_an_expired_code_is_refused_both_ways(dc_stack: DevStack) -> None:

@@ -4,7 +4,6 @@ other (botocore's ContainerProvider at the strict local AWS) and, revoked on one
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -19,24 +18,12 @@ from broker.devstack import browser
 from broker.devstack.device_login import decide, new_code, poll
 from broker.devstack.redis_server import running_redis
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
-from broker.devstack.stack import AUDIENCE, DevStack, aws_client, trust_policy
+from broker.devstack.stack import DevStack, aws_client
 from broker.web.app import create_app
 from tests.device_container.conftest import ACCOUNT
-from tests.device_container.device import signed_in
+from tests.device_container.device import signed_in, trust_another_url
 
 DEV = f"arn:aws:iam::{ACCOUNT}:role/DemoDeveloper"
-
-
-def _trust_replicas(stack: DevStack, public_url: str) -> None:
-    """The replicas' public URL as one more OIDC provider DemoDeveloper trusts (they mint tokens as it)."""
-    iam = aws_client(stack.aws, "iam")
-    arn = iam.create_open_id_connect_provider(Url=public_url, ClientIDList=[AUDIENCE],
-                                              ThumbprintList=["0" * 40])["OpenIDConnectProviderArn"]
-    current = iam.get_role(RoleName="DemoDeveloper")["Role"]["AssumeRolePolicyDocument"]
-    current = json.loads(current) if isinstance(current, str) else current
-    extra = json.loads(trust_policy(arn, arn.split(":oidc-provider/", 1)[1]))["Statement"]
-    iam.update_assume_role_policy(RoleName="DemoDeveloper", PolicyDocument=json.dumps(
-        {**current, "Statement": [*current["Statement"], *extra]}))
 
 
 @pytest.fixture
@@ -49,7 +36,7 @@ def replicas(dc_stack: DevStack) -> Iterator[tuple[str, str]]:
             "public_url": public, "store": dc_stack.settings.store.model_copy(update={"url": SecretStr(redis.url)})})
         for port in (port_a, port_b):
             servers.enter_context(asgi_server(create_app(settings, audit=AuditLog(str(dc_stack.audit_path))), port))
-        _trust_replicas(dc_stack, public)
+        trust_another_url(dc_stack, public)
         yield public, f"http://{LOOPBACK}:{port_b}"
 
 
