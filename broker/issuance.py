@@ -10,6 +10,7 @@ own event names the hub role)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from datetime import timedelta
 from typing import Any, Protocol
 
 from broker.audit import AuditLog
@@ -71,11 +72,13 @@ class Issuance:
         return creds
 
     async def issue_cached(self, identity: Identity, grant: RoleGrant, key: str, event: str = "credentials_issued",
-                           **context: Any) -> tuple[Credentials, bool]:
+                           *, refresh_before: timedelta | None = None, **context: Any) -> tuple[Credentials, bool]:
         """From the credential cache under `key` (computed by the caller, see issuers/cache.py), or one STS
-        call per key (single flight). `context`: more fields for the audit event."""
+        call per key (single flight). `refresh_before`: see CredentialCache.get_or_issue. `context`: more
+        fields for the audit event."""
         issuer = self._issuer(grant)
-        creds, cached = await self.cache.get_or_issue(key, self._call(issuer, identity, grant))
+        creds, cached = await self.cache.get_or_issue(key, self._call(issuer, identity, grant),
+                                                      refresh_before=refresh_before)
         self.issued(identity, grant, creds, event, cached=cached, **context)
         return creds, cached
 

@@ -1,5 +1,6 @@
 """Every rate limit of the broker, counted in the state store (so replicas share them) per fixed window:
-login starts and ACS posts per client address, token exchanges per client address and per verified subject."""
+login starts and ACS posts per client address, token exchanges per client address and per verified subject,
+device code pairs per client address, wrong user codes per person and per client address."""
 
 from __future__ import annotations
 
@@ -62,3 +63,26 @@ class RateLimits:
         count = await self.store.get(subject)
         if count is not None:
             self.token_subject_count(int(count) + 1)
+
+    async def device_authorization(self, client: str) -> None:
+        """POST /oauth2/device_authorization per client address."""
+        await self.hit("device", client, self.limits.device_authorizations)
+
+    @staticmethod
+    def user_code_keys(idp: str, issuer: str, subject: str, client: str) -> list[str]:
+        """Wrong user codes are counted per person (hashed: a subject can be an email address) and per address."""
+        who = hashlib.sha256(f"{idp}|{issuer}|{subject}".encode()).hexdigest()[:40]
+        return [f"rate:user-code-person:{who}", client_key("user-code", client)]
+
+    async def user_code_allowed(self, keys: list[str]) -> None:
+        """Read-only: refused (429) once a person or an address has typed `device_code_attempts` wrong codes in
+        the window; then not even the right code is looked up, so guessing stops there."""
+        limit = self.limits.device_code_attempts
+        for key in keys:
+            count = await self.store.get(key)
+            if count is not None and int(count) >= limit:
+                raise RateLimited(f"wrong user codes beyond {limit} ({key.split(':')[1]})",
+                                  retry_after=max(1, int(self.window)))
+
+    async def user_code_wrong(self, keys: list[str]) -> None:
+        await self.store.incr_all(keys, self.window)

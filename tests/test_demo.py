@@ -19,6 +19,9 @@ def test_demo_self_test_passes() -> None:
     # alice's role chain: DemoDeveloper's session (from the cache), then AssumeRole into the spoke account.
     assert '"arn:aws:iam::210987654321:role/DemoAudit"]' in out
     assert "GetCallerIdentity with them: arn:aws:sts::210987654321:assumed-role/DemoAudit/alice@example.com" in out
+    # `sts-broker login --device` approved in the same browser, then container credentials for the role.
+    assert ("device login + container credentials: arn:aws:sts::123456789012:assumed-role/DemoAdmin/"
+            "alice@example.com") in out
     # The SAML login path: pysaml2 behind a login form, HTTP-Redirect AuthnRequest, HTTP-POST ACS.
     assert 'alice (SAML): granted ["arn:aws:iam::123456789012:role/DemoAdmin"' in out
     assert 'bob (SAML): granted ["arn:aws:iam::123456789012:role/DemoDeveloper"]' in out

@@ -9,6 +9,7 @@ import httpx
 
 from broker.devstack import browser
 from broker.devstack.dev_saml_idp import browser_login as saml_browser_login
+from broker.devstack.device_login import container_step
 from broker.devstack.iam_paths import spoke_account
 from broker.devstack.stack import SAML_IDP_ID, SAML_POST_IDP_ID, SPOKE_ROLE, DevStack, aws_client
 
@@ -50,6 +51,14 @@ def _console(stack: DevStack, client: httpx.Client, role: str, csrf: str) -> Non
     _say("  federation endpoint accepted the sign-in token")
 
 
+def _device_and_container(stack: DevStack, client: httpx.Client, role: str) -> None:
+    """`sts-broker login --device` approved in this browser, then container credentials for the role."""
+    creds = container_step(stack.broker_url, client, role)
+    sts = aws_client(stack.aws, "sts", aws_access_key_id=creds["AccessKeyId"],
+                     aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["Token"])
+    _say(f"  device login + container credentials: {sts.get_caller_identity()['Arn']}")
+
+
 def _binding_used(stack: DevStack, idp: str) -> str:
     """How the last AuthnRequest to `idp` travelled, as the broker's audit log says."""
     started = [e for e in map(json.loads, stack.audit_path.read_text().splitlines())
@@ -81,6 +90,8 @@ def check_user(stack: DevStack, user: str, *, saml: str | None = None, chained: 
         if granted:
             _credentials_and_identity(stack, client, granted[0], view["csrf_token"])
             _console(stack, client, granted[0], view["csrf_token"])
+            if not saml:
+                _device_and_container(stack, client, granted[0])
         if chained is not None:
             _say(f"  {chained.rsplit('/', 1)[-1]}: a role chain from the hub role into account {chained.split(':')[4]}")
             _credentials_and_identity(stack, client, chained, view["csrf_token"])

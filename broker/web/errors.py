@@ -78,6 +78,16 @@ HTTP_STATUS: Mapping[ErrorKey, int] = {
 }
 
 
+# The 401s of bearer tokens (CLI sessions, container tokens) and their RFC 6750 3.1 challenge.
+BEARER_CHALLENGES: Mapping[str, str] = {
+    "cli_session_invalid": 'Bearer error="invalid_token"',
+    "container_token_invalid": 'Bearer error="invalid_token"',
+    "container_session_ended": 'Bearer error="invalid_token"',
+    "container_auth_malformed": 'Bearer error="invalid_request"',
+    "container_auth_missing": "Bearer",
+}
+
+
 def entry_for(table: Mapping[ErrorKey, T], kind: type[BrokerError], reason: str) -> ErrorKey:
     """The key of `table` that decides for an error: its reason, else its nearest class in the table."""
     if reason in table:
@@ -118,8 +128,9 @@ def _refusal(request: Request, exc: BrokerError, status: int) -> Response:
     response = error_response(request, status, exc.reason, exc.public_message, exc.error_id)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
-    if exc.reason == "cli_session_invalid":  # RFC 6750 3.1: the bearer token is the problem
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    challenge = BEARER_CHALLENGES.get(exc.reason)
+    if challenge is not None:  # RFC 6750 3.1: what was wrong with the bearer token
+        response.headers["WWW-Authenticate"] = challenge
     return response
 
 

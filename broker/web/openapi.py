@@ -8,11 +8,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker.token_exchange import CREDENTIALS_TYPE, GRANT_TYPE, ID_TOKEN_TYPE
+from broker.web import openapi_device
 from broker.web.context import context_of
 from broker.web.openapi_cli import CLI_SCHEMAS, SECURITY_SCHEMES, cli_paths
 
 OAUTH_ERROR_CODES = ["invalid_request", "unsupported_grant_type", "invalid_grant", "invalid_client",
-                     "unauthorized_client", "invalid_target", "temporarily_unavailable", "server_error"]
+                     "unauthorized_client", "invalid_target", "temporarily_unavailable", "server_error",
+                     *openapi_device.DEVICE_ERRORS]
 
 
 def _json(schema_ref: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -85,18 +87,21 @@ def _token_operation() -> dict[str, Any]:
         "operationId": "tokenExchange",
         "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"oneOf": [
             {"$ref": "#/components/schemas/TokenExchangeRequest"},
-            {"$ref": "#/components/schemas/AuthorizationCodeRequest"}]}}}},
+            {"$ref": "#/components/schemas/AuthorizationCodeRequest"},
+            {"$ref": "#/components/schemas/DeviceCodeTokenRequest"}]}}}},
         "responses": {
             "200": {"description": "AWS credentials for the role (token exchange), or a CLI session "
                                    "(authorization_code)", "headers": NO_STORE_HEADER,
                     "content": {"application/json": {"schema": {"oneOf": [
                         {"$ref": "#/components/schemas/TokenExchangeResponse"},
                         {"$ref": "#/components/schemas/CliSessionToken"}]}}}},
-            "400": _json(OAUTH_ERROR, "RFC 6749 5.2 error: invalid_request, unsupported_grant_type, "
+            "400": _json(OAUTH_ERROR, "RFC 6749 5.2 error (device_code grant: RFC 8628 3.5 authorization_pending, "
+                         "slow_down, access_denied, expired_token): invalid_request, unsupported_grant_type, "
                          "invalid_grant (the subject token; an authorization code unknown, used, expired or with "
                          "another redirect_uri or verifier), unauthorized_client (origin), invalid_target (role)",
                          NO_STORE_HEADER),
-            "401": _json(OAUTH_ERROR, "invalid_client: authorization_code with a client_id other than the CLI's",
+            "401": _json(OAUTH_ERROR, "invalid_client: authorization_code or device_code with a client_id other "
+                         "than the CLI's",
                          NO_STORE_HEADER),
             "413": _json(OAUTH_ERROR, "invalid_request: body too large", NO_STORE_HEADER),
             "429": _json(OAUTH_ERROR, "temporarily_unavailable: rate limit per client address or subject", retry),
@@ -124,8 +129,10 @@ def document(public_url: str) -> dict[str, Any]:
             "/readyz": _get("Readiness: state store and keys"),
             "/openapi.json": _get("This document"),
             **cli_paths(),
+            **openapi_device.PATHS,
         },
-        "components": {"schemas": {**SCHEMAS, **CLI_SCHEMAS}, "securitySchemes": SECURITY_SCHEMES},
+        "components": {"schemas": {**SCHEMAS, **CLI_SCHEMAS, **openapi_device.SCHEMAS},
+                       "securitySchemes": {**SECURITY_SCHEMES, **openapi_device.SECURITY_SCHEMES}},
     }
 
 
