@@ -10,7 +10,7 @@ import difflib
 import os
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 HEADER = re.compile(r"^\s*\[\s*(profile\s+)?([^\]]+?)\s*\]\s*(?:[#;].*)?$")
@@ -28,7 +28,7 @@ def config_path() -> str:
     return os.environ.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
 
 
-def profile_name(prefix: str, role: dict[str, object]) -> str:
+def profile_name(prefix: str, role: Mapping[str, object]) -> str:
     """`<account alias>-<role name>`; the account id where the rules name no account."""
     account = role.get("account_name") or role.get("account_id") or "account"
     name = f"{prefix}{account}-{role.get('role_name') or 'role'}"
