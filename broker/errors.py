@@ -82,6 +82,14 @@ class TokenInvalid(BrokerError):
     reason = "token_invalid"
 
 
+class GrantInvalid(BrokerError):
+    """An OAuth grant the broker issued (an authorization code, a device code, a parked authorization
+    request) is unknown, used, expired, or presented with the wrong client, redirect or PKCE verifier."""
+
+    public_message = "The authorization code is invalid, expired or already used. Run `sts-broker login` again."
+    reason = "grant_invalid"
+
+
 class NotAuthenticated(BrokerError):
     public_message = "You are not signed in."
     reason = "not_authenticated"

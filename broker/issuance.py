@@ -55,10 +55,11 @@ class Issuance:
             raise ViaNotAvailable(f"grant via {grant.via} for {grant.role_arn}")
         return issuer
 
-    async def issue(self, identity: Identity, grant: RoleGrant) -> Credentials:
-        """Fresh credentials (a browser's explicit request: never from the cache)."""
+    async def issue(self, identity: Identity, grant: RoleGrant, **context: Any) -> Credentials:
+        """Fresh credentials (a person's explicit request: never from the cache). `context`: more fields for
+        the audit event (the CLI's channel and session id)."""
         creds = await self._issuer(grant).issue(identity, grant)
-        self.issued(identity, grant, creds)
+        self.issued(identity, grant, creds, **context)
         return creds
 
     async def issue_cached(self, identity: Identity, grant: RoleGrant, key: str,

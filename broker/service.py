@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 import httpx
 
 from broker.audit import AuditLog
+from broker.cli_authorize import AuthorizeRequest, CliAuthorize, check_request, code_digest
+from broker.cli_sessions import CliSession, CliSessions, person_of
 from broker.config import IdpConfig, load_idps
 from broker.connectors.saml import SamlConnector
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import check_metadata_file
 from broker.connectors.xml_workers import XmlWorkers
+from broker.errors import BadRequest, GrantInvalid, NotAuthenticated, NotFound
 from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuance import Issuance, choose_grant
@@ -28,8 +32,9 @@ from broker.issuers.web_identity import WebIdentityIssuer
 from broker.logins.base import LOGIN_TTL, LoginStart, RedirectLogin
 from broker.logins.registry import Parts as ConnectorParts
 from broker.logins.registry import Registry
-from broker.outputs.console import ConsoleSignIn
+from broker.outputs.console import ConsoleSignIn, console_destination
 from broker.rate_limits import RateLimits
+from broker.return_paths import is_return_path
 from broker.rules.evaluate import Decision, evaluate
 from broker.rules.explain import as_json, for_audit
 from broker.rules.schema import IdentitySpec, RuleSet
@@ -40,6 +45,7 @@ from broker.store import StateStore, open_store
 from broker.token_exchange import Exchanged, ExchangeRequest, ExchangeTrace, TokenExchange
 
 __all__ = ["LOGIN_TTL", "BrokerService", "Components", "load_components"]
+CODE_REUSE_WATCH = 600.0  # how long a used authorization code is remembered, to end its session if replayed
 
 
 @dataclass
@@ -99,6 +105,9 @@ class BrokerService:
                                      federation_url=aws.federation_url, console_url=aws.console_url)
         self.token_exchange = TokenExchange(exchange, self.idps.tokens, self.rules_source,
                                             self.limits, self.issuance, store)
+        session = parts.settings.session
+        self.cli_sessions = CliSessions(store, session.secret.get_secret_value(), session.lifetime.total_seconds())
+        self.cli_authorize = CliAuthorize(store, session.secret.get_secret_value())
 
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
@@ -124,7 +133,11 @@ class BrokerService:
 
     async def start_login(self, idp: str, client: str, return_to: str = "/roles") -> LoginStart:
         """Where the browser goes (a redirect, or a form it posts) and the state the browser must bring back
-        (bound to it by a cookie); the pending login is remembered server-side, single use."""
+        (bound to it by a cookie); the pending login is remembered server-side, single use. `return_to`
+        must be an allow-listed path (return_paths.py)."""
+        if not is_return_path(return_to):
+            raise BadRequest(f"return_to {return_to[:100]!r}", reason="return_path_invalid",
+                             public="The login's return address is not allowed.")
         login = self.idps.login(idp)
         await self.limits.login_start(client)
         start = await login.start(return_to)
@@ -167,17 +180,109 @@ class BrokerService:
     def grant(self, identity: Identity, role_arn: str) -> RoleGrant:
         return choose_grant(self.decide(identity), role_arn)
 
-    async def credentials(self, identity: Identity, role_arn: str) -> tuple[RoleGrant, Credentials]:
-        """A browser session's credentials for one role (fresh: never from the cache)."""
+    async def credentials(self, identity: Identity, role_arn: str, *, duration: int | None = None,
+                          **context: str) -> tuple[RoleGrant, Credentials]:
+        """A person's credentials for one role (fresh: never from the cache); `duration`: seconds, within the
+        grant's (a shorter session for a CLI that asks for one); `context`: more fields for the audit event."""
         grant = self.grant(identity, role_arn)
-        return grant, await self.issuance.issue(identity, grant)
+        if duration is not None:
+            grant = replace(grant, duration=timedelta(seconds=min(duration, grant.duration.total_seconds())))
+        return grant, await self.issuance.issue(identity, grant, **context)
 
     async def exchange_token(self, request: ExchangeRequest, trace: ExchangeTrace) -> Exchanged:
         """RFC 8693: an app's ID token in, AWS credentials out (see token_exchange.py for the order)."""
         return await self.token_exchange.exchange(request, trace)
 
-    async def console_url(self, identity: Identity, role_arn: str) -> str:
-        grant, creds = await self.credentials(identity, role_arn)
-        url = await self.console.signin_url(creds, grant)
-        self.audit.event("console_issued", idp=identity.idp, subject=identity.subject, role=grant.role_arn)
+    async def console_url(self, identity: Identity, role_arn: str, destination: str = "", **context: str) -> str:
+        console_destination(destination)  # refused before anything is issued
+        grant, creds = await self.credentials(identity, role_arn, duration=None, **context)
+        url = await self.console.signin_url(creds, grant, destination)
+        self.audit.event("console_issued", idp=identity.idp, subject=identity.subject, role=grant.role_arn,
+                         **context)
         return url
+
+    # CLI sessions (`sts-broker login`): started from a browser session, used with a bearer token.
+
+    async def start_cli_session(self, identity: Identity, device_name: str, not_after: float, *, client: str,
+                                grant: str) -> tuple[CliSession, str]:
+        """A CLI session for a person whose browser step is done (`grant`: how, e.g. authorization_code);
+        `not_after`: their browser session's expiry. Returns the session and its bearer token."""
+        session, token = await self.cli_sessions.create(identity, device_name, not_after)
+        self.audit.event("cli_session_started", idp=identity.idp, subject=identity.subject,
+                         session_id=session.session_id, device=session.device_name, grant=grant, client=client,
+                         expires=int(session.expires_at))
+        return session, token
+
+    async def cli_session(self, bearer: str | None) -> CliSession:
+        """The live CLI session of a bearer token; NotAuthenticated (401) for anything else."""
+        session = await self.cli_sessions.load(bearer)
+        if session is None:
+            raise NotAuthenticated("no live CLI session for this bearer token", reason="cli_session_invalid",
+                                   public="Your broker session has ended. Run `sts-broker login` again.")
+        return session
+
+    async def revoke_cli_token(self, token: str | None, client: str) -> CliSession | None:
+        """RFC 7009 (by the bearer): the session ended, or None when the token named none."""
+        session = await self.cli_sessions.revoke_token(token)
+        self._cli_revoked(session, client, by="token")
+        return session
+
+    async def revoke_cli_session(self, session_id: str, identity: Identity, client: str) -> CliSession:
+        """The portal (by the person): their own session only; NotFound for any other id."""
+        session = await self.cli_sessions.revoke(session_id, person_of(identity))
+        if session is None:
+            raise NotFound(f"no live CLI session {session_id[:64]!r} of this person", reason="cli_session_unknown")
+        self._cli_revoked(session, client, by="portal")
+        return session
+
+    def _cli_revoked(self, session: CliSession | None, client: str, *, by: str) -> None:
+        if session is None:
+            self.audit.event("cli_session_revoke_unknown", client=client, by=by)
+            return
+        ident = session.identity
+        self.audit.event("cli_session_revoked", idp=ident.idp, subject=ident.subject, session_id=session.session_id,
+                         device=session.device_name, client=client, by=by)
+
+    # The loopback login (RFC 6749 code + RFC 7636 PKCE + RFC 8252), see cli_authorize.py.
+
+    async def cli_authorize_request(self, query: Mapping[str, str], client: str) -> tuple[str, AuthorizeRequest]:
+        """A checked authorization request, parked (its id) until the person consents; counted per client
+        address like a login start (each parks a value in the store)."""
+        request = check_request(query)
+        await self.limits.login_start(client)
+        return await self.cli_authorize.park(request), request
+
+    async def cli_consent(self, request_id: str, identity: Identity, not_after: float, *, allow: bool,
+                          client: str) -> tuple[AuthorizeRequest, str | None]:
+        """The person's answer to a parked request (used up either way): the request and, when allowed, its
+        one-time code."""
+        request = await self.cli_authorize.parked(request_id, use=True)
+        fields = {"idp": identity.idp, "subject": identity.subject, "device": request.device_name,
+                  "redirect_uri": request.redirect_uri, "client": client}
+        if not allow:
+            self.audit.event("cli_code_denied", **fields)
+            return request, None
+        code = await self.cli_authorize.issue_code(request, identity, not_after)
+        self.audit.event("cli_code_issued", **fields)
+        return request, code
+
+    async def redeem_cli_code(self, form: Mapping[str, str], client: str) -> tuple[CliSession, str]:
+        """grant_type=authorization_code: a CLI session for the code's person. A code presented again after it
+        made a session ends that session (RFC 6749 4.1.2: the code may have been stolen)."""
+        try:
+            redeemed = await self.cli_authorize.redeem(form)
+        except GrantInvalid as exc:
+            if exc.reason == "code_invalid":
+                await self._revoke_replayed(form.get("code", ""), client)
+            raise
+        session, token = await self.start_cli_session(redeemed.identity, redeemed.device_name, redeemed.not_after,
+                                                      client=client, grant="authorization_code")
+        await self.store.put(f"cli_code_used:{redeemed.code_hash}", session.session_id, CODE_REUSE_WATCH)
+        return session, token
+
+    async def _revoke_replayed(self, code: str, client: str) -> None:
+        session_id = await self.store.pop(f"cli_code_used:{code_digest(code)}") if code else None
+        session = None if session_id is None else await self.cli_sessions.by_id(session_id)
+        if session is not None:
+            await self.cli_sessions.revoke(session.session_id, session.person)
+            self._cli_revoked(session, client, by="code_replay")

@@ -35,6 +35,15 @@ class StateStore(Protocol):
     async def incr_all(self, keys: Sequence[str], ttl: float) -> list[int]:
         """incr() of each key, in one round trip to a shared store: the counts, in the order of the keys."""
 
+    async def set_add(self, key: str, member: str, ttl: float) -> None:
+        """Add member to the set at key (an index, e.g. a person's CLI sessions). The set lives at least ttl
+        seconds from now: its expiry is extended, never shortened, so it outlives every member added."""
+
+    async def set_members(self, key: str) -> set[str]:
+        """The members of the set at key (empty when absent or expired)."""
+
+    async def set_remove(self, key: str, member: str) -> None: ...
+
     async def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot serve."""
 
@@ -49,7 +58,7 @@ class MemoryStore:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         # Counters stay ints (get() hands out their text, as Redis would): no str/int round trip per count.
-        self._data: dict[str, tuple[str | int, float]] = {}
+        self._data: dict[str, tuple[str | int | frozenset[str], float]] = {}
         self._clock = clock
         self._writes = 0
         self._sweep_at = self.SWEEP_EVERY
@@ -60,7 +69,7 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._data)
 
-    def _live(self, key: str) -> str | int | None:
+    def _live(self, key: str) -> str | int | frozenset[str] | None:
         item = self._data.get(key)
         if item is None:
             return None
@@ -69,7 +78,7 @@ class MemoryStore:
             return None
         return item[0]
 
-    def _write(self, key: str, value: str | int, ttl: float) -> None:
+    def _write(self, key: str, value: str | int | frozenset[str], ttl: float) -> None:
         self._data[key] = (value, self._clock() + ttl)
         self._writes += 1
         if self._writes >= self._sweep_at:
@@ -117,9 +126,28 @@ class MemoryStore:
         if item is None or item[1] <= self._clock():  # absent or expired: a new window
             self._write(key, 1, ttl)
             return 1
+        if isinstance(item[0], frozenset):  # Redis answers WRONGTYPE: so does this store
+            raise StoreUnavailable(f"INCR on a set at {key.split(':', 1)[0]}:*")
         count = int(item[0]) + 1  # a value put() as text counts on from it, as Redis INCR does
         self._data[key] = (count, item[1])  # keep the window's original expiry
         return count
+
+    async def set_add(self, key: str, member: str, ttl: float) -> None:
+        now = self._clock()
+        item = self._data.get(key)
+        members, expires = frozenset[str](), now + ttl
+        if item is not None and item[1] > now and isinstance(item[0], frozenset):
+            members, expires = item[0], max(item[1], expires)
+        self._write(key, members | {member}, expires - now)
+
+    async def set_members(self, key: str) -> set[str]:
+        value = self._live(key)
+        return set(value) if isinstance(value, frozenset) else set()
+
+    async def set_remove(self, key: str, member: str) -> None:
+        item = self._data.get(key)
+        if item is not None and isinstance(item[0], frozenset):
+            self._data[key] = (item[0] - {member}, item[1])  # an empty set stays until it expires, as harmless
 
     async def ping(self) -> None:
         return None
@@ -138,6 +166,13 @@ for i, key in ipairs(KEYS) do
   counts[i] = n
 end
 return counts
+"""
+# KEYS[1]: a set; ARGV[1] the member, ARGV[2] the ttl in ms: SADD, and the expiry moved later, never earlier
+# (PTTL is -1 for a key without one, -2 for a new key: both are below any ttl), atomically.
+_SET_ADD_SCRIPT = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
 """
 _INCR_SHA = hashlib.sha1(_INCR_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
 
@@ -219,6 +254,17 @@ class RedisStore:
         except PipeError as exc:
             raise self._unavailable("INCR", first, exc) from None
         return [int(count) for count in counts]
+
+    async def set_add(self, key: str, member: str, ttl: float) -> None:
+        # EVAL, not EVALSHA: indexes change at logins and revocations, far from the hot path.
+        await self._do("SADD", key, "EVAL", _SET_ADD_SCRIPT, 1, self._prefix + key, member, _ms(ttl))
+
+    async def set_members(self, key: str) -> set[str]:
+        members: list[str] = await self._do("SMEMBERS", key, "SMEMBERS", self._prefix + key)
+        return set(members)
+
+    async def set_remove(self, key: str, member: str) -> None:
+        await self._do("SREM", key, "SREM", self._prefix + key, member)
 
     async def ping(self) -> None:
         await self._do("PING", "ping", "PING")

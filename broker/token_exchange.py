@@ -46,8 +46,10 @@ from broker.store import StateStore
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a type URI, not a secret
 CREDENTIALS_TYPE = "urn:sts-broker:token-type:aws-credentials"  # what the broker issues (RFC 8693 3: any URI)
-SINGLE_VALUED = ("grant_type", "subject_token", "subject_token_type", "requested_token_type", "resource",
-                 "audience", "actor_token", "actor_token_type", "scope")
+# Every parameter of the token endpoint's grants (and of /oauth2/revoke): RFC 6749 3.2, once each.
+SINGLE_VALUED = frozenset({"grant_type", "subject_token", "subject_token_type", "requested_token_type", "resource",
+                           "audience", "actor_token", "actor_token_type", "scope", "code", "redirect_uri",
+                           "client_id", "code_verifier", "device_code", "token", "token_type_hint"})
 MAX_FIELDS = 16
 DECISIONS_MAX = 4096
 WEB_IDENTITY = ("web_identity",)  # what the exchange issues: credentials an app holds without a browser
@@ -132,13 +134,21 @@ def _single(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return form
 
 
+def read_form(body: bytes) -> dict[str, str]:
+    """A token endpoint form: each parameter once (unknown ones ignored), refusals as BadRequest."""
+    return _single(_pairs(body))
+
+
 def parse_form(body: bytes, client: str) -> ExchangeRequest:
-    form = _single(_pairs(body))
+    return exchange_request(read_form(body), client)
+
+
+def exchange_request(form: dict[str, str], client: str) -> ExchangeRequest:
     grant_type = form.get("grant_type")
     if not grant_type:
         raise _bad("grant_type_missing", "grant_type is required.")
     if grant_type != GRANT_TYPE:
-        raise _bad("unsupported_grant_type", f"Only grant_type={GRANT_TYPE} is supported.")
+        raise _bad("unsupported_grant_type", "This grant_type is not supported.")
     if not form.get("subject_token"):
         raise _bad("subject_token_missing", "subject_token is required.")
     if form.get("subject_token_type") != ID_TOKEN_TYPE:

@@ -177,6 +177,40 @@ async def test_incr_all_is_atomic_per_key_under_concurrency(store: StateStore) -
     assert await store.incr_all(["rate:x", "rate:y"], LONG) == [201, 201]
 
 
+async def test_set_add_members_remove(store: StateStore) -> None:
+    assert await store.set_members("index:a") == set()
+    await store.set_add("index:a", "s1", LONG)
+    await store.set_add("index:a", "s2", LONG)
+    await store.set_add("index:a", "s1", LONG)  # a set: adding twice keeps one
+    await store.set_add("index:b", "other", LONG)
+    assert await store.set_members("index:a") == {"s1", "s2"}
+    await store.set_remove("index:a", "s1")
+    await store.set_remove("index:a", "never-added")
+    assert await store.set_members("index:a") == {"s2"}
+    assert await store.set_members("index:b") == {"other"}
+
+
+async def test_set_expires_after_its_longest_ttl(store: StateStore) -> None:
+    await store.set_add("index:t", "long", TTL * 3)
+    await store.set_add("index:t", "short", TTL)  # a shorter ttl never shortens the set's life
+    await wait_out(TTL)
+    assert await store.set_members("index:t") == {"long", "short"}
+    await wait_out(TTL * 2)
+    assert await store.set_members("index:t") == set()
+
+
+async def test_set_add_extends_the_expiry(store: StateStore) -> None:
+    await store.set_add("index:e", "first", TTL)
+    await store.set_add("index:e", "second", TTL * 3)
+    await wait_out(TTL)
+    assert await store.set_members("index:e") == {"first", "second"}
+
+
+async def test_set_add_has_no_lost_update_under_concurrency(store: StateStore) -> None:
+    await asyncio.gather(*(store.set_add("index:c", f"m{i}", LONG) for i in range(50)))
+    assert await store.set_members("index:c") == {f"m{i}" for i in range(50)}
+
+
 async def test_ping(store: StateStore) -> None:
     await store.ping()
 

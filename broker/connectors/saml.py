@@ -48,6 +48,7 @@ from broker.connectors.saml_xml import guard_tree, guarded_parse
 from broker.connectors.xml_workers import XmlWorkers
 from broker.errors import BadRequest, TokenInvalid
 from broker.identity import Evidence, Identity
+from broker.return_paths import is_return_path
 from broker.seams.python3_saml import ParsedResponse, cached_validation
 
 SAMLP = C.NS_SAMLP
@@ -287,13 +288,10 @@ def _structure(root: Any) -> None:
         raise TokenInvalid("the assertion is not a direct child of the Response", reason="saml_assertion_wrapped")
 
 
-RETURN_PATHS = ("/roles", "/")
-
-
 def relay_path(relay_state: str) -> str:
-    """RelayState carries only a relative return path from a fixed allow-list, matched exactly: absolute
-    URLs, `//host`, backslashes, userinfo, percent-encodings and `javascript:` never match."""
-    if relay_state not in RETURN_PATHS:
+    """RelayState carries only a relative return path from a fixed allow-list (broker/return_paths.py):
+    absolute URLs, `//host`, backslashes, userinfo, percent-encodings and `javascript:` never match."""
+    if not is_return_path(relay_state):
         raise BadRequest(f"RelayState {relay_state[:100]!r} is not an allowed return path",
                          reason="saml_relay_state", public="The login's return address is not allowed.")
     return relay_state

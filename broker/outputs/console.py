@@ -6,12 +6,13 @@ The partition comes from the role ARN, so a GovCloud or China role never goes to
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import httpx
 
-from broker.errors import StsRefused, StsUnavailable
+from broker.errors import BadRequest, StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import Credentials
 from broker.safe_json import loads_object
@@ -31,6 +32,18 @@ PARTITIONS = {
     "aws-cn": Partition("https://signin.amazonaws.cn/federation", "https://console.amazonaws.cn/"),
 }
 MIN_SESSION, MAX_SESSION = 900, 43200
+# A path within the console: never another host (`//evil.example`, `/\\evil`, `@`), never a scheme.
+DESTINATION = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:%?#-]*)*", re.ASCII)
+
+
+def console_destination(path: str) -> str:
+    """"/" for none; else the path, when it stays in the console (BadRequest otherwise)."""
+    if not path:
+        return "/"
+    if len(path) > 512 or path.startswith("//") or not DESTINATION.fullmatch(path):
+        raise BadRequest(f"console destination {path[:100]!r}", reason="destination_invalid",
+                         public="destination must be a path in the AWS console, such as /s3/home.")
+    return path
 
 
 class ConsoleSignIn:
@@ -47,12 +60,14 @@ class ConsoleSignIn:
             self._federation_override or default.federation_url, self._console_override or default.console_url
         )
 
-    async def signin_url(self, creds: Credentials, grant: RoleGrant) -> str:
+    async def signin_url(self, creds: Credentials, grant: RoleGrant, destination: str = "") -> str:
+        """`destination`: a path in the console (`/s3/home`), checked by console_destination; "" the home."""
         partition = self._partition(grant)
         token = await self._signin_token(partition.federation_url, creds, grant)
         query = urlencode({
             "Action": "login", "Issuer": self._issuer,
-            "Destination": partition.console_url, "SigninToken": token,
+            "Destination": partition.console_url.rstrip("/") + console_destination(destination),
+            "SigninToken": token,
         })
         return f"{partition.federation_url}?{query}"
 

@@ -18,6 +18,7 @@ from broker.errors import (
     BrokerError,
     ConfigError,
     CsrfFailed,
+    GrantInvalid,
     LoginRefused,
     LoginStateInvalid,
     MethodNotAllowed,
@@ -43,6 +44,7 @@ from broker.web.render import NO_STORE, page, wants_json
 log = logging.getLogger("broker.errors")
 T = TypeVar("T")
 ErrorKey = str | type[BrokerError]
+JSON_ONLY = ("/.well-known", "/cli/")  # machine-facing paths: refused in JSON whatever the Accept header
 
 # The HTTP status of every refusal: a reason code, else the nearest error class (subclasses inherit).
 # A reason key holds whatever class raises it; tests/test_err_tables.py checks that every reason raised in
@@ -52,6 +54,7 @@ HTTP_STATUS: Mapping[ErrorKey, int] = {
     ConfigError: 500,
     BadRequest: 400,
     LoginStateInvalid: 400,
+    GrantInvalid: 400,
     LoginRefused: 401,
     TokenInvalid: 401,
     NotAuthenticated: 401,
@@ -96,7 +99,7 @@ def _audit(request: Request, **fields: str | int | None) -> None:
 
 
 def error_response(request: Request, status: int, reason: str, message: str, error_id: str) -> Response:
-    if wants_json(request) or request.url.path.startswith("/.well-known"):
+    if wants_json(request) or request.url.path.startswith(JSON_ONLY):
         body = {"error": reason, "message": message, "error_id": error_id}
         return JSONResponse(body, status_code=status, headers=NO_STORE)
     context = {"status": status, "message": message, "error_id": error_id}

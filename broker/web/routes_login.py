@@ -33,7 +33,9 @@ async def index(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     context = context_of(request)
-    start = await context.service.start_login(request.path_params["idp"], client_address(request))
+    # Where to land after the login: /roles, or a CLI step the login interrupted (allow-listed by the core).
+    return_to = request.query_params.get("return_to", "/roles")
+    start = await context.service.start_login(request.path_params["idp"], client_address(request), return_to)
     response = post_page(request, start) if start.fields else RedirectResponse(start.url, status_code=303)
     secure = context.secure_cookies
     # Binds the login to this browser: an answer carrying someone else's state is refused. An answer that

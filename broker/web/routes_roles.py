@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from broker.errors import BadRequest, CsrfFailed, NotAuthenticated
 from broker.outputs.formats import FORMATS, MEDIA_TYPES, render
+from broker.role_names import role_entries
 from broker.rules.notices import notice_json
 from broker.service import BrokerService
 from broker.web.context import context_of
@@ -17,7 +18,7 @@ from broker.web.render import NO_STORE, page, wants_json
 from broker.web.sessions import Session
 
 
-async def _session(request: Request) -> Session:
+async def web_session(request: Request) -> Session:
     context = context_of(request)
     session = await context.sessions.load(request.cookies.get(context.cookie_name))
     if session is None:
@@ -48,13 +49,8 @@ def _role(form: FormData) -> str:
 
 
 def _view(service: BrokerService, session: Session) -> dict[str, Any]:
-    accounts = service.rules.accounts
     decision = service.decide(session.identity)
-    roles = [{
-        "role_arn": g.role_arn, "role_name": g.role_name, "account_id": g.account_id,
-        "account_name": accounts.get(g.account_id), "duration_seconds": int(g.duration.total_seconds()),
-        "rule": g.rule_id,
-    } for g in decision.grants]
+    roles = role_entries(decision, service.rules.accounts)
     ident = session.identity
     return {"identity": {"idp": ident.idp, "subject": ident.subject, "email": ident.email},
             "roles": roles, "notices": notice_json(decision.notices), "csrf_token": session.csrf_token}
@@ -63,7 +59,7 @@ def _view(service: BrokerService, session: Session) -> dict[str, Any]:
 async def roles(request: Request) -> Response:
     service = context_of(request).service
     try:
-        session = await _session(request)
+        session = await web_session(request)
     except NotAuthenticated:
         if wants_json(request):
             raise
@@ -76,7 +72,7 @@ async def roles(request: Request) -> Response:
 
 async def console(request: Request) -> Response:
     service = context_of(request).service
-    session = await _session(request)
+    session = await web_session(request)
     form = await checked_form(request, session)
     url = await service.console_url(session.identity, _role(form))
     return RedirectResponse(url, status_code=303, headers=NO_STORE)
@@ -84,7 +80,7 @@ async def console(request: Request) -> Response:
 
 async def credentials(request: Request) -> Response:
     service = context_of(request).service
-    session = await _session(request)
+    session = await web_session(request)
     form = await checked_form(request, session)
     fmt = form.get("format", "json")
     if fmt not in FORMATS:

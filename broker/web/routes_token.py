@@ -1,4 +1,6 @@
-"""POST /oauth2/token (RFC 8693 token exchange) and its CORS preflight.
+"""POST /oauth2/token: the RFC 8693 token exchange (told apart first: it takes the load), the other grants
+of web/token_grants.py (authorization_code for `sts-broker login`), its CORS preflight; POST /oauth2/revoke
+(RFC 7009, CLI sessions).
 
 Every answer is JSON with `Cache-Control: no-store`. Refusals follow RFC 6749 5.2 (`error`,
 `error_description`, plus `error_id` to find the audit event); the mapping from the broker's error tree
@@ -9,7 +11,9 @@ Every answer is JSON with `Cache-Control: no-store`. Refusals follow RFC 6749 5.
 | content type not a UTF-8 form, malformed or repeated fields, missing or    | invalid_request         | 400    |
 |   unsupported token types, actor tokens, no `resource` among several roles |                         |        |
 | body over the size cap                                                    | invalid_request         | 413    |
-| grant_type other than token exchange                                      | unsupported_grant_type  | 400    |
+| grant_type not one of token exchange, authorization_code (token_grants.py) | unsupported_grant_type  | 400    |
+| client_id of a code grant not the CLI's                                   | invalid_client          | 401    |
+| authorization code unknown, used, expired, other redirect_uri/verifier     | invalid_grant           | 400    |
 | subject token not acceptable: signature, alg, kid, key in header, iss,     | invalid_grant           | 400    |
 |   aud, azp, exp/iat/nbf, hd, email_verified, size, replayed (`once`),      |                         |        |
 |   crit/b64 header, JSON malformed (too deep, duplicate names, NaN)         |                         |        |
@@ -39,6 +43,7 @@ from starlette.responses import Response
 from broker.errors import (
     BadRequest,
     BrokerError,
+    GrantInvalid,
     NotAuthorized,
     OriginNotAllowed,
     PayloadTooLarge,
@@ -51,11 +56,12 @@ from broker.errors import (
     UpstreamUnavailable,
 )
 from broker.outputs.formats import expiration_text
-from broker.token_exchange import CREDENTIALS_TYPE, Exchanged, ExchangeTrace, parse_form
+from broker.token_exchange import CREDENTIALS_TYPE, GRANT_TYPE, Exchanged, ExchangeTrace, exchange_request, read_form
 from broker.web.context import context_of
 from broker.web.errors import HTTP_STATUS, ErrorKey, http_status, lookup
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse
+from broker.web.token_grants import GRANTS, Grant
 
 log = logging.getLogger("broker.errors")
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -71,6 +77,8 @@ OAUTH_ERRORS: Mapping[ErrorKey, tuple[str, int | None]] = {
     PayloadTooLarge: ("invalid_request", 413),
     BadRequest: ("invalid_request", 400),
     TokenInvalid: ("invalid_grant", 400),
+    GrantInvalid: ("invalid_grant", 400),
+    "client_unknown": ("invalid_client", 401),
     OriginNotAllowed: ("unauthorized_client", 400),
     NotAuthorized: ("invalid_target", 400),
     StsRefused: ("invalid_target", 400),
@@ -158,13 +166,20 @@ async def token(request: Request) -> Response:
         exchange = context_of(request).token_exchange
         try:
             _form_content_type(content_type)
-            exchange_request = parse_form(await request.body(), client)
+            form = read_form(await request.body())
+            grant_type = form.get("grant_type")
+            # The token exchange is told apart first, by one comparison; the other grants by GRANTS.
+            other = GRANTS.get(grant_type) if grant_type != GRANT_TYPE and grant_type else None
+            exchanged = exchange_request(form, client) if other is None else None
         except BrokerError:
             # Refused before the exchange counts it: counted here, so a flood of malformed requests meets the
             # client's limit (429) like any other; the exchange counts the rest.
             await exchange.limit_client(client)
             raise
-        result = await exchange.exchange(exchange_request, trace)
+        if exchanged is None:
+            assert other is not None
+            return await _other_grant(request, other, form, client, cors)
+        result = await exchange.exchange(exchanged, trace)
     except BrokerError as exc:
         return _refusal(request, exc, trace, cors)
     except Exception as exc:  # the OAuth shape even for the unexpected; the type only, never the message
@@ -172,6 +187,15 @@ async def token(request: Request) -> Response:
         log.error("unexpected %s in token exchange (error_id=%s)", type(exc).__name__, error_id)
         return _refusal(request, BrokerError(type(exc).__name__), trace, cors, error_id=error_id)
     return OrjsonResponse(success_body(result), headers={**NO_STORE, **cors})
+
+
+async def _other_grant(request: Request, grant: Grant, form: dict[str, str], client: str,
+                       cors: dict[str, str]) -> Response:
+    """A grant of GRANTS, counted against the client address's limit before anything is looked up."""
+    context = context_of(request)
+    await context.token_exchange.limit_client(client)
+    body = await grant(context.service, form, client)
+    return OrjsonResponse(body, headers={**NO_STORE, **cors})
 
 
 def _refusal(request: Request, exc: BrokerError, trace: ExchangeTrace, cors: dict[str, str],
@@ -210,3 +234,20 @@ def preflight(request: Request) -> Response:
         "Access-Control-Allow-Headers": "Content-Type, Accept", "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
         "Vary": "Origin",
     })
+
+
+async def revoke(request: Request) -> Response:
+    """RFC 7009: form token=<CLI session token>. 200 whether or not the token named a session (2.2: the
+    caller learns nothing); refusals (a malformed request, a rate limit) in the RFC 6749 5.2 shape."""
+    client = client_host(request.scope)
+    context = context_of(request)
+    try:
+        _form_content_type(_first_headers(request)[0])
+        form = read_form(await request.body())
+        await context.token_exchange.limit_client(client)
+        if not form.get("token"):
+            raise BadRequest("revocation without token", reason="token_missing", public="token is required.")
+        await context.service.revoke_cli_token(form["token"], client)
+    except BrokerError as exc:
+        return _refusal(request, exc, ExchangeTrace(), {})
+    return Response(status_code=200, headers=NO_STORE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import time
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -23,6 +24,7 @@ class Session:
     sid: str
     identity: Identity
     csrf_token: str
+    expires_at: float  # epoch seconds: the cookie's signing time + lifetime (a CLI session ends by then too)
 
     def csrf_ok(self, submitted: str | None) -> bool:
         return bool(submitted) and hmac.compare_digest(self.csrf_token.encode(), str(submitted).encode())
@@ -44,23 +46,29 @@ class SessionManager:
         """A fresh session id on every login; the previous session (if any) is revoked."""
         if previous_cookie and (old := self.unsign(previous_cookie)):
             await self._store.delete(f"session:{old}")
-        session = Session(secrets.token_urlsafe(32), identity, secrets.token_urlsafe(32))
+        session = Session(secrets.token_urlsafe(32), identity, secrets.token_urlsafe(32), time.time() + self.lifetime)
         data = {"identity": identity_to_dict(identity), "csrf": session.csrf_token}
         key = f"session:{session.sid}"
         await self._store.put(key, self._sealer.seal(json.dumps(data), key), self.lifetime)
         return session, self._session_signer.dumps(session.sid)
 
     def unsign(self, cookie: str) -> str | None:
+        signed = self._unsign(cookie)
+        return None if signed is None else signed[0]
+
+    def _unsign(self, cookie: str) -> tuple[str, float] | None:
+        """The session id and when the cookie was signed (the login: ids are never re-signed)."""
         try:
-            sid = self._session_signer.loads(cookie, max_age=int(self.lifetime))
+            sid, signed_at = self._session_signer.loads(cookie, max_age=int(self.lifetime), return_timestamp=True)
         except BadSignature:
             return None
-        return sid if isinstance(sid, str) else None
+        return (sid, signed_at.timestamp()) if isinstance(sid, str) else None
 
     async def load(self, cookie: str | None) -> Session | None:
-        sid = self.unsign(cookie) if cookie else None
-        if sid is None:
+        signed = self._unsign(cookie) if cookie else None
+        if signed is None:
             return None
+        sid, signed_at = signed
         key = f"session:{sid}"
         raw = await self._store.get(key)
         opened = None if raw is None else self._sealer.open(raw, key)
@@ -71,7 +79,7 @@ class SessionManager:
             identity = identity_from_dict(data["identity"])
         except ValueError:  # a layout this version did not write: log in again
             return None
-        return Session(sid, identity, data["csrf"])
+        return Session(sid, identity, data["csrf"], signed_at + self.lifetime)
 
     async def destroy(self, session: Session) -> None:
         await self._store.delete(f"session:{session.sid}")
