@@ -37,7 +37,7 @@ def loopback_listener() -> Iterator[Loopback]:
     received: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             query = parse_qs(urlsplit(self.path).query)
             received.append({k: v[0] for k, v in query.items()})
             body = b"You can close this tab."
