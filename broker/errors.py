@@ -170,3 +170,18 @@ class ServerBusy(BrokerError):
 
     public_message = "The broker is busy. Try again shortly."
     reason = "busy"
+
+
+class DeviceGrantError(BrokerError):
+    """A device-code poll that gets no CLI session: the RFC 8628 3.5 answers (authorization_pending, slow_down,
+    access_denied, expired_token: the reason is the OAuth error) and unknown or redeemed codes."""
+
+    public_message = "The device code is not valid."
+    reason = "device_code_invalid"
+
+
+class UserCodeInvalid(BadRequest):
+    """A user code typed at /device that names no pending request (mistyped, expired or already decided)."""
+
+    public_message = "This code is not valid: it may be mistyped, expired or already used."
+    reason = "user_code_invalid"

@@ -5,6 +5,7 @@ one issuer per `via`, all on the process's one STS transport; the credential cac
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from datetime import timedelta
 from typing import Any, Protocol
 
 from broker.audit import AuditLog
@@ -62,12 +63,14 @@ class Issuance:
         self.issued(identity, grant, creds, **context)
         return creds
 
-    async def issue_cached(self, identity: Identity, grant: RoleGrant, key: str,
-                           **context: Any) -> tuple[Credentials, bool]:
+    async def issue_cached(self, identity: Identity, grant: RoleGrant, key: str, *,
+                           refresh_before: timedelta | None = None, **context: Any) -> tuple[Credentials, bool]:
         """From the credential cache under `key` (computed by the caller, see issuers/cache.py), or one STS
-        call per key (single flight). `context`: more fields for the audit event."""
+        call per key (single flight). `refresh_before`: see CredentialCache.get_or_issue. `context`: more
+        fields for the audit event."""
         issuer = self._issuer(grant)
-        creds, cached = await self.cache.get_or_issue(key, self._call(issuer, identity, grant))
+        creds, cached = await self.cache.get_or_issue(key, self._call(issuer, identity, grant),
+                                                      refresh_before=refresh_before)
         self.issued(identity, grant, creds, cached=cached, **context)
         return creds, cached
 

@@ -17,6 +17,9 @@ from broker.connectors.saml import SamlConnector
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import check_metadata_file
 from broker.connectors.xml_workers import XmlWorkers
+from broker.container_credentials import ContainerCredentials
+from broker.container_tokens import ContainerTokens
+from broker.device_codes import DeviceCodes
 from broker.errors import BadRequest, GrantInvalid, NotAuthenticated, NotFound
 from broker.grants import RoleGrant
 from broker.identity import Identity
@@ -108,6 +111,11 @@ class BrokerService:
         session = parts.settings.session
         self.cli_sessions = CliSessions(store, session.secret.get_secret_value(), session.lifetime.total_seconds())
         self.cli_authorize = CliAuthorize(store, session.secret.get_secret_value())
+        self.device_codes = DeviceCodes(store, session.secret.get_secret_value(), parts.settings.device_authorization,
+                                        self.limits, audit)
+        self.containers = ContainerCredentials(
+            ContainerTokens(store, session.secret.get_secret_value()), self.cli_sessions, self.decide,
+            lambda: self.rules.accounts, self.issuance, audit, parts.settings.container_credentials.refresh_before)
 
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
@@ -225,6 +233,8 @@ class BrokerService:
         """RFC 7009 (by the bearer): the session ended, or None when the token named none."""
         session = await self.cli_sessions.revoke_token(token)
         self._cli_revoked(session, client, by="token")
+        if session is not None:
+            await self.containers.session_ended(session, client)
         return session
 
     async def revoke_cli_session(self, session_id: str, identity: Identity, client: str) -> CliSession:
@@ -233,7 +243,15 @@ class BrokerService:
         if session is None:
             raise NotFound(f"no live CLI session {session_id[:64]!r} of this person", reason="cli_session_unknown")
         self._cli_revoked(session, client, by="portal")
+        await self.containers.session_ended(session, client)
         return session
+
+    async def redeem_device_code(self, device_code: str, client_id: str, client: str) -> tuple[CliSession, str]:
+        """RFC 8628 3.4: the CLI session of the person who approved the user code, once (DeviceGrantError
+        with the RFC 8628 reason while pending, too fast, denied, expired or already redeemed)."""
+        approved = await self.device_codes.poll(device_code, client_id)
+        return await self.start_cli_session(approved.identity, approved.request.device_name, approved.until,
+                                            client=client, grant="device_code")
 
     def _cli_revoked(self, session: CliSession | None, client: str, *, by: str) -> None:
         if session is None:

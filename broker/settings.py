@@ -120,6 +120,10 @@ class RateLimitConfig(Model):
     # POST /saml/{idp}/acs per client address, counted before the form is read: a refused post costs no
     # XML parse and no signature check.
     acs_posts: int = Field(default=60, ge=1)
+    # POST /oauth2/device_authorization per client address; wrong user codes typed at /device per client
+    # address and per person (8 letters of 20: guessing one needs ~10^10 tries, this keeps it there).
+    device_authorizations: int = Field(default=20, ge=1)
+    device_code_attempts: int = Field(default=10, ge=1)
 
 
 class XmlWorkersConfig(Model):
@@ -197,6 +201,22 @@ class TokenExchangeConfig(Model):
     sts_max_connections: int = Field(default=256, ge=1, le=4096)
 
 
+class DeviceAuthorizationConfig(Model):
+    """RFC 8628 for `sts-broker login --device`: how long a user code may wait for approval, and how often
+    the CLI may poll (RFC 8628 3.2 `interval`; faster polls get slow_down)."""
+
+    lifetime: Duration = Field(default=timedelta(minutes=10), ge=timedelta(seconds=1), le=timedelta(hours=1))
+    interval: Duration = Field(default=timedelta(seconds=5), ge=timedelta(seconds=1), le=timedelta(minutes=1))
+
+
+class ContainerCredentialsConfig(Model):
+    """GET /container-credentials: credentials are handed out from the cache while at least `refresh_before`
+    of their life is left, then re-issued. botocore refreshes 15 minutes before expiry (10 at the latest), so
+    the default hands out keys with more than that left: an SDK's refresh always gets newer keys."""
+
+    refresh_before: Duration = Field(default=timedelta(minutes=20), ge=timedelta(0))
+
+
 class Settings(Model):
     public_url: HttpsUrl
     session: SessionConfig
@@ -212,6 +232,8 @@ class Settings(Model):
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
     token_exchange: TokenExchangeConfig = TokenExchangeConfig()
+    device_authorization: DeviceAuthorizationConfig = DeviceAuthorizationConfig()
+    container_credentials: ContainerCredentialsConfig = ContainerCredentialsConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     # The access log (logger broker.access, INFO): every request, only refused or failed ones (status >= 400),
     # or none. Every credential issued and every refusal is in the audit log either way, every request in

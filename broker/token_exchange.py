@@ -49,7 +49,8 @@ CREDENTIALS_TYPE = "urn:sts-broker:token-type:aws-credentials"  # what the broke
 # Every parameter of the token endpoint's grants (and of /oauth2/revoke): RFC 6749 3.2, once each.
 SINGLE_VALUED = frozenset({"grant_type", "subject_token", "subject_token_type", "requested_token_type", "resource",
                            "audience", "actor_token", "actor_token_type", "scope", "code", "redirect_uri",
-                           "client_id", "code_verifier", "device_code", "token", "token_type_hint"})
+                           "client_id", "code_verifier", "device_code", "device_name", "token",
+                           "token_type_hint"})
 MAX_FIELDS = 16
 DECISIONS_MAX = 4096
 WEB_IDENTITY = ("web_identity",)  # what the exchange issues: credentials an app holds without a browser

@@ -113,8 +113,12 @@ class CredentialCache:
     def __repr__(self) -> str:
         return f"CredentialCache(enabled={self.enabled}, local={len(self._local)})"
 
-    async def get_or_issue(self, key: str, issue: Callable[[], Awaitable[Credentials]]) -> tuple[Credentials, bool]:
-        """The credentials and whether they came from the cache (True) or a call made for this request."""
+    async def get_or_issue(self, key: str, issue: Callable[[], Awaitable[Credentials]], *,
+                           refresh_before: timedelta | None = None) -> tuple[Credentials, bool]:
+        """The credentials and whether they came from the cache (True) or a call made for this request.
+        `refresh_before`: for this key, hand them out only while more than that is left of their life (when it
+        is shorter than their life; else until half their life), instead of the cache's `min_remaining`. Every
+        caller of one key must pass the same (container credentials use keys of their own)."""
         if not self.enabled:
             self.issued += 1
             return await issue(), False
@@ -125,7 +129,7 @@ class CredentialCache:
                 return cached, True
             flight = self._flights.get(key)  # another request may have started one while we looked
         if flight is None:
-            flight = asyncio.ensure_future(self._issue_and_keep(key, issue))
+            flight = asyncio.ensure_future(self._issue_and_keep(key, issue, refresh_before))
             self._flights[key] = flight
             flight.add_done_callback(lambda done: self._landed(key, done))
         # shield: a caller that goes away (client disconnect) does not cancel the call others await.
@@ -137,19 +141,23 @@ class CredentialCache:
         if not flight.cancelled():
             flight.exception()  # retrieved here, so an error nobody awaited is not reported as lost
 
-    async def _issue_and_keep(self, key: str, issue: Callable[[], Awaitable[Credentials]]) -> Credentials:
+    async def _issue_and_keep(self, key: str, issue: Callable[[], Awaitable[Credentials]],
+                              refresh_before: timedelta | None) -> Credentials:
         self.issued += 1
         creds = await issue()
-        until = self._reusable_until(creds)
+        until = self._reusable_until(creds, refresh_before)
         ttl = until - self._clock()
         if ttl >= 1:
             self._remember(key, creds, until)
             await self._store.put(key, self._seal(key, creds, until), ttl)
         return creds
 
-    def _reusable_until(self, creds: Credentials) -> float:
+    def _reusable_until(self, creds: Credentials, refresh_before: timedelta | None = None) -> float:
         expires = creds.expiration.timestamp()
         life = expires - self._clock()
+        if refresh_before is not None:
+            before = refresh_before.total_seconds()
+            return expires - (before if before < life else life / 2)
         return expires - min(self._min_remaining, life / 2)
 
     def _remember(self, key: str, creds: Credentials, until: float) -> None:

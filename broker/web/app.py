@@ -24,6 +24,8 @@ from broker.web import (
     routes_admin,
     routes_authorize,
     routes_cli,
+    routes_container,
+    routes_device,
     routes_login,
     routes_meta,
     routes_roles,
@@ -42,6 +44,7 @@ from broker.web.sessions import SessionManager
 ROUTES = [
     # Routes are tried in order: the machine-facing endpoint that takes the load comes first.
     Route("/oauth2/token", routes_token.token, methods=["POST", "OPTIONS"]),
+    Route(routes_container.CONTAINER_PATH, routes_container.credentials),
     Route("/", routes_login.index),
     Route(urls.LOGIN, routes_login.login),
     Route(urls.OIDC_CALLBACK, routes_login.callback),
@@ -65,6 +68,11 @@ ROUTES = [
     Route("/.well-known/openid-configuration", routes_meta.openid_configuration),
     Route("/.well-known/jwks.json", routes_meta.jwks),
     Route("/admin/rules/explain", routes_admin.explain, methods=["POST"]),
+    Route("/oauth2/device_authorization", routes_token.oauth_endpoint(routes_device.device_authorization),
+          methods=["POST"]),
+    Route("/device", routes_device.device_page),
+    Route("/device", routes_device.device_decide, methods=["POST"]),
+    Route("/cli/container-tokens", routes_container.create_token, methods=["POST"]),
     Route("/openapi.json", openapi.openapi),
     Route("/healthz", routes_meta.healthz),
     Route("/readyz", routes_meta.readyz),

@@ -18,6 +18,7 @@ from broker.errors import (
     BrokerError,
     ConfigError,
     CsrfFailed,
+    DeviceGrantError,
     GrantInvalid,
     LoginRefused,
     LoginStateInvalid,
@@ -53,6 +54,7 @@ HTTP_STATUS: Mapping[ErrorKey, int] = {
     BrokerError: 500,
     ConfigError: 500,
     BadRequest: 400,
+    DeviceGrantError: 400,  # RFC 8628 3.5: every device-code error is a 400
     LoginStateInvalid: 400,
     GrantInvalid: 400,
     LoginRefused: 401,

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from broker.cli_sessions import person_of
 from broker.errors import BadRequest, NotAuthenticated
 from broker.identity import Identity
 from broker.service import BrokerService
@@ -27,8 +28,12 @@ async def _revoke_cli(service: BrokerService, public_id: str, identity: Identity
     return await service.revoke_cli_session(public_id, identity, client)
 
 
-# kind (the form's `kind`) -> how to revoke one of the person's own; container tokens add "container".
-REVOKERS: Mapping[str, Revoker] = {"cli": _revoke_cli}
+async def _revoke_container(service: BrokerService, public_id: str, identity: Identity, client: str) -> object:
+    return await service.containers.revoke(public_id, identity, client)
+
+
+# kind (the form's `kind`) -> how to revoke one of the person's own.
+REVOKERS: Mapping[str, Revoker] = {"cli": _revoke_cli, "container": _revoke_container}
 
 
 def _when(epoch: float) -> str:
@@ -38,7 +43,10 @@ def _when(epoch: float) -> str:
 async def _listing(service: BrokerService, identity: Identity) -> dict[str, Any]:
     cli = [{"session_id": s.session_id, "device_name": s.device_name, "created_at": _when(s.created_at),
             "expires_at": _when(s.expires_at)} for s in await service.cli_sessions.list_for(identity)]
-    return {"cli_sessions": cli, "container_tokens": []}
+    containers = [{"token_id": t.token_id, "role_arn": t.role_arn, "device_name": t.device_name,
+                   "session_id": t.session_id, "created_at": _when(t.created_at), "expires_at": _when(t.expires_at)}
+                  for t in await service.containers.tokens.list_for(person_of(identity))]
+    return {"cli_sessions": cli, "container_tokens": containers}
 
 
 async def sessions(request: Request) -> Response:

@@ -34,7 +34,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -43,6 +43,7 @@ from starlette.responses import Response
 from broker.errors import (
     BadRequest,
     BrokerError,
+    DeviceGrantError,
     GrantInvalid,
     NotAuthorized,
     OriginNotAllowed,
@@ -85,11 +86,27 @@ OAUTH_ERRORS: Mapping[ErrorKey, tuple[str, int | None]] = {
     UpstreamUnavailable: ("temporarily_unavailable", None),
     StsUnavailable: ("temporarily_unavailable", None),
     StoreUnavailable: ("temporarily_unavailable", None),
+    # RFC 8628 3.5: the device_code grant's own errors (DeviceGrantError carries them as reasons).
+    DeviceGrantError: ("invalid_grant", 400),
+    "authorization_pending": ("authorization_pending", 400),
+    "slow_down": ("slow_down", 400),
+    "access_denied": ("access_denied", 400),
+    "expired_token": ("expired_token", 400),
 }
 DESCRIPTIONS = {
     "token_expired": "The subject token has expired.",
     "token_replayed": "The subject token has already been exchanged.",
 }
+
+
+def oauth_endpoint(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Another OAuth endpoint (RFC 8628 device authorization): its refusals in the token endpoint's shape."""
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except BrokerError as exc:
+            return _refusal(request, exc, ExchangeTrace(), {})
+    return endpoint
 
 
 def oauth_error(exc: BrokerError) -> tuple[str, int]:
@@ -214,6 +231,8 @@ def _refusal(request: Request, exc: BrokerError, trace: ExchangeTrace, cors: dic
         body["resources"] = list(exc.roles)  # the caller's own verified grants: pick one as `resource`
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="sts-broker"'  # RFC 6749 5.2: invalid_client with a 401
     return OrjsonResponse(body, status_code=status, headers=headers)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from broker.cli_sessions import CliSession
+from broker.device_codes import GRANT_TYPE as DEVICE_CODE
 from broker.service import BrokerService
 
 Grant = Callable[[BrokerService, Mapping[str, str], str], Awaitable[dict[str, Any]]]
@@ -26,7 +27,15 @@ async def authorization_code(service: BrokerService, form: Mapping[str, str], cl
     return cli_session_body(session, token)
 
 
-# grant_type -> its function. The device authorization grant (RFC 8628) is one more entry here.
+async def device_code(service: BrokerService, form: Mapping[str, str], client: str) -> dict[str, Any]:
+    """RFC 8628 3.4: the CLI session of the person who approved the user code, once; RFC 8628 3.5 errors until
+    then (DeviceGrantError: authorization_pending, slow_down, access_denied, expired_token)."""
+    session, token = await service.redeem_device_code(form.get("device_code", ""), form.get("client_id", ""), client)
+    return cli_session_body(session, token)
+
+
+# grant_type -> its function.
 GRANTS: Mapping[str, Grant] = {
     AUTHORIZATION_CODE: authorization_code,
+    DEVICE_CODE: device_code,
 }
