@@ -28,6 +28,7 @@ CALLBACK = "/callback"
 LOOPBACK_WAIT = 300.0
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 MAX_POLLS = 400
+OPEN_WAIT = 2.0
 
 DONE_PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>sts-broker</title></head>
 <body style="font-family:sans-serif;margin:3em"><h1>%s</h1><p>%s</p></body></html>"""
@@ -42,15 +43,19 @@ def device_name() -> str:
 
 def browser_opener() -> Opener | None:
     """The system's browser ($BROWSER, xdg-open, open, ...), None when there is none. It is started on a
-    thread: some openers wait for the browser to exit, and the loopback listener must be answering by then."""
+    thread: some openers wait for the browser to exit, and the loopback listener must be answering by then.
+    An opener that fails within OPEN_WAIT seconds (a $BROWSER that does not exist) counts as no browser."""
     try:
         controller = webbrowser.get()
     except webbrowser.Error:
         return None
 
     def open_url(url: str) -> bool:
-        threading.Thread(target=controller.open, args=(url,), daemon=True).start()
-        return True
+        opened: list[bool] = []
+        thread = threading.Thread(target=lambda: opened.append(controller.open(url)), daemon=True)
+        thread.start()
+        thread.join(OPEN_WAIT)
+        return opened != [False]
     return open_url
 
 
@@ -100,8 +105,9 @@ def _wait(listener: _Listener) -> dict[str, str]:
     return listener.result
 
 
-def loopback(broker: Broker, opener: Opener | None) -> dict[str, Any]:
-    """The token endpoint's answer after a browser sign-in; `opener` None prints the URL instead."""
+def loopback(broker: Broker, opener: Opener | None) -> dict[str, Any] | None:
+    """The token endpoint's answer after a browser sign-in; `opener` None prints the URL instead. None when
+    the browser could not be opened (the caller falls back to the device grant)."""
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(24)
     with _Listener(("127.0.0.1", 0), _Callback) as listener:
@@ -110,12 +116,14 @@ def loopback(broker: Broker, opener: Opener | None) -> dict[str, Any]:
             "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": redirect_uri,
             "code_challenge": challenge, "code_challenge_method": "S256", "state": state,
             "device_name": device_name()})
-        if opener is None or not opener(url):
+        if opener is None:
             print(f"Open this URL in a browser on this machine to sign in:\n\n  {url}\n", file=sys.stderr)
+        elif not opener(url):
+            return None
         else:
             print(f"Opened the browser to sign in; if it did not open, visit:\n\n  {url}\n", file=sys.stderr)
         result = _wait(listener)
-    if not secrets.compare_digest(result.get("state", ""), state):
+    if not secrets.compare_digest(result.get("state", "").encode(), state.encode()):
         raise ClientError("the browser came back with the wrong state: refused (run sts-broker login again)")
     if "error" in result or "code" not in result:
         raise ClientError(f"sign-in not completed: {result.get('error', 'no code')}")

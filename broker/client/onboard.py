@@ -20,15 +20,15 @@ def login_command(args: argparse.Namespace) -> int:
     if not url:
         raise ClientError("no broker URL: pass --broker URL (or set STS_BROKER_URL)")
     broker = Broker(state.check_broker_url(url))
-    if args.device:
-        answer = login.device(broker)
-    else:
+    answer = None
+    if not args.device:
         opener = None if args.no_browser else login.browser_opener()
-        if opener is None and not args.no_browser:
-            print("No browser found here: signing in with a code on another device instead.", file=sys.stderr)
-            answer = login.device(broker)
-        else:
+        if opener is not None or args.no_browser:
             answer = login.loopback(broker, opener)
+    if answer is None:
+        if not args.device:
+            print("No usable browser here: signing in with a code instead.", file=sys.stderr)
+        answer = login.device(broker)
     info = _keep(broker.url, answer)
     until = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(info.expires_at))
     print(f"Logged in to {broker.url} until {until}.", file=sys.stderr)
