@@ -125,15 +125,15 @@ def logout(args: argparse.Namespace) -> int:
     if info is None:
         print("sts-broker: not logged in", file=sys.stderr)
         return 0
-    token = keystore.load(state.dirs().config, info.broker, info.token_store) if info.expires_at > 0 else None
-    if token is not None:
-        from broker.client.errors import ClientError
-        from broker.client.http import Broker
+    from broker.client.errors import ClientError
+    from broker.client.http import Broker
 
-        try:
+    try:  # still forget it here whatever happens; say so when the broker did not hear of it
+        token = keystore.load(state.dirs().config, info.broker, info.token_store) if info.expires_at > 0 else None
+        if token is not None:
             Broker(info.broker).send("POST", "/oauth2/revoke", form={"token": token})
-        except ClientError as exc:  # still forget it here; say that the broker did not hear of it
-            print(f"sts-broker: {exc}; the session was forgotten here but not revoked", file=sys.stderr)
+    except ClientError as exc:
+        print(f"sts-broker: {exc}; the session was forgotten here but not revoked", file=sys.stderr)
     session.forget(info)
     print(f"Logged out of {info.broker}.", file=sys.stderr)
     return 0
