@@ -43,3 +43,19 @@ def test_the_check_sees_the_server_stack_when_it_is_there(home: Path) -> None:
     """The same listing of a server command does name the stack: the test above can fail."""
     done, modules = imported("check", "--config", str(home / "missing.yaml"), env=dict(os.environ))
     assert done.returncode != 0 and {"pydantic", "yaml"} <= {m.split(".")[0] for m in modules}
+
+
+def test_the_client_package_imports_only_the_standard_library_and_itself() -> None:
+    import ast
+
+    import broker.client
+
+    allowed_third_party = {"keyring"}  # optional, imported only when installed
+    for file in Path(broker.client.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert (name.startswith("broker.client") or top in sys.stdlib_module_names
+                        or top in allowed_third_party or name == "__future__"), f"{file.name} imports {name}"
