@@ -9,9 +9,10 @@ from starlette.responses import JSONResponse, Response
 
 from broker.token_exchange import CREDENTIALS_TYPE, GRANT_TYPE, ID_TOKEN_TYPE
 from broker.web.context import context_of
+from broker.web.openapi_cli import CLI_SCHEMAS, SECURITY_SCHEMES, cli_paths
 
-OAUTH_ERROR_CODES = ["invalid_request", "unsupported_grant_type", "invalid_grant", "unauthorized_client",
-                     "invalid_target", "temporarily_unavailable", "server_error"]
+OAUTH_ERROR_CODES = ["invalid_request", "unsupported_grant_type", "invalid_grant", "invalid_client",
+                     "unauthorized_client", "invalid_target", "temporarily_unavailable", "server_error"]
 
 
 def _json(schema_ref: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -76,18 +77,26 @@ SCHEMAS: dict[str, Any] = {
 def _token_operation() -> dict[str, Any]:
     retry = {"Retry-After": {"schema": {"type": "integer"}}, **NO_STORE_HEADER}
     return {
-        "summary": "Exchange an ID token for AWS credentials (RFC 8693 token exchange)",
+        "summary": "Exchange an ID token for AWS credentials (RFC 8693 token exchange); or, for `sts-broker "
+                   "login`, an authorization code and its PKCE verifier for a CLI session",
         "description": "The ID token comes from an IdP configured with `type: token` (Google preset or any "
                        "OIDC provider). The rules file decides the role. Browser apps: only origins in "
                        "`token_exchange.cors_origins` (CORS).",
         "operationId": "tokenExchange",
-        "requestBody": {"required": True, "content": {
-            "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/TokenExchangeRequest"}}}},
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {"oneOf": [
+            {"$ref": "#/components/schemas/TokenExchangeRequest"},
+            {"$ref": "#/components/schemas/AuthorizationCodeRequest"}]}}}},
         "responses": {
-            "200": _json("#/components/schemas/TokenExchangeResponse", "AWS credentials for the role",
-                         NO_STORE_HEADER),
+            "200": {"description": "AWS credentials for the role (token exchange), or a CLI session "
+                                   "(authorization_code)", "headers": NO_STORE_HEADER,
+                    "content": {"application/json": {"schema": {"oneOf": [
+                        {"$ref": "#/components/schemas/TokenExchangeResponse"},
+                        {"$ref": "#/components/schemas/CliSessionToken"}]}}}},
             "400": _json(OAUTH_ERROR, "RFC 6749 5.2 error: invalid_request, unsupported_grant_type, "
-                         "invalid_grant (the subject token), unauthorized_client (origin), invalid_target (role)",
+                         "invalid_grant (the subject token; an authorization code unknown, used, expired or with "
+                         "another redirect_uri or verifier), unauthorized_client (origin), invalid_target (role)",
+                         NO_STORE_HEADER),
+            "401": _json(OAUTH_ERROR, "invalid_client: authorization_code with a client_id other than the CLI's",
                          NO_STORE_HEADER),
             "413": _json(OAUTH_ERROR, "invalid_request: body too large", NO_STORE_HEADER),
             "429": _json(OAUTH_ERROR, "temporarily_unavailable: rate limit per client address or subject", retry),
@@ -114,8 +123,9 @@ def document(public_url: str) -> dict[str, Any]:
             "/healthz": _get("Liveness"),
             "/readyz": _get("Readiness: state store and keys"),
             "/openapi.json": _get("This document"),
+            **cli_paths(),
         },
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": {**SCHEMAS, **CLI_SCHEMAS}, "securitySchemes": SECURITY_SCHEMES},
     }
 
 

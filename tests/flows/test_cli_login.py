@@ -132,3 +132,23 @@ def test_the_portal_lists_and_revokes_the_persons_cli_sessions(stack: DevStack) 
     [event] = [e for e in audit_events(stack) if e["event"] == "cli_session_revoked"
                and e.get("session_id") == first["session_id"]]
     assert event["by"] == "portal" and event["subject"] == "bob"
+
+
+def test_openapi_describes_what_the_cli_endpoints_answer(stack: DevStack) -> None:
+    url = stack.broker_url
+    doc = httpx.get(f"{url}/openapi.json").json()
+    for path in ("/oauth2/authorize", "/oauth2/revoke", "/cli/session", "/cli/roles", "/cli/credentials",
+                 "/cli/console", "/sessions"):
+        assert path in doc["paths"]
+    schemas = doc["components"]["schemas"]
+    with browser.browser() as client:
+        answer = cli_login(client, url, "bob")
+    auth = bearer(answer["access_token"])
+    assert set(schemas["CliSessionToken"]["required"]) == set(answer)
+    assert set(schemas["CliSession"]["required"]) <= set(httpx.get(f"{url}/cli/session", headers=auth).json())
+    role = httpx.get(f"{url}/cli/roles", headers=auth).json()["roles"][0]
+    assert set(schemas["CliRoles"]["properties"]["roles"]["items"]["required"]) <= set(role)
+    creds = httpx.post(f"{url}/cli/credentials", headers=auth, json={"role": role["alias"]}).json()
+    assert set(schemas["CredentialProcess"]["required"]) == set(creds)
+    refused = httpx.get(f"{url}/cli/roles", headers=bearer("ended")).json()
+    assert set(schemas["Error"]["required"]) == set(refused)

@@ -178,9 +178,9 @@ def test_signed_post_request_verifies_with_pysaml2_and_tampered_fails(world: Pos
 
 # ---- nothing from the request steers where the page posts ---------------------------------------------------
 
+# `return_to` is read, allow-listed, and a path off the list refused with a 400 (tests/flows/test_cli_refusals.py).
 STEERING = {"sso_url": "https://evil.example/sso", "destination": "https://evil.example/", "action": "//evil.example",
-            "RelayState": '"><script>alert(1)</script>', "return_to": "https://evil.example/",
-            "SAMLRequest": "PHg+", "next": "javascript:alert(1)"}
+            "RelayState": '"><script>alert(1)</script>', "SAMLRequest": "PHg+", "next": "javascript:alert(1)"}
 SPOOFED = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
            "Forwarded": "host=evil.example;proto=https", "X-Original-URL": "https://evil.example/sso"}
 

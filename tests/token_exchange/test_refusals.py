@@ -162,9 +162,12 @@ def _encoded(pairs: list[tuple[str, str]]) -> bytes:
 
 
 FORMS: dict[str, tuple[Callable[[TokenIssuer], list[tuple[str, str]]], str, str]] = {
+    "grant type password": (lambda i: [*_without(form(mobile_token(i)), "grant_type"), ("grant_type", "password")],
+                            "unsupported_grant_type", "unsupported_grant_type"),
+    # authorization_code is the CLI's grant (tests/flows/test_cli_*): a token exchange form lacks its fields.
     "grant type authorization_code": (lambda i: [*_without(form(mobile_token(i)), "grant_type"),
                                                  ("grant_type", "authorization_code")],
-                                      "unsupported_grant_type", "unsupported_grant_type"),
+                                      "invalid_request", "parameter_missing"),
     "no subject_token": (lambda i: _without(form(""), "subject_token"), "invalid_request", "subject_token_missing"),
     "access token type": (lambda i: [*_without(form(mobile_token(i)), "subject_token_type"),
                                      ("subject_token_type", "urn:ietf:params:oauth:token-type:access_token")],
