@@ -2,8 +2,8 @@
 webbrowser module, which runs $BROWSER; the tests point $BROWSER at this module. It signs in through the dev
 OIDC IdP as $STS_TEST_BROWSER_USER (broker/devstack/browser.py, real HTTP and cookies), answers the consent
 page ($STS_TEST_BROWSER_DECISION, default allow) and follows the redirect to the client's loopback
-listener, as a browser would. $STS_TEST_BROWSER_TAMPER=state changes the state on the way (a forged
-redirect); $STS_TEST_BROWSER_LOG names a file that gets one line per URL visited.
+listener, as a browser would. $STS_TEST_BROWSER_STATE, when set, replaces the state on the way (a forged
+redirect); $STS_TEST_BROWSER_LOG names a file that gets two lines per sign-in (where it went, what it got).
 
     python -m tests.flows.cli_browser URL
 """
@@ -18,9 +18,9 @@ from broker.devstack import browser
 from tests.flows.cli_login import consent, sign_in_from
 
 
-def _tampered(location: str) -> str:
+def _tampered(location: str, state: str) -> str:
     parts = urlsplit(location)
-    query = [(k, "forged" if k == "state" else v) for k, v in parse_qsl(parts.query)]
+    query = [(k, state if k == "state" else v) for k, v in parse_qsl(parts.query)]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
@@ -33,8 +33,9 @@ def visit(url: str) -> None:
                                                                   os.environ["STS_TEST_BROWSER_USER"])
         answer = consent(client, broker_url, page, os.environ.get("STS_TEST_BROWSER_DECISION", "allow"))
         location = answer.headers["location"]
-        if os.environ.get("STS_TEST_BROWSER_TAMPER") == "state":
-            location = _tampered(location)
+        forged = os.environ.get("STS_TEST_BROWSER_STATE")
+        if forged is not None:
+            location = _tampered(location, forged)
         landed = client.get(location)
         log = os.environ.get("STS_TEST_BROWSER_LOG")
         if log:

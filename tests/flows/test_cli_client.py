@@ -43,10 +43,26 @@ def test_login_through_the_browser_then_status_and_roles(cli: Cli, stack: DevSta
     assert len(started) == 1
 
 
-def test_forged_state_on_the_loopback_redirect_is_refused(cli: Cli, stack: DevStack) -> None:
-    done = cli.run("login", "--broker", stack.broker_url, STS_TEST_BROWSER_TAMPER="state")
-    assert done.returncode == 1 and "wrong state: refused" in done.stderr
+@pytest.mark.parametrize("forged", ["forged", "\u00fcnicode-\u2603", ""])
+def test_forged_state_on_the_loopback_redirect_is_refused(cli: Cli, stack: DevStack, forged: str) -> None:
+    done = cli.run("login", "--broker", stack.broker_url, STS_TEST_BROWSER_STATE=forged)
+    assert done.returncode == 1 and done.stderr.endswith(
+        "sts-broker: the browser came back with the wrong state: refused (run sts-broker login again)\n")
     assert not (cli.home / "session.json").exists()
+
+
+def test_consent_denied_in_the_browser_is_one_line(cli: Cli, stack: DevStack) -> None:
+    done = cli.run("login", "--broker", stack.broker_url, STS_TEST_BROWSER_DECISION="deny")
+    assert done.returncode == 1 and done.stderr.endswith("sts-broker: sign-in not completed: access_denied\n")
+    assert not (cli.home / "session.json").exists()
+
+
+def test_a_role_not_granted_is_refused_in_one_line(cli: Cli, stack: DevStack) -> None:
+    sid = cli.login()
+    done = cli.run("credential-process", "--role", "arn:aws:iam::123456789012:role/NotGranted")
+    assert (done.returncode, done.stdout) == (1, "") and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("sts-broker: the broker refused: ") and "error id" in done.stderr
+    assert issued(audit_events(stack), sid) == 0
 
 
 def test_configure_then_botocore_process_provider_and_the_aws_cli(cli: Cli, stack: DevStack,
