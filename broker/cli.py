@@ -1,21 +1,28 @@
-"""sts-broker serve | check | keys generate | rules check|explain|test | demo [--self-test]"""
+"""sts-broker serve | check | keys generate | rules check|explain|test | demo [--self-test], and the client
+subcommands (login, credential-process, exec, configure, ...: broker/client/).
+
+The client subcommands are dispatched first, before anything of the server is imported: `sts-broker
+credential-process` runs before every `aws` call, so this module imports only what that path needs at the
+top, and the server's modules (even argparse's Path type and logging) inside the functions that use them."""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from broker.errors import ConfigError
+from broker.client.main import COMMANDS as CLIENT_COMMANDS
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy reads the name)
 if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+    from typing import Any
+
     from starlette.applications import Starlette
 
 
 def _check(config: Path) -> int:
     from broker.config import load_settings
+    from broker.errors import ConfigError
     from broker.service import load_components
 
     try:
@@ -31,6 +38,7 @@ def _check(config: Path) -> int:
 
 def _serve(config: Path, host: str, port: int, forwarded_allow_ips: str | None = None) -> int:
     from broker.config import load_settings
+    from broker.errors import ConfigError
     from broker.web.app import create_app, settle_heap
     from broker.web.proxy import parse_trusted
 
@@ -106,6 +114,11 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+    from pathlib import Path
+
+    from broker.client.main import add_commands
+
     parser = argparse.ArgumentParser(prog="sts-broker", description="Federation identity broker for AWS")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the broker")
@@ -140,16 +153,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--saml-binding", choices=["redirect", "post"], default="redirect",
                       help="how the AuthnRequest reaches the demo's SAML IdP: post makes that IdP publish only "
                            "HTTP-POST (as OneLogin and Google do); the devsamlpost entry always uses HTTP-POST")
+    add_commands(sub)  # for --help only: main() hands these to broker/client/ before parsing
     return parser
 
 
 def configure_logging() -> None:
     """What every command logs: INFO and up (the access log included) to stderr."""
+    import logging
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in CLIENT_COMMANDS:
+        from broker.client.main import main as client_main
+
+        return client_main(words)
+    args = _parser().parse_args(words)
     configure_logging()
     if args.command == "check":
         return _check(args.config)
