@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from broker.devstack.device_login import decide
 from broker.devstack.stack import DevStack
-from tests.device_container.device import decide, signed_in
+from tests.device_container.device import signed_in
 from tests.flows.cli_client import SCRIPT, Cli
 
 ADMIN = "arn:aws:iam::456789012345:role/DemoAdmin"
