@@ -13,8 +13,8 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-HEADER = re.compile(r"^\s*\[\s*(profile\s+)?([^\]]+?)\s*\]\s*(?:[#;].*)?$")
-KEY = re.compile(r"^([A-Za-z0-9_.-]+)\s*=\s*(.*)$")
+HEADER = re.compile(r"\s*\[\s*(profile\s+)?([^\]]+?)\s*\]\s*(?:[#;].*)?")
+KEY = re.compile(r"([A-Za-z0-9_.-]+)\s*=\s*(.*)")
 UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
 
 
@@ -44,14 +44,14 @@ def _sections(lines: list[str]) -> list[tuple[str | None, int, int]]:
     section."""
     starts: list[tuple[str | None, int]] = [(None, 0)] + [
         (f"profile {m.group(2)}" if m.group(1) else m.group(2), i)
-        for i, line in enumerate(lines) if (m := HEADER.match(line))]
+        for i, line in enumerate(lines) if (m := HEADER.fullmatch(line.rstrip("\r\n")))]
     ends = [start for _, start in starts[1:]] + [len(lines)]
     return [(name, start, end) for (name, start), end in zip(starts, ends, strict=True)]
 
 
 def _ours(body: list[str]) -> bool:
     for line in body:
-        if (m := KEY.match(line)) and m.group(1) == "credential_process":
+        if (m := KEY.fullmatch(line.rstrip("\r\n"))) and m.group(1) == "credential_process":
             return "sts-broker" in m.group(2) and "credential-process" in m.group(2)
     return True
 
@@ -60,7 +60,7 @@ def _update(body: list[str], settings: dict[str, str]) -> list[str]:
     """The section's lines with our keys set in place (or added after its last setting)."""
     out, pending = list(body), dict(settings)
     for i, line in enumerate(out):
-        if (m := KEY.match(line)) and m.group(1) in pending:
+        if (m := KEY.fullmatch(line.rstrip("\r\n"))) and m.group(1) in pending:
             out[i] = f"{m.group(1)} = {pending.pop(m.group(1))}\n"
     last = max((i for i, line in enumerate(out) if line.strip() and not line.lstrip().startswith(("#", ";"))),
                default=0)

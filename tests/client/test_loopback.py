@@ -47,11 +47,13 @@ def test_listener_answers_the_callback_once_and_sends_the_verifier() -> None:
         def visit() -> None:
             seen["favicon"] = _get(urlsplit(query["redirect_uri"])._replace(path="/favicon.ico").geturl())
             seen["callback"] = _get(f"{query['redirect_uri']}?code=the-code&state={query['state']}")
-        threading.Thread(target=visit, daemon=True).start()
+        seen["visitor"] = threading.Thread(target=visit, daemon=True)
+        seen["visitor"].start()
         return True
 
     broker = TokenEndpoint()
     assert login.loopback(broker, browser) == {"access_token": "t", "expires_in": 60, "session_id": "s"}  # type: ignore[arg-type]
+    seen["visitor"].join(timeout=10)  # the listener may return before the visitor has read the page
     query = seen["query"]
     assert query["redirect_uri"].startswith("http://127.0.0.1:") and query["code_challenge_method"] == "S256"
     assert seen["favicon"][0] == 404

@@ -15,7 +15,7 @@ import pytest
 from broker.devstack.iam_paths import CREDENTIALS_FILE, broker_user_arn, iam_in, trust_principal
 from broker.devstack.stack import SAML_PROVIDER_NAME, DevStack, run_stack, saml_trust_policy
 
-ACCOUNT, SPOKE_A, SPOKE_B = "456789012345", "600000000001", "600000000002"
+ACCOUNT, SPOKE_A, SPOKE_B = "457457457457", "600000000001", "600000000002"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "iam"
 HUB = f"arn:aws:iam::{ACCOUNT}:role/PathsHub"
 
