@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from broker.devstack.web_identity_checks import StsError, refuse_invalid
+from broker.devstack.web_identity_checks import StsError, duration_errors, refuse_invalid
 
 ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]*", re.ASCII)
 EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]*", re.ASCII)
@@ -74,18 +74,6 @@ def _string_errors(name: str, value: str | None, low: int, high: int | None,
     return []
 
 
-def _duration_errors(raw: str | None, high: int) -> list[str]:
-    if raw is None:
-        return []
-    if not re.fullmatch(r"-?[0-9]{1,9}", raw):
-        return [_violation("durationSeconds", raw, "be an integer")]
-    if int(raw) < 900:
-        return [_violation("durationSeconds", raw, "have value greater than or equal to 900")]
-    if int(raw) > high:
-        return [_violation("durationSeconds", raw, f"have value less than or equal to {high}")]
-    return []
-
-
 def _members(params: Mapping[str, str], prefix: str, suffix: str = "") -> list[str]:
     """The values of a query-protocol list (Prefix.member.N[suffix]) in N order."""
     found = {}
@@ -123,7 +111,7 @@ def _tag_errors(keys: list[str], values: list[str], transitive: list[str]) -> li
 
 
 def _session_errors(params: Mapping[str, str], *, max_duration: int, max_policy: int | None) -> list[str]:
-    errors = _duration_errors(params.get("DurationSeconds"), max_duration)
+    errors = duration_errors(params.get("DurationSeconds"), max_duration)
     errors += _string_errors("policy", params.get("Policy"), 1, max_policy, POLICY_CHARS)
     arns = _members(params, "PolicyArns", ".arn")
     if len(arns) > MAX_POLICY_ARNS:

@@ -240,15 +240,16 @@ def _length_errors(name: str, value: str, low: int, high: int) -> list[str]:
     return []
 
 
-def _duration_errors(raw: str | None) -> list[str]:
+def duration_errors(raw: str | None, high: int = 43200) -> list[str]:
+    """DurationSeconds as STS validates it, before any other check (900 up to `high`)."""
     if raw is None:
         return []
     if not re.fullmatch(r"-?[0-9]{1,9}", raw):
         return [_violation("durationSeconds", raw, "be an integer")]
     if int(raw) < 900:
         return [_violation("durationSeconds", raw, "have value greater than or equal to 900")]
-    if int(raw) > 43200:
-        return [_violation("durationSeconds", raw, "have value less than or equal to 43200")]
+    if int(raw) > high:
+        return [_violation("durationSeconds", raw[:100], f"have value less than or equal to {high}")]
     return []
 
 
@@ -268,7 +269,7 @@ def _required_errors(params: Mapping[str, str]) -> list[str]:
 
 def _constraint_errors(params: Mapping[str, str]) -> list[str]:
     """Every model constraint AWS checks before it looks at anything, reported together as AWS does."""
-    errors = _required_errors(params) + _duration_errors(params.get("DurationSeconds"))
+    errors = _required_errors(params) + duration_errors(params.get("DurationSeconds"))
     if "Policy" in params:
         errors += _length_errors("policy", params["Policy"], 1, 2048)
     arns = [v for k, v in sorted(params.items()) if re.fullmatch(r"PolicyArns\.member\.\d+\.arn", k)]
