@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from broker.errors import BadRequest
 from broker.identity import Identity
 from broker.identity_codec import identity_from_dict, identity_to_dict
-from broker.sealing import Sealer
+from broker.sealed_records import SealedRecords
 from broker.store import StateStore
 
 DEVICE_NAME_MAX = 64
@@ -70,7 +69,7 @@ class CliSession:
 class CliSessions:
     def __init__(self, store: StateStore, secret: str, lifetime: float) -> None:
         self._store, self.lifetime = store, lifetime
-        self._sealer = Sealer(secret, purpose="sts-broker cli session v1")
+        self._records = SealedRecords(store, secret, purpose="sts-broker cli session v1")
 
     def __repr__(self) -> str:
         return f"CliSessions(lifetime={self.lifetime})"
@@ -88,8 +87,8 @@ class CliSessions:
         digest, ttl = token_digest(token), expires - now
         data = {"sid": session.session_id, "person": session.person, "device": session.device_name,
                 "created": now, "expires": expires, "identity": identity_to_dict(identity)}
-        await self._put_sealed(f"cli_session:{digest}", data, ttl)
-        await self._put_sealed(f"cli_session_id:{session.session_id}", {"hash": digest, "person": session.person},
+        await self._records.put(f"cli_session:{digest}", data, ttl)
+        await self._records.put(f"cli_session_id:{session.session_id}", {"hash": digest, "person": session.person},
                                ttl)
         await self._store.set_add(f"cli_sessions_of:{session.person}", session.session_id, ttl)
         return session, token
@@ -138,25 +137,11 @@ class CliSessions:
                 found.append(session)
         return sorted(found, key=lambda s: (s.created_at, s.session_id))
 
-    async def _put_sealed(self, key: str, data: dict[str, object], ttl: float) -> None:
-        await self._store.put(key, self._sealer.seal(json.dumps(data), key), ttl)
-
-    async def _get_sealed(self, key: str) -> dict[str, object] | None:
-        raw = await self._store.get(key)
-        opened = None if raw is None else self._sealer.open(raw, key)
-        data = None if opened is None else json.loads(opened)
-        return data if isinstance(data, dict) else None
-
     async def _ref(self, session_id: str) -> dict[str, str] | None:
-        if not session_id or len(session_id) > 64:
-            return None
-        data = await self._get_sealed(f"cli_session_id:{session_id}")
-        if data is None or not isinstance(data.get("hash"), str) or not isinstance(data.get("person"), str):
-            return None
-        return {"hash": str(data["hash"]), "person": str(data["person"])}
+        return await self._records.pointer(f"cli_session_id:{session_id}", session_id)
 
     async def _by_digest(self, digest: str) -> CliSession | None:
-        data = await self._get_sealed(f"cli_session:{digest}")
+        data = await self._records.get(f"cli_session:{digest}")
         if data is None:
             return None
         try:

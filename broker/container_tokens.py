@@ -12,13 +12,12 @@ The token itself is never stored.
 from __future__ import annotations
 
 import hmac
-import json
 import secrets
 import time
 from dataclasses import asdict, dataclass
 
 from broker.cli_sessions import CliSession, token_digest
-from broker.sealing import Sealer
+from broker.sealed_records import SealedRecords
 from broker.store import StateStore
 
 TOKEN_BYTES = 32
@@ -39,7 +38,7 @@ class ContainerToken:
 class ContainerTokens:
     def __init__(self, store: StateStore, secret: str) -> None:
         self._store = store
-        self._sealer = Sealer(secret, purpose="sts-broker container token v1")
+        self._records = SealedRecords(store, secret, purpose="sts-broker container token v1")
 
     def __repr__(self) -> str:
         return "ContainerTokens()"
@@ -50,8 +49,8 @@ class ContainerTokens:
         record = ContainerToken(secrets.token_urlsafe(16), session.session_id, session.person, role_arn,
                                 session.device_name, now, session.expires_at)
         digest, ttl = token_digest(token), max(1.0, session.expires_at - now)
-        await self._put(f"container:{digest}", asdict(record), ttl)
-        await self._put(f"container_id:{record.token_id}", {"hash": digest, "person": record.person}, ttl)
+        await self._records.put(f"container:{digest}", asdict(record), ttl)
+        await self._records.put(f"container_id:{record.token_id}", {"hash": digest, "person": record.person}, ttl)
         await self._store.set_add(f"containers_of:{record.person}", record.token_id, ttl)
         return record, token
 
@@ -93,25 +92,11 @@ class ContainerTokens:
         await self._store.delete(f"container_id:{token_id}")
         await self._store.set_remove(f"containers_of:{person}", token_id)
 
-    async def _put(self, key: str, data: dict[str, object], ttl: float) -> None:
-        await self._store.put(key, self._sealer.seal(json.dumps(data), key), ttl)
-
-    async def _get(self, key: str) -> dict[str, object] | None:
-        raw = await self._store.get(key)
-        opened = None if raw is None else self._sealer.open(raw, key)
-        data = None if opened is None else json.loads(opened)
-        return data if isinstance(data, dict) else None
-
     async def _ref(self, token_id: str) -> dict[str, str] | None:
-        if not token_id or len(token_id) > 64:
-            return None
-        data = await self._get(f"container_id:{token_id}")
-        if data is None or not isinstance(data.get("hash"), str) or not isinstance(data.get("person"), str):
-            return None
-        return {"hash": str(data["hash"]), "person": str(data["person"])}
+        return await self._records.pointer(f"container_id:{token_id}", token_id)
 
     async def _by_digest(self, digest: str) -> ContainerToken | None:
-        data = await self._get(f"container:{digest}")
+        data = await self._records.get(f"container:{digest}")
         try:
             record = None if data is None else ContainerToken(**data)  # type: ignore[arg-type]
         except TypeError:  # a layout this version did not write
