@@ -18,6 +18,17 @@ from broker.web.render import NO_STORE, page, wants_json
 from broker.web.sessions import Session
 
 
+async def page_session(request: Request) -> Session | None:
+    """A page's session; None (the page redirects to the sign-in page) when a browser has none. A JSON client
+    gets the 401 instead."""
+    try:
+        return await web_session(request)
+    except NotAuthenticated:
+        if wants_json(request):
+            raise
+        return None
+
+
 async def web_session(request: Request) -> Session:
     context = context_of(request)
     session = await context.sessions.load(request.cookies.get(context.cookie_name))
@@ -58,11 +69,8 @@ def _view(service: BrokerService, session: Session) -> dict[str, Any]:
 
 async def roles(request: Request) -> Response:
     service = context_of(request).service
-    try:
-        session = await web_session(request)
-    except NotAuthenticated:
-        if wants_json(request):
-            raise
+    session = await page_session(request)
+    if session is None:
         return RedirectResponse("/", status_code=303)
     view = _view(service, session)
     if wants_json(request):

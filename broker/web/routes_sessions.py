@@ -13,13 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from broker.cli_sessions import person_of
-from broker.errors import BadRequest, NotAuthenticated
+from broker.errors import BadRequest
 from broker.identity import Identity
 from broker.service import BrokerService
 from broker.web.context import context_of
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, page, wants_json
-from broker.web.routes_roles import checked_form, single, web_session
+from broker.web.routes_roles import checked_form, page_session, single, web_session
 
 Revoker = Callable[[BrokerService, str, Identity, str], Awaitable[object]]
 
@@ -51,11 +51,8 @@ async def _listing(service: BrokerService, identity: Identity) -> dict[str, Any]
 
 async def sessions(request: Request) -> Response:
     context = context_of(request)
-    try:
-        session = await web_session(request)
-    except NotAuthenticated:
-        if wants_json(request):
-            raise
+    session = await page_session(request)
+    if session is None:
         return RedirectResponse("/", status_code=303)
     listing = await _listing(context.service, session.identity)
     if wants_json(request):
