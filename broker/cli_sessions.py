@@ -127,15 +127,12 @@ class CliSessions:
     async def list_for(self, identity: Identity) -> list[CliSession]:
         """The person's live CLI sessions, oldest first; ids of ended sessions are pruned from the index."""
         person = person_of(identity)
-        found = []
-        for sid in await self._store.set_members(f"cli_sessions_of:{person}"):
-            ref = await self._ref(sid)
-            session = None if ref is None else await self._by_digest(ref["hash"])
-            if session is None:
-                await self._store.set_remove(f"cli_sessions_of:{person}", sid)
-            else:
-                found.append(session)
+        found = await self._records.live_members(f"cli_sessions_of:{person}", self._by_id)
         return sorted(found, key=lambda s: (s.created_at, s.session_id))
+
+    async def _by_id(self, session_id: str) -> CliSession | None:
+        ref = await self._ref(session_id)
+        return None if ref is None else await self._by_digest(ref["hash"])
 
     async def _ref(self, session_id: str) -> dict[str, str] | None:
         return await self._records.pointer(f"cli_session_id:{session_id}", session_id)

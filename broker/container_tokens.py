@@ -77,20 +77,17 @@ class ContainerTokens:
         return ended
 
     async def list_for(self, person: str) -> list[ContainerToken]:
-        found = []
-        for token_id in await self._store.set_members(f"containers_of:{person}"):
-            ref = await self._ref(token_id)
-            record = None if ref is None else await self._by_digest(ref["hash"])
-            if record is None:
-                await self._store.set_remove(f"containers_of:{person}", token_id)
-            else:
-                found.append(record)
+        found = await self._records.live_members(f"containers_of:{person}", self._by_id)
         return sorted(found, key=lambda t: (t.created_at, t.token_id))
 
     async def _delete(self, token_id: str, digest: str, person: str) -> None:
         await self._store.delete(f"container:{digest}")
         await self._store.delete(f"container_id:{token_id}")
         await self._store.set_remove(f"containers_of:{person}", token_id)
+
+    async def _by_id(self, token_id: str) -> ContainerToken | None:
+        ref = await self._ref(token_id)
+        return None if ref is None else await self._by_digest(ref["hash"])
 
     async def _ref(self, token_id: str) -> dict[str, str] | None:
         return await self._records.pointer(f"container_id:{token_id}", token_id)

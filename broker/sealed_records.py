@@ -5,12 +5,14 @@ Used by the CLI sessions and the container tokens."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from broker.sealing import Sealer
 from broker.store import StateStore
 
 MAX_PUBLIC_ID = 64
+T = TypeVar("T")
 
 
 class SealedRecords:
@@ -38,3 +40,14 @@ class SealedRecords:
         if data is None or not isinstance(data.get("hash"), str) or not isinstance(data.get("person"), str):
             return None
         return {"hash": str(data["hash"]), "person": str(data["person"])}
+
+    async def live_members(self, index: str, load: Callable[[str], Awaitable[T | None]]) -> list[T]:
+        """The records a per-person index set names that still load; ids of ended ones leave the index."""
+        found = []
+        for public_id in await self._store.set_members(index):
+            record = await load(public_id)
+            if record is None:
+                await self._store.set_remove(index, public_id)
+            else:
+                found.append(record)
+        return found
