@@ -75,14 +75,18 @@ class Balancer(httpx.HTTPTransport):
     """Round robin over the replicas for requests to the broker; times each request to the broker by route
     (to the end of its body), leaving IdP and AWS requests alone."""
 
-    def __init__(self, replicas: tuple[int, int], tally: Tally) -> None:
+    def __init__(self, replicas: tuple[int, int], tally: Tally, client_address: str) -> None:
         super().__init__()
         self._replicas, self._tally, self._turn = replicas, tally, itertools.cycle(replicas)
+        self._client_address = client_address
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.port not in self._replicas:
             return super().handle_request(request)
         request.url = request.url.copy_with(port=next(self._turn))
+        # As a load balancer does: the replicas trust it (--forwarded-allow-ips), so the per-address rate
+        # limits count each simulated person, not the balancer.
+        request.headers["X-Forwarded-For"] = self._client_address
         started = time.perf_counter()
         response = super().handle_request(request)
         response.read()
@@ -111,8 +115,9 @@ def serve_two(replicas: Replicas, log: Path) -> Callable[[Path, Settings, int], 
     def serve(config: Path, settings: Settings, port: int) -> Iterator[object]:
         ports = (port, free_port())
         sink = log.open("ab")
-        procs = [subprocess.Popen([sys.executable, "-m", "broker", "serve", "--config", str(config), "--host",
-                                   LOOPBACK, "--port", str(p)], stdout=sink, stderr=sink) for p in ports]
+        command = [sys.executable, "-m", "broker", "serve", "--config", str(config), "--host", LOOPBACK,
+                   "--forwarded-allow-ips", LOOPBACK]
+        procs = [subprocess.Popen([*command, "--port", str(p)], stdout=sink, stderr=sink) for p in ports]
         try:
             for p in ports:
                 wait_ready(f"http://{LOOPBACK}:{p}")
@@ -163,8 +168,10 @@ class Scenarios:
     def __init__(self, stack: DevStack, replicas: Replicas, tally: Tally, token: Callable[[str], str]) -> None:
         self.stack, self.replicas, self.tally, self.token = stack, replicas, tally, token
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(timeout=30.0, follow_redirects=False, transport=Balancer(self.replicas.ports, self.tally))
+    def client(self, n: int) -> httpx.Client:
+        address = f"198.51.{100 + n // 250 % 4}.{n % 250 + 1}"  # one person per scenario, many addresses
+        return httpx.Client(timeout=30.0, follow_redirects=False,
+                            transport=Balancer(self.replicas.ports, self.tally, address))
 
     def run(self, kind: str, n: int) -> None:
         try:
@@ -187,7 +194,7 @@ class Scenarios:
             raise AssertionError(f"credentials answered {answer.status_code}: {answer.text[:200]}")
 
     def oidc(self, n: int) -> None:
-        with self.client() as client:
+        with self.client(n) as client:
             with self.tally.lock:
                 self.tally.logins_started += 1
             self._landed(browser.login(client, self.stack.broker_url, "dev", "alice"))
@@ -201,7 +208,7 @@ class Scenarios:
                 raise AssertionError("the federation endpoint refused the sign-in token")
 
     def saml(self, n: int) -> None:
-        with self.client() as client:
+        with self.client(n) as client:
             with self.tally.lock:
                 self.tally.logins_started += 1
             self._landed(saml_browser_login(client, self.stack.broker_url, SAML_IDP_ID, "bob"))
@@ -211,7 +218,7 @@ class Scenarios:
     def exchange(self, n: int) -> None:
         form = {"grant_type": GRANT_TYPE, "subject_token": self.token(f"app-user-{n % 50}"),
                 "subject_token_type": ID_TOKEN_TYPE}
-        with self.client() as client:
+        with self.client(n) as client:
             answer = client.post(f"{self.stack.broker_url}/oauth2/token", data=form)
         if answer.status_code != 200 or "SessionToken" not in answer.text:
             raise AssertionError(f"token exchange answered {answer.status_code}: {answer.text[:200]}")
