@@ -1,0 +1,149 @@
+"""Throwaway Redis topologies for tests and benchmarks, on 127.0.0.1 and free ports: a cluster (three primaries,
+optionally a replica each) and a Sentinel setup (a primary, a replica, sentinels). Every wait is bounded."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from broker.devstack.redis_server import RedisServer, _stop, _wait_until_ready, running_redis
+from broker.devstack.servers import free_port
+
+READY_TIMEOUT = 20.0
+SERVICE = "mymaster"
+
+
+def _until(check: str, predicate: object, timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if callable(predicate) and predicate():
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"redis topology: {check} not within {timeout}s")
+
+
+@dataclass(frozen=True)
+class RedisCluster:
+    nodes: tuple[RedisServer, ...]
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
+
+    def client(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, decode_responses=True, socket_timeout=5)
+
+
+def _cluster_ok(ports: list[int]) -> bool:
+    for port in ports:
+        with redis.Redis(port=port, decode_responses=True, socket_timeout=2) as node:
+            info = node.execute_command("CLUSTER", "INFO")
+            text = info if isinstance(info, str) else str(info)
+            if "cluster_state:ok" not in text or "cluster_slots_assigned:16384" not in text:
+                return False
+    return True
+
+
+@contextmanager
+def running_cluster(primaries: int = 3, replicas: int = 0, *extra: str) -> Iterator[RedisCluster]:
+    """A cluster made by `redis-cli --cluster create`: every slot assigned, every node agreeing."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise RuntimeError("redis-cli is not on PATH: run `make sys`")
+    with ExitStack() as stack:
+        # The bus port is named (cluster-port), not the default port + 10000 that may be taken or past 65535.
+        nodes = tuple(stack.enter_context(running_redis("--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                                                        "--cluster-port", str(free_port()), *extra))
+                      for _ in range(primaries * (1 + replicas)))
+        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+        subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas),  # noqa: S603
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        cluster = RedisCluster(nodes)
+        _until("cluster_state:ok on every node", lambda: _cluster_ok(cluster.ports))
+        yield cluster
+
+
+@dataclass(frozen=True)
+class SentinelSetup:
+    primary: RedisServer
+    replica: RedisServer
+    sentinels: tuple[int, ...]
+
+    @property
+    def url(self) -> str:
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{port}" for port in self.sentinels) + f"/{SERVICE}"
+
+    def sentinel(self) -> redis.Redis:
+        return redis.Redis(port=self.sentinels[0], decode_responses=True, socket_timeout=5)
+
+    def primary_port(self) -> int:
+        with self.sentinel() as sentinel:
+            host_port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+        return int(host_port[1])
+
+    def failover(self) -> int:
+        """SENTINEL FAILOVER, waited out: the port of the new primary once it says it is one."""
+        old = self.primary_port()
+        with self.sentinel() as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
+        _until("the failover", lambda: self.primary_port() != old and _role(self.primary_port()) == "master")
+        return self.primary_port()
+
+
+def _role(port: int) -> str:
+    with redis.Redis(port=port, decode_responses=True, socket_timeout=2) as node:
+        return str(node.execute_command("ROLE")[0])
+
+
+@contextmanager
+def _running_sentinel(primary_port: int, tmp: Path) -> Iterator[int]:
+    port = free_port()
+    conf = tmp / f"sentinel-{port}.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp}\n"
+                    f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 1\n"
+                    f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                    f"sentinel failover-timeout {SERVICE} 5000\n")
+    log = tmp / f"sentinel-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", str(conf), "--sentinel"],  # noqa: S603
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_ready(proc, port, log)
+        yield port
+    finally:
+        _stop(proc)
+
+
+def _replica_ready(setup: SentinelSetup) -> bool:
+    with setup.sentinel() as sentinel, redis.Redis(port=setup.replica.port, decode_responses=True) as replica:
+        known = sentinel.execute_command("SENTINEL", "REPLICAS", SERVICE)
+        linked = replica.info("replication").get("master_link_status") == "up"
+    return linked and any("s_down" not in str(r) and str(setup.replica.port) in str(r) for r in known)
+
+
+@contextmanager
+def running_sentinel(sentinels: int = 1) -> Iterator[SentinelSetup]:
+    """A primary, one replica of it and `sentinels` sentinels (quorum 1), the replica known to them."""
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sts-broker-sentinel-")))
+        primary = stack.enter_context(running_redis())
+        replica = stack.enter_context(running_redis("--replicaof", "127.0.0.1", str(primary.port)))
+        ports = tuple(stack.enter_context(_running_sentinel(primary.port, tmp)) for _ in range(sentinels))
+        setup = SentinelSetup(primary, replica, ports)
+        _until("the replica in sync and known to the sentinels", lambda: _replica_ready(setup))
+        yield setup
