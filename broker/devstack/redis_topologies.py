@@ -59,6 +59,15 @@ def _cluster_ok(ports: list[int]) -> bool:
     return True
 
 
+def _replicas_linked(ports: list[int], replicas: int) -> bool:
+    for port in ports:
+        with redis.Redis(port=port, decode_responses=True, socket_timeout=2) as node:
+            role = node.execute_command("ROLE")
+        if role[0] == "master" and len(role[2]) < replicas:
+            return False
+    return True
+
+
 @contextmanager
 def running_cluster(primaries: int = 3, replicas: int = 0, *extra: str) -> Iterator[RedisCluster]:
     """A cluster made by `redis-cli --cluster create`: every slot assigned, every node agreeing."""
@@ -75,6 +84,7 @@ def running_cluster(primaries: int = 3, replicas: int = 0, *extra: str) -> Itera
                         "--cluster-yes"], check=True, capture_output=True, timeout=60)
         cluster = RedisCluster(nodes)
         _until("cluster_state:ok on every node", lambda: _cluster_ok(cluster.ports))
+        _until("every replica linked to its primary", lambda: _replicas_linked(cluster.ports, replicas))
         yield cluster
 
 
@@ -147,3 +157,38 @@ def running_sentinel(sentinels: int = 1) -> Iterator[SentinelSetup]:
         setup = SentinelSetup(primary, replica, ports)
         _until("the replica in sync and known to the sentinels", lambda: _replica_ready(setup))
         yield setup
+
+
+def node_id(port: int) -> str:
+    with redis.Redis(port=port, decode_responses=True, socket_timeout=5) as node:
+        return str(node.execute_command("CLUSTER", "MYID"))
+
+
+def slot_owner(cluster: RedisCluster, slot: int) -> int:
+    """The port of the primary serving slot, as the cluster says."""
+    with cluster.client(cluster.ports[0]) as node:
+        for first, last, primary, *_ in node.execute_command("CLUSTER", "SLOTS"):
+            if int(first) <= slot <= int(last):
+                return int(primary[1])
+    raise RuntimeError(f"slot {slot} is not served")
+
+
+def start_migration(source: int, target: int, slot: int, keys: list[str]) -> None:
+    """Slot MIGRATING on source, IMPORTING on target, and `keys` (only those) moved: ASK territory."""
+    with redis.Redis(port=source, decode_responses=True) as src, redis.Redis(port=target, decode_responses=True) as dst:
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", node_id(source))
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", node_id(target))
+        if keys:
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+
+
+def finish_migration(cluster: RedisCluster, source: int, target: int, slot: int) -> None:
+    """Every key left in slot moved, then the slot given to target on every node: MOVED territory."""
+    with redis.Redis(port=source, decode_responses=True) as src:
+        left = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        if left:
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *left)
+    owner = node_id(target)
+    for port in [target, source, *(p for p in cluster.ports if p not in (source, target))]:
+        with cluster.client(port) as node:
+            node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner)
