@@ -15,12 +15,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from broker.redis_cluster import ClusterPipe
 from broker.redis_pipe import Endpoint, RedisPipe
 from broker.redis_sentinel import SentinelPipe
+
+if TYPE_CHECKING:
+    from broker.settings import StoreConfig
 
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
@@ -59,6 +62,18 @@ class RedisOptions:
 
 
 NO_OPTIONS = RedisOptions()
+
+
+def store_options(config: StoreConfig) -> RedisOptions:
+    """The store settings beside the URL (store.username, store.password, store.tls)."""
+    tls = config.tls
+    return RedisOptions(
+        username=config.username,
+        password=config.password.get_secret_value() if config.password is not None else None,
+        tls_ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
+        tls_cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
+        tls_key_file=str(tls.key_file) if tls and tls.key_file else None,
+        tls_server_name=tls.server_name if tls else None)
 
 
 class SingleNode:
