@@ -254,6 +254,11 @@ class RedisPipe:
         self._connecting: asyncio.Task[_Connection] | None = None
         self._grow_after = 0.0  # after a failed connect, wait a moment before opening more beside the live ones
 
+    @property
+    def connected(self) -> bool:
+        """Some connection is open or opening (none are ever closed for being idle: none means all were lost)."""
+        return bool(self._connections) or self._connecting is not None
+
     async def call(self, *args: str | int) -> Any:
         """Send one command and return its reply: str, int or None (nil). Raises PipeError."""
         connection = self._pick()

@@ -40,7 +40,11 @@ class SentinelPipe:
         return [list(range(len(keys)))]
 
     async def call(self, key: str | None, *args: str | int) -> Any:
-        pipe = self._primary or await self._discover()
+        pipe = self._primary
+        if pipe is None or not pipe.connected:  # every connection lost: a failover kills a demoted primary's
+            if pipe is not None:
+                self._forget(pipe)
+            pipe = await self._discover()
         try:
             return await pipe.call(*args)
         except ConnectFailure:

@@ -3,6 +3,7 @@ optionally a replica each) and a Sentinel setup (a primary, a replica, sentinels
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -107,12 +108,28 @@ class SentinelSetup:
         return int(host_port[1])
 
     def failover(self) -> int:
-        """SENTINEL FAILOVER, waited out: the port of the new primary once it says it is one."""
+        """SENTINEL FAILOVER, waited out: the port of the new primary."""
         old = self.primary_port()
         with self.sentinel() as sentinel:
             sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
-        _until("the failover", lambda: self.primary_port() != old and _role(self.primary_port()) == "master")
+        _until("the failover", lambda: self._promoted(old))
+        # Done only once the old primary is a replica (the sentinels then kill its clients): until then it
+        # still takes writes from clients connected to it, as Sentinel allows.
+        _until("the old primary demoted", lambda: _role(old) == "slave")
         return self.primary_port()
+
+
+    def kill_primary(self) -> int:
+        """SHUTDOWN NOSAVE of the primary (a crash, as far as the others can tell), waited out: the port of
+        the replica the sentinels promote once they see it down."""
+        old = self.primary_port()
+        with redis.Redis(port=old) as node, contextlib.suppress(redis.ConnectionError):
+            node.execute_command("SHUTDOWN", "NOSAVE")
+        _until("a failover after the crash", lambda: self._promoted(old))
+        return self.primary_port()
+
+    def _promoted(self, old: int) -> bool:
+        return self.primary_port() != old and _role(self.primary_port()) == "master"
 
 
 def _role(port: int) -> str:

@@ -1,0 +1,87 @@
+"""The Redis store behind Sentinel (a primary, a replica, two sentinels, all local): the primary found through
+the sentinels, and a failover in the middle of a login. The broker runs for real over HTTP with the local AWS
+stack; the store conformance suite also runs behind Sentinel (tests/test_store.py, `sentinel`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from broker.devstack import browser
+from broker.devstack.redis_topologies import SentinelSetup, running_sentinel
+from broker.devstack.stack import DevStack, run_stack
+from broker.errors import StoreUnavailable
+from broker.store import RedisStore
+
+pytestmark = pytest.mark.anyio
+
+ACCOUNT = "606060606060"
+LONG = 60.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def sentinel() -> Iterator[SentinelSetup]:
+    with running_sentinel(sentinels=2) as setup:
+        yield setup
+
+
+@pytest.fixture
+def stack(tmp_path: Path, sentinel: SentinelSetup) -> Iterator[DevStack]:
+    with run_stack(tmp_path, account_id=ACCOUNT, overrides={"store": {"url": sentinel.url}}) as made:
+        yield made
+
+
+def test_a_login_started_before_a_failover_finishes_after_it(stack: DevStack, sentinel: SentinelSetup) -> None:
+    old_primary = sentinel.primary_port()
+    with browser.browser() as client:
+        authorize = browser.start_login(client, stack.broker_url, "dev")  # the pending login is on the primary
+        with redis.Redis(port=old_primary) as node:
+            assert node.execute_command("WAIT", 1, 2000) == 1  # and on the replica, before it is promoted
+        new_primary = sentinel.failover()
+        assert new_primary == sentinel.replica.port != old_primary
+        callback = browser.authorize_at_idp(client, authorize, "alice")
+        landed = client.get(callback)
+        assert landed.status_code == 303 and landed.headers["location"] == "/roles"
+        assert browser.roles(client, stack.broker_url)["identity"]["subject"] == "alice"
+        replay = client.get(callback)  # the state was taken on the new primary: single use still holds
+        assert replay.status_code == 400
+    with redis.Redis(port=new_primary, decode_responses=True) as node:
+        assert not [key for key in node.scan_iter(count=1000) if key.startswith("sts-broker:login:")]
+
+
+async def test_the_store_follows_a_crashed_primarys_replacement(sentinel: SentinelSetup) -> None:
+    prefix = f"s-{uuid.uuid4().hex}:"
+    store = RedisStore(sentinel.url, prefix=prefix, timeout=0.5)
+    try:
+        await store.put("login:a", "pending", LONG)
+        with redis.Redis(port=sentinel.primary.port) as node:
+            node.execute_command("WAIT", 1, 2000)
+        new_primary = await asyncio.to_thread(sentinel.kill_primary)
+        assert new_primary == sentinel.replica.port
+        assert await store.pop("login:a") == "pending"
+        assert await store.pop("login:a") is None
+        assert await store.incr("rate:a", LONG) == 1
+        with redis.Redis(port=new_primary, decode_responses=True) as node:
+            assert node.get(prefix + "rate:a") == "1"
+    finally:
+        await store.close()
+
+
+async def test_a_service_the_sentinels_do_not_know_is_store_unavailable(sentinel: SentinelSetup) -> None:
+    url = sentinel.url.rsplit("/", 1)[0] + "/no-such-service"
+    store = RedisStore(url)
+    try:
+        with pytest.raises(StoreUnavailable, match="sentinels do not know the service 'no-such-service'"):
+            await store.ping()
+    finally:
+        await store.close()
