@@ -135,6 +135,15 @@ def _tls_context(query: dict[str, str]) -> ssl.SSLContext:
     return context
 
 
+def _why(exc: OSError) -> str:
+    if isinstance(exc, ConnectionAbortedError) and "handshake" in str(exc):
+        return "TLS handshake not answered"
+    """The exception's type, and for TLS OpenSSL's reason code (WRONG_VERSION_NUMBER: a plain port spoken to
+    with TLS; CERTIFICATE_VERIFY_FAILED...): codes, never data."""
+    reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
+    return f"{type(exc).__name__} {reason}" if isinstance(reason, str) and reason.isupper() else type(exc).__name__
+
+
 class _Connection(asyncio.Protocol):
     """One socket. Replies are matched to commands by order alone, so nothing may ever skip the queue: a
     cancelled caller's future stays queued and its reply is read and dropped."""
@@ -317,7 +326,7 @@ class RedisPipe:
         except TimeoutError:
             raise ConnectFailure("connect timed out") from None
         except OSError as exc:  # refused, unreachable, TLS verification (ssl.SSLError is an OSError)
-            raise ConnectFailure(f"connect failed: {type(exc).__name__}") from None
+            raise ConnectFailure(f"connect failed: {_why(exc)}") from None
         if connection.broken is not None:  # lost between the handshake's reply and now
             raise PipeError(connection.broken)
         self._connections.append(connection)
@@ -334,8 +343,11 @@ class RedisPipe:
             _, connection = await loop.create_unix_connection(protocol, end.path)
         else:
             name = (end.server_name or end.host) if end.tls else None
-            _, connection = await loop.create_connection(protocol, end.host, end.port, ssl=end.tls,
-                                                         server_hostname=name)
+            # A TLS handshake bound of its own, inside the connect's: a server that never answers one (a port
+            # without TLS waits for a line) then says so instead of "timed out".
+            _, connection = await loop.create_connection(
+                protocol, end.host, end.port, ssl=end.tls, server_hostname=name,
+                ssl_handshake_timeout=self._timeout * 0.75 if end.tls else None)
         try:
             for command in end.handshake():  # AUTH and SELECT before anything else goes out
                 await connection.send(_pack(command))

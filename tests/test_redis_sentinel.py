@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from broker.devstack import browser
+from broker.devstack.redis_server import running_redis
 from broker.devstack.redis_topologies import SentinelSetup, running_sentinel
+from broker.devstack.servers import asgi_server
 from broker.devstack.stack import DevStack, run_stack
 from broker.errors import StoreUnavailable
 from broker.store import RedisStore
+from broker.web.app import create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -85,3 +89,19 @@ async def test_a_service_the_sentinels_do_not_know_is_store_unavailable(sentinel
             await store.ping()
     finally:
         await store.close()
+
+
+# uvicorn ends a failed start-up with SystemExit(3), here in the server's thread rather than the process.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_app_does_not_start_on_a_store_that_can_never_work(stack: DevStack, capfd: pytest.CaptureFixture[str]
+                                                               ) -> None:
+    """A wrong password stops the start-up with the fix named; the password itself is never printed."""
+    with running_redis("--requirepass", "the-right-password-1f4e") as locked:
+        url = f"redis://:the-wrong-password-77ab@127.0.0.1:{locked.port}/0"
+        settings = stack.settings.model_copy(update={
+            "store": stack.settings.store.model_copy(update={"url": SecretStr(url)})})
+        with pytest.raises(RuntimeError, match="did not start"), asgi_server(create_app(settings)):
+            pass
+    printed = capfd.readouterr().err
+    assert "WRONGPASS" in printed and "store.username / store.password" in printed
+    assert "the-wrong-password" not in printed and "the-right-password" not in printed

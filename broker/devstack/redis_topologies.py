@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 from broker.devstack.redis_server import RedisServer, _stop, _wait_until_ready, running_redis
+from broker.devstack.redis_tls import TlsFiles
 from broker.devstack.servers import free_port
 
 READY_TIMEOUT = 20.0
@@ -37,6 +38,7 @@ def _until(check: str, predicate: object, timeout: float = READY_TIMEOUT) -> Non
 @dataclass(frozen=True)
 class RedisCluster:
     nodes: tuple[RedisServer, ...]
+    tls_ports: tuple[int, ...] = ()  # with TLS: each node's TLS port, beside the plain one kept for admin
 
     @property
     def ports(self) -> list[int]:
@@ -46,8 +48,16 @@ class RedisCluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports[:2])
 
+    @property
+    def tls_url(self) -> str:
+        return "rediss+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.tls_ports[:2])
+
     def client(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, decode_responses=True, socket_timeout=5)
+
+
+def _tls_node(tls: TlsFiles, port: int) -> list[str]:
+    return [*tls.server_args(port), "--tls-cluster", "yes", "--tls-replication", "yes"]
 
 
 def _cluster_ok(ports: list[int]) -> bool:
@@ -70,20 +80,28 @@ def _replicas_linked(ports: list[int], replicas: int) -> bool:
 
 
 @contextmanager
-def running_cluster(primaries: int = 3, replicas: int = 0, *extra: str) -> Iterator[RedisCluster]:
-    """A cluster made by `redis-cli --cluster create`: every slot assigned, every node agreeing."""
+def running_cluster(primaries: int = 3, replicas: int = 0, *extra: str, tls: TlsFiles | None = None,
+                    admin: tuple[str, ...] = ()) -> Iterator[RedisCluster]:
+    """A cluster made by `redis-cli --cluster create`: every slot assigned, every node agreeing. With `tls`,
+    every node has a TLS port too and the cluster bus runs over TLS; `admin`: redis-cli's auth options."""
     cli = shutil.which("redis-cli")
     if cli is None:
         raise RuntimeError("redis-cli is not on PATH: run `make sys`")
     with ExitStack() as stack:
         # The bus port is named (cluster-port), not the default port + 10000 that may be taken or past 65535.
-        nodes = tuple(stack.enter_context(running_redis("--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
-                                                        "--cluster-port", str(free_port()), *extra))
-                      for _ in range(primaries * (1 + replicas)))
-        addresses = [f"127.0.0.1:{node.port}" for node in nodes]
-        subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas),  # noqa: S603
-                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
-        cluster = RedisCluster(nodes)
+        count = primaries * (1 + replicas)
+        tls_ports = tuple(free_port() for _ in range(count)) if tls else ()
+        nodes = tuple(stack.enter_context(running_redis(
+            "--cluster-enabled", "yes", "--cluster-node-timeout", "2000", "--cluster-port", str(free_port()),
+            *(_tls_node(tls, tls_ports[n]) if tls else ()), *extra)) for n in range(count))
+        addresses = [f"127.0.0.1:{port}" for port in (tls_ports or [node.port for node in nodes])]
+        if tls:  # the nodes meet over TLS: redis-cli speaks to their TLS ports
+            admin = (*admin, "--tls", "--cacert", str(tls.ca), "--cert", str(tls.client_cert), "--key",
+                     str(tls.client_key))
+        subprocess.run([cli, *admin, "--cluster", "create", *addresses,  # noqa: S603
+                        "--cluster-replicas", str(replicas), "--cluster-yes"], check=True, capture_output=True,
+                       timeout=60)
+        cluster = RedisCluster(nodes, tls_ports)
         _until("cluster_state:ok on every node", lambda: _cluster_ok(cluster.ports))
         _until("every replica linked to its primary", lambda: _replicas_linked(cluster.ports, replicas))
         yield cluster
