@@ -33,6 +33,15 @@ RETRY_PAUSE = 0.05  # seconds, doubled per TRYAGAIN/CLUSTERDOWN retry (0.05 .. 0
 REFRESH_GAP = 0.2  # seconds between two background refreshes of the map
 
 
+# Refusals that say the command did not run here: it is sent again (elsewhere, or after a pause).
+_REROUTED = frozenset({"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"})
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def key_slot(key: str) -> int:
     """The slot of a key as Redis computes it: CRC16-CCITT (XMODEM) of the hash tag when there is one."""
     start = key.find("{")
@@ -101,31 +110,88 @@ class ClusterPipe:
     async def call(self, key: str | None, *args: str | int) -> Any:
         """Send one command to the primary of key's slot (any primary when key is None)."""
         slot = key_slot(key) if key is not None else None
-        asking: Address | None = None
+        address = self._slots[slot] if slot is not None else None
+        if address is None:
+            return await self._routed(slot, args, None)
+        try:  # the common case, kept short: the map is right
+            return await self._node(address).call(*args)
+        except ReplyFailure as exc:
+            if exc.code not in _REROUTED:
+                raise
+            return await self._routed(slot, args, exc)
+        except PipeError:
+            self._refresh_soon()  # a failed node: its replica may be promoted by now
+            raise
+
+    async def call_many(self, commands: Sequence[tuple[str, tuple[str | int, ...]]]) -> list[Any]:
+        """Several commands (key, args) sent at once, each to its slot's primary, without a task each: the
+        replies in order, a PipeError in place of a reply for a command that failed (the others may have
+        run). One redirected is followed alone (it did not run)."""
+        futures: list[asyncio.Future[Any] | None] = []
+        for key, args in commands:
+            address = self._slots[key_slot(key)]
+            try:
+                futures.append(self._node(address).send_now(*args) if address is not None else None)
+            except PipeError:
+                futures.append(None)  # that node's connection is failing: the slow path says why
+        replies = []
+        try:
+            for (key, args), future in zip(commands, futures, strict=True):
+                try:
+                    replies.append(await self._reply(key, args, future))
+                except PipeError as exc:
+                    replies.append(exc)
+        except BaseException:  # cancelled
+            for future in futures:
+                if future is not None:  # consumed, so that no failure goes unretrieved
+                    future.add_done_callback(_consume)
+            raise
+        return replies
+
+    async def _reply(self, key: str, args: tuple[str | int, ...], future: asyncio.Future[Any] | None) -> Any:
+        if future is None:
+            return await self.call(key, *args)
+        try:
+            return await future
+        except ReplyFailure as exc:
+            if exc.code not in _REROUTED:
+                raise
+            return await self._routed(key_slot(key), args, exc)
+        except PipeError:
+            self._refresh_soon()
+            raise
+
+    async def _routed(self, slot: int | None, args: tuple[str | int, ...], failure: ReplyFailure | None) -> Any:
+        """The command sent until a node runs it: redirections followed, retries paused, MAX_ATTEMPTS in all."""
         for attempt in range(MAX_ATTEMPTS):
+            asking = await self._after(failure, attempt) if failure is not None else None
             address = asking or await self._owner(slot)
             pipe = self._node(address)
             try:
                 return await (pipe.call_asking(*args) if asking else pipe.call(*args))
             except ReplyFailure as exc:
-                asking = None
-                if exc.code in ("MOVED", "ASK") and exc.redirect:
-                    moved_slot, target = exc.redirect.split(" ", 1)
-                    if exc.code == "ASK":
-                        asking = _address(target)
-                    else:
-                        self._slots[int(moved_slot)] = _address(target)
-                        self._refresh_soon()
-                elif exc.code in ("TRYAGAIN", "CLUSTERDOWN"):
-                    if exc.code == "CLUSTERDOWN":
-                        self._refresh_soon()
-                    await asyncio.sleep(RETRY_PAUSE * 2 ** attempt)
-                else:
+                if exc.code not in _REROUTED:
                     raise
+                failure = exc
             except PipeError:
-                self._refresh_soon()  # a failed node: its replica may be promoted by now
+                self._refresh_soon()
                 raise
         raise PipeError("cluster kept redirecting the command")
+
+    async def _after(self, failure: ReplyFailure, attempt: int) -> Address | None:
+        """What a refusal says: ASK -> the node to ask once; MOVED -> the slot's new owner, remembered;
+        TRYAGAIN / CLUSTERDOWN -> a pause (doubling) before the next try."""
+        if failure.code in ("MOVED", "ASK") and failure.redirect:
+            moved_slot, target = failure.redirect.split(" ", 1)
+            if failure.code == "ASK":
+                return _address(target)
+            self._slots[int(moved_slot)] = _address(target)
+            self._refresh_soon()
+            return None
+        if failure.code == "CLUSTERDOWN":
+            self._refresh_soon()
+        await asyncio.sleep(RETRY_PAUSE * 2 ** attempt)
+        return None
 
     async def _owner(self, slot: int | None) -> Address:
         address = self._slots[slot] if slot is not None else next((a for a in self._slots if a), None)

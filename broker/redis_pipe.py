@@ -275,6 +275,12 @@ class RedisPipe:
             connection = await self._connected()
         return await connection.send(_pack(args))
 
+    def send_now(self, *args: str | int) -> asyncio.Future[Any] | None:
+        """The reply's future, sent at once when a connection is open (None when none is yet): several commands
+        go out together without a task each. Raises PipeError as call() does."""
+        connection = self._pick()
+        return None if connection is None else connection.send(_pack(args))
+
     async def call_asking(self, *args: str | int) -> Any:
         """ASKING, then the command, back to back on one connection (a cluster's ASK redirection)."""
         connection = self._pick() or await self._connected()

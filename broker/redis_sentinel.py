@@ -39,6 +39,9 @@ class SentinelPipe:
     def slot_groups(self, keys: Sequence[str]) -> list[list[int]]:
         return [list(range(len(keys)))]
 
+    async def call_many(self, commands: Sequence[tuple[str, tuple[str | int, ...]]]) -> list[Any]:
+        return list(await asyncio.gather(*(self.call(key, *args) for key, args in commands), return_exceptions=True))
+
     async def call(self, key: str | None, *args: str | int) -> Any:
         pipe = self._primary
         if pipe is None or not pipe.connected:  # every connection lost: a failover kills a demoted primary's

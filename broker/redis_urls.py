@@ -12,6 +12,7 @@ Credentials and TLS files can come from settings instead (RedisOptions) so the U
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,10 @@ class RedisClient(Protocol):
 
     def slot_groups(self, keys: Sequence[str]) -> list[list[int]]:
         """Indexes of keys that one multi-key command may carry together (one group off a cluster)."""
+
+    def call_many(self, commands: Sequence[tuple[str, tuple[str | int, ...]]]) -> Awaitable[list[Any]]:
+        """Commands (key, args) all sent at once: their replies in order, a PipeError in place of the reply of
+        one that failed (the others may have run)."""
 
     async def ping(self) -> None: ...
 
@@ -87,6 +92,9 @@ class SingleNode:
 
     def slot_groups(self, keys: Sequence[str]) -> list[list[int]]:
         return [list(range(len(keys)))]
+
+    async def call_many(self, commands: Sequence[tuple[str, tuple[str | int, ...]]]) -> list[Any]:
+        return list(await asyncio.gather(*(self._pipe.call(*args) for _, args in commands), return_exceptions=True))
 
     async def ping(self) -> None:
         await self._pipe.call("PING")

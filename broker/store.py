@@ -5,7 +5,6 @@ Values are strings (JSON where structured). Every key carries a TTL, so nothing 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -248,11 +247,26 @@ class RedisStore:
             return await self._incr(names, keys[0] if keys else "", ms)
         # A cluster: one script per slot, all in flight at once. Each count stays atomic; the keys of one
         # call need not be (a client and a subject counter are independent limits).
-        parts = await asyncio.gather(*(self._incr([names[i] for i in group], keys[group[0]], ms) for group in groups))
+        parts = await self._incr_per_slot([[names[i] for i in group] for group in groups], keys[0], ms)
         counts = [0] * len(keys)
         for group, part in zip(groups, parts, strict=True):
             for index, count in zip(group, part, strict=True):
                 counts[index] = count
+        return counts
+
+    async def _incr_per_slot(self, groups: list[list[str]], first: str, ms: int) -> list[list[int]]:
+        commands: list[tuple[str, tuple[str | int, ...]]] = [
+            (names[0], ("EVALSHA", _INCR_SHA, len(names), *names, ms)) for names in groups]
+        replies = await self._client.call_many(commands)
+        counts = []
+        for names, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, ReplyFailure) and reply.code == "NOSCRIPT":  # that script did not run: EVAL it
+                counts.append(await self._incr(names, first, ms))
+            elif isinstance(reply, BaseException):
+                raise self._unavailable("INCR", first, reply if isinstance(reply, PipeError) else PipeError(
+                    type(reply).__name__)) from None
+            else:
+                counts.append([int(count) for count in reply])
         return counts
 
     async def _incr(self, names: list[str], first: str, ms: int) -> list[int]:

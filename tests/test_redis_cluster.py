@@ -182,3 +182,14 @@ async def test_a_failover_to_a_replica_is_followed() -> None:
                 assert node.get("fo:session:a") == "after"
         finally:
             await store.close()
+
+
+async def test_a_node_without_the_script_counts_each_key_once(cluster: RedisCluster, store: RedisStore,
+                                                              prefix: str) -> None:
+    keys = [f"rate:n{i}" for i in range(9)]  # over every primary
+    assert await store.incr_all(keys, LONG) == [1] * 9
+    flushed = slot_owner(cluster, key_slot(prefix + keys[0]))
+    with cluster.client(flushed) as node:
+        node.execute_command("SCRIPT", "FLUSH")  # that node answers NOSCRIPT; the others run the script
+    assert await store.incr_all(keys, LONG) == [2] * 9
+    assert {slot_owner(cluster, key_slot(prefix + k)) for k in keys} == set(cluster.ports)
