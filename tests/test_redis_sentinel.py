@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -39,13 +38,23 @@ def sentinel() -> Iterator[SentinelSetup]:
         yield setup
 
 
-@pytest.fixture
-def stack(tmp_path: Path, sentinel: SentinelSetup) -> Iterator[DevStack]:
-    with run_stack(tmp_path, account_id=ACCOUNT, overrides={"store": {"url": sentinel.url}}) as made:
+@pytest.fixture(scope="module")
+def broker_sentinel() -> Iterator[SentinelSetup]:
+    with running_sentinel(sentinels=2) as setup:
+        yield setup
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, broker_sentinel: SentinelSetup) -> Iterator[DevStack]:
+    """One per module: the local AWS's IAM is process-wide, so a second stack in this account would collide."""
+    with run_stack(tmp_path_factory.mktemp("stack"), account_id=ACCOUNT,
+                   overrides={"store": {"url": broker_sentinel.url}}) as made:
         yield made
 
 
-def test_a_login_started_before_a_failover_finishes_after_it(stack: DevStack, sentinel: SentinelSetup) -> None:
+def test_a_login_started_before_a_failover_finishes_after_it(stack: DevStack, broker_sentinel: SentinelSetup
+                                                             ) -> None:
+    sentinel = broker_sentinel
     old_primary = sentinel.primary_port()
     with browser.browser() as client:
         authorize = browser.start_login(client, stack.broker_url, "dev")  # the pending login is on the primary
