@@ -6,9 +6,11 @@ a cluster too (tests/test_store.py, the `cluster` parameter)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import redis
@@ -160,28 +162,74 @@ async def test_a_cluster_nobody_answers_is_store_unavailable() -> None:
         await store.close()
 
 
-async def test_a_failover_to_a_replica_is_followed() -> None:
-    with running_cluster(3, 1) as replicated:
-        store = RedisStore(replicated.url, prefix="fo:")
-        try:
-            await store.put("session:a", "before", LONG)
-            slot = key_slot("fo:session:a")
-            old = slot_owner(replicated, slot)
+@pytest.fixture(scope="module")
+def replicated() -> Iterator[RedisCluster]:
+    with running_cluster(3, 1) as made:
+        yield made
+
+
+def replica_of(cluster: RedisCluster, primary: int) -> int:
+    with cluster.client(primary) as node:
+        return int(node.execute_command("ROLE")[2][0][1])
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "not within the bound"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_failover_to_a_replica_is_followed(replicated: RedisCluster) -> None:
+    store = RedisStore(replicated.url, prefix="fo:")
+    try:
+        await store.put("session:a", "before", LONG)
+        slot = key_slot("fo:session:a")
+        old = slot_owner(replicated, slot)
+        replica = replica_of(replicated, old)
+        with replicated.client(replica) as node:
+            node.execute_command("CLUSTER", "FAILOVER")  # a manual failover: no write lost
+
+        async def demoted() -> bool:  # until the old primary knows it is a replica now
             with replicated.client(old) as node:
-                replica = int(node.execute_command("ROLE")[2][0][1])
-            with replicated.client(replica) as node:
-                node.execute_command("CLUSTER", "FAILOVER")  # a manual failover: no write lost
-            for _ in range(100):  # until the old primary knows it is a replica now
-                with replicated.client(old) as node:
-                    if node.execute_command("ROLE")[0] == "slave":
-                        break
-                await asyncio.sleep(0.1)
-            assert await store.get("session:a") == "before"  # the old primary says MOVED now
-            await store.put("session:a", "after", LONG)
-            with replicated.client(replica) as node:
-                assert node.get("fo:session:a") == "after"
-        finally:
-            await store.close()
+                return bool(node.execute_command("ROLE")[0] == "slave")
+
+        await until(demoted)
+        assert await store.get("session:a") == "before"  # the old primary says MOVED now
+        await store.put("session:a", "after", LONG)
+        with replicated.client(replica) as node:
+            assert node.get("fo:session:a") == "after"
+    finally:
+        await store.close()
+
+
+async def test_a_crashed_primary_fails_fast_then_its_promoted_replica_serves(replicated: RedisCluster) -> None:
+    store = RedisStore(replicated.url, prefix="crash:", timeout=0.5)
+    try:
+        await store.put("session:a", "kept", LONG)
+        slot = key_slot("crash:session:a")
+        old = slot_owner(replicated, slot)
+        replica = replica_of(replicated, old)
+        with replicated.client(old) as node:
+            assert node.execute_command("WAIT", 1, 2000) == 1
+            with contextlib.suppress(redis.ConnectionError):
+                node.execute_command("SHUTDOWN", "NOSAVE")
+        start = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"connection lost|connect failed"):
+            await store.get("session:a")  # a clear failure, at once, while the cluster decides
+        assert time.monotonic() - start < 1.0
+
+        async def served() -> bool:
+            try:
+                return await store.get("session:a") == "kept"
+            except StoreUnavailable:
+                return False
+
+        await until(served)  # the cluster promotes the replica (node timeout 2 s); the map follows
+        assert slot_owner(replicated, slot) == replica
+        assert await store.incr("rate:after", LONG) == 1
+    finally:
+        await store.close()
 
 
 async def test_a_node_without_the_script_counts_each_key_once(cluster: RedisCluster, store: RedisStore,
