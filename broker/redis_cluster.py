@@ -96,6 +96,7 @@ class ClusterPipe:
         self._refreshing: asyncio.Task[None] | None = None
         self._refreshed_at = -REFRESH_GAP
         self._closing: set[asyncio.Task[None]] = set()
+        self._retired: list[RedisPipe] = []  # gone from the map, closed a timeout later
 
     def slot_groups(self, keys: Sequence[str]) -> list[list[int]]:
         return slot_groups(keys)
@@ -220,6 +221,11 @@ class ClusterPipe:
         for address in candidates:
             try:
                 reply = await self._node(address).call("CLUSTER", "SLOTS")
+            except ReplyFailure as exc:
+                not_cluster = exc.code == "ERR"  # "This instance has cluster support disabled"
+                failure = PipeError("CLUSTER SLOTS refused: not a cluster (use redis:// or rediss://)") \
+                    if not_cluster else exc
+                continue
             except PipeError as exc:
                 failure = exc
                 continue
@@ -233,10 +239,18 @@ class ClusterPipe:
             slots[first:last + 1] = [address] * (last - first + 1)
         self._slots = slots
         live = set(slots) | set(self._seeds)
-        for address in [a for a in self._nodes if a not in live]:  # a node gone from the map: close it later
-            task = asyncio.get_running_loop().create_task(self._nodes.pop(address).close())
+        for address in [a for a in self._nodes if a not in live]:  # a node gone from the map: closed later
+            pipe = self._nodes.pop(address)
+            self._retired.append(pipe)
+            task = asyncio.get_running_loop().create_task(self._close_later(pipe))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+
+    async def _close_later(self, pipe: RedisPipe) -> None:
+        # Commands on their way to a demoted primary get MOVED and follow it; one timeout later none is left.
+        await asyncio.sleep(self._timeout)
+        self._retired.remove(pipe)
+        await pipe.close()
 
     async def ping(self) -> None:
         """Every primary answers (one slot not served is a store that cannot serve)."""
@@ -250,8 +264,10 @@ class ClusterPipe:
             self._refreshing.cancel()
             await asyncio.wait([self._refreshing])
             self._refreshing = None
+        for task in self._closing:
+            task.cancel()
         if self._closing:
             await asyncio.wait(self._closing)
-        nodes, self._nodes = list(self._nodes.values()), {}
+        nodes, self._nodes, self._retired = [*self._nodes.values(), *self._retired], {}, []
         for pipe in nodes:
             await pipe.close()

@@ -54,7 +54,9 @@ class ReplyFailure(PipeError):
     """Redis answered with an error reply; `code` is its first word (ERR, WRONGPASS, NOSCRIPT...)."""
 
     def __init__(self, code: str, redirect: str | None = None) -> None:
-        super().__init__(f"error reply {code}")
+        # A redirection reaching a caller means a cluster was spoken to as one node.
+        hint = " (a cluster node: use a redis+cluster:// or rediss+cluster:// URL)" if code in _REDIRECTS else ""
+        super().__init__(f"error reply {code}{hint}")
         self.code = code
         self.redirect = redirect  # MOVED and ASK only: "SLOT HOST:PORT"
 

@@ -23,6 +23,8 @@ _FATAL = (
     ("WRONG_VERSION_NUMBER", "TLS spoken to a port without TLS: use redis:// (or the server's TLS port)"),
     ("TLS handshake not answered", "no TLS handshake from the server: a port without TLS? use redis:// (or "
                                    "the server's TLS port)"),
+    ("not a cluster", "the server is not in cluster mode: use redis:// or rediss:// for it"),
+    ("a cluster node", "the server is a cluster node: use redis+cluster:// or rediss+cluster://"),
     ("do not know the service", "the sentinels monitor no such service: check the URL's /service_name"),
 )
 _PLAIN_TO_TLS = "the server closed the connection at once: a TLS port spoken to without TLS? use rediss://"

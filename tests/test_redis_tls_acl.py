@@ -183,3 +183,25 @@ def test_tls_settings_need_a_tls_url() -> None:
         StoreConfig.model_validate({"url": "redis://127.0.0.1:6379", "tls": {"ca_file": "ca.pem"}})
     with pytest.raises(ValueError, match="store tls settings are set but the url is redis"):
         open_store("redis://127.0.0.1:6379", options=RedisOptions(tls_ca_file="ca.pem"))
+
+
+async def test_a_topology_mismatch_says_which_url_to_use() -> None:
+    """A cluster URL toward one node stops the start; one node's URL toward a cluster node fails the first
+    command for a key of another node's slot, naming the URL to use."""
+    with running_redis() as single:
+        url = f"redis+cluster://127.0.0.1:{single.port}"
+        store = RedisStore(url)
+        try:
+            with pytest.raises(ConfigError, match=r"not a cluster .*use redis:// or rediss://"):
+                await check_at_start(store, url)
+        finally:
+            await store.close()
+    with running_cluster() as cluster:
+        url = f"redis://127.0.0.1:{cluster.ports[0]}"
+        store = RedisStore(url)
+        try:
+            with pytest.raises(StoreUnavailable, match="a cluster node: use a redis\\+cluster://"):
+                for n in range(20):  # some key of these is in another node's slot
+                    await store.get(f"session:{n}")
+        finally:
+            await store.close()
