@@ -13,10 +13,11 @@ import redis
 from pydantic import SecretStr
 
 from broker.devstack import browser
+from broker.devstack.dev_saml_idp import idp_login_page, submit
 from broker.devstack.redis_server import running_redis
 from broker.devstack.redis_topologies import SentinelSetup, running_sentinel
 from broker.devstack.servers import asgi_server
-from broker.devstack.stack import DevStack, run_stack
+from broker.devstack.stack import SAML_IDP_ID, DevStack, run_stack
 from broker.errors import StoreUnavailable
 from broker.store import RedisStore
 from broker.web.app import create_app
@@ -58,8 +59,7 @@ def test_a_login_started_before_a_failover_finishes_after_it(stack: DevStack, br
     old_primary = sentinel.primary_port()
     with browser.browser() as client:
         authorize = browser.start_login(client, stack.broker_url, "dev")  # the pending login is on the primary
-        with redis.Redis(port=old_primary) as node:
-            assert node.execute_command("WAIT", 1, 2000) == 1  # and on the replica, before it is promoted
+        sentinel.replicated()  # and on the replica, before it is promoted
         new_primary = sentinel.failover()
         assert new_primary == sentinel.replica.port != old_primary
         callback = browser.authorize_at_idp(client, authorize, "alice")
@@ -72,13 +72,25 @@ def test_a_login_started_before_a_failover_finishes_after_it(stack: DevStack, br
         assert not [key for key in node.scan_iter(count=1000) if key.startswith("sts-broker:login:")]
 
 
+def test_a_saml_login_started_before_a_failover_finishes_after_it(stack: DevStack, broker_sentinel: SentinelSetup
+                                                                  ) -> None:
+    old_primary = broker_sentinel.primary_port()
+    with browser.browser() as client:
+        form = idp_login_page(client, stack.broker_url, SAML_IDP_ID)  # the AuthnRequest's ID is in the store
+        broker_sentinel.replicated()
+        assert broker_sentinel.failover() != old_primary
+        answer = submit(client, form, username="alice")  # signed in at the IdP
+        landed = submit(client, answer)  # the ACS post: the request ID taken on the new primary
+        assert landed.status_code == 303, landed.text[:300]
+        assert browser.roles(client, stack.broker_url)["identity"]["subject"]
+
+
 async def test_the_store_follows_a_crashed_primarys_replacement(sentinel: SentinelSetup) -> None:
     prefix = f"s-{uuid.uuid4().hex}:"
     store = RedisStore(sentinel.url, prefix=prefix, timeout=0.5)
     try:
         await store.put("login:a", "pending", LONG)
-        with redis.Redis(port=sentinel.primary.port) as node:
-            node.execute_command("WAIT", 1, 2000)
+        sentinel.replicated()
         new_primary = await asyncio.to_thread(sentinel.kill_primary)
         assert new_primary == sentinel.replica.port
         assert await store.pop("login:a") == "pending"

@@ -125,11 +125,17 @@ class SentinelSetup:
             host_port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
         return int(host_port[1])
 
+    def replicated(self) -> None:
+        """Until a replica has every write the primary took (a demoted primary first resyncs as a replica)."""
+        with redis.Redis(port=self.primary_port()) as primary:
+            _until("a replica in sync", lambda: primary.execute_command("WAIT", 1, 500) == 1)
+
     def failover(self) -> int:
         """SENTINEL FAILOVER, waited out: the port of the new primary."""
         old = self.primary_port()
-        with self.sentinel() as sentinel:
-            sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
+        with self.sentinel() as sentinel:  # refused (NOGOODSLAVE) until a replica is fit: asked again
+            _until("SENTINEL FAILOVER accepted",
+                   lambda: bool(sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)))
         _until("the failover", lambda: self._promoted(old))
         # Done only once the old primary is a replica (the sentinels then kill its clients): until then it
         # still takes writes from clients connected to it, as Sentinel allows.
