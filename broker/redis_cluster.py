@@ -177,7 +177,8 @@ class ClusterPipe:
             except PipeError:
                 self._refresh_soon()
                 raise
-        raise PipeError("cluster kept redirecting the command")
+        last = failure.code if failure is not None else "none"
+        raise PipeError(f"cluster did not run the command in {MAX_ATTEMPTS} tries (last refusal: {last})")
 
     async def _after(self, failure: ReplyFailure, attempt: int) -> Address | None:
         """What a refusal says: ASK -> the node to ask once; MOVED -> the slot's new owner, remembered;

@@ -11,7 +11,9 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 
+import hiredis
 import pytest
 import redis
 
@@ -23,7 +25,7 @@ from broker.devstack.redis_topologies import (
     start_migration,
 )
 from broker.errors import StoreUnavailable
-from broker.redis_cluster import key_slot, slot_groups
+from broker.redis_cluster import MAX_ATTEMPTS, RETRY_PAUSE, key_slot, slot_groups
 from broker.store import RedisStore
 
 pytestmark = pytest.mark.anyio
@@ -241,3 +243,59 @@ async def test_a_node_without_the_script_counts_each_key_once(cluster: RedisClus
         node.execute_command("SCRIPT", "FLUSH")  # that node answers NOSCRIPT; the others run the script
     assert await store.incr_all(keys, LONG) == [2] * 9
     assert {slot_owner(cluster, key_slot(prefix + k)) for k in keys} == set(cluster.ports)
+
+
+@asynccontextmanager
+async def fake_node(answers: list[bytes]) -> AsyncIterator[tuple[str, list[str]]]:
+    """One cluster node serving every slot, answering GETs from `answers` in turn (the last one repeated):
+    a cluster that is down or mid-resharding, on demand. Yields its URL and the GETs it saw."""
+    seen: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        parser = hiredis.Reader(encoding="utf-8")
+        port = writer.get_extra_info("sockname")[1]
+        while data := await reader.read(65536):
+            parser.feed(data)
+            while (command := parser.gets()) is not False:
+                if command[0] == "CLUSTER":
+                    node = f"*3\r\n$9\r\n127.0.0.1\r\n:{port}\r\n$2\r\nid\r\n".encode()
+                    writer.write(b"*1\r\n*3\r\n:0\r\n:16383\r\n" + node)
+                else:
+                    seen.append(command[0])
+                    writer.write(answers[min(len(seen), len(answers)) - 1])
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"redis+cluster://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_clusterdown_and_tryagain_are_retried_with_pauses() -> None:
+    answers = [b"-CLUSTERDOWN The cluster is down\r\n", b"-TRYAGAIN Multiple keys request during rehashing\r\n",
+               b"$2\r\nok\r\n"]
+    async with fake_node(answers) as (url, seen):
+        store = RedisStore(url)
+        try:
+            start = time.monotonic()
+            assert await store.get("session:a") == "ok"
+            assert seen == ["GET"] * 3
+            assert time.monotonic() - start >= RETRY_PAUSE * 3  # 50 ms, then 100 ms
+        finally:
+            await store.close()
+
+
+async def test_a_cluster_that_stays_down_fails_within_the_bound() -> None:
+    async with fake_node([b"-CLUSTERDOWN The cluster is down\r\n"]) as (url, seen):
+        store = RedisStore(url)
+        try:
+            start = time.monotonic()
+            with pytest.raises(StoreUnavailable, match=f"in {MAX_ATTEMPTS} tries .last refusal: CLUSTERDOWN"):
+                await store.get("session:a")
+            assert len(seen) == MAX_ATTEMPTS
+            assert time.monotonic() - start < RETRY_PAUSE * 2 ** MAX_ATTEMPTS + 0.5
+        finally:
+            await store.close()
