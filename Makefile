@@ -61,6 +61,7 @@ bench: $(STAMP) wrk sys
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.token_exchange
 	$(BIN)/python -m bench.store_redis
+	$(BIN)/python -m bench.store_redis_cluster
 	$(BIN)/python -m bench.acs_attack
 	$(BIN)/python -m bench.seams
 	$(BIN)/python -m bench.sts_paths

@@ -168,6 +168,7 @@ def load_settings(file: Path) -> Settings:
         aws = aws.model_copy(update={"credentials_file": _resolve(base, aws.credentials_file)})
     return settings.model_copy(update={
         "aws": aws,
+        "store": settings.store.resolved(base),
         "audit": AuditConfig(path=audit_path),
         "idp_configs": _resolve(base, settings.idp_configs),
         "rules": _resolve(base, settings.rules),

@@ -34,7 +34,10 @@ SPREAD_AT = 256
 
 _NOT_YET = object()  # hiredis' "no complete reply buffered yet"
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
-_QUERY_NAMES = {"db", "username", "password", "ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname"}
+_QUERY_NAMES = {"db", "username", "password", "ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname", "ssl_certfile",
+                "ssl_keyfile"}
+# Error replies whose text after the code is an address, never data: kept for the cluster client to follow.
+_REDIRECTS = {"MOVED", "ASK"}
 
 
 def _pack(args: tuple[str | int, ...]) -> bytes:
@@ -50,9 +53,16 @@ class PipeError(Exception):
 class ReplyFailure(PipeError):
     """Redis answered with an error reply; `code` is its first word (ERR, WRONGPASS, NOSCRIPT...)."""
 
-    def __init__(self, code: str) -> None:
-        super().__init__(f"error reply {code}")
+    def __init__(self, code: str, redirect: str | None = None) -> None:
+        # A redirection reaching a caller means a cluster was spoken to as one node.
+        hint = " (a cluster node: use a redis+cluster:// or rediss+cluster:// URL)" if code in _REDIRECTS else ""
+        super().__init__(f"error reply {code}{hint}")
         self.code = code
+        self.redirect = redirect  # MOVED and ASK only: "SLOT HOST:PORT"
+
+
+class ConnectFailure(PipeError):
+    """No connection could be made: nothing was sent, so a caller may try elsewhere (a new primary)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class Endpoint:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     tls: ssl.SSLContext | None = field(default=None, repr=False)
+    server_name: str | None = None  # the TLS name to verify when it is not the host (an address from a cluster)
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
@@ -121,7 +132,18 @@ def _tls_context(query: dict[str, str]) -> ssl.SSLContext:
     check_hostname = query.get("ssl_check_hostname", "true").lower() not in {"0", "false", "no", "n", "off"}
     context.check_hostname = check_hostname and reqs != "none"
     context.verify_mode = _CERT_REQS[reqs]
+    if query.get("ssl_certfile"):  # a client certificate, for servers that authenticate clients by TLS
+        context.load_cert_chain(query["ssl_certfile"], query.get("ssl_keyfile"))
     return context
+
+
+def _why(exc: OSError) -> str:
+    if isinstance(exc, ConnectionAbortedError) and "handshake" in str(exc):
+        return "TLS handshake not answered"
+    """The exception's type, and for TLS OpenSSL's reason code (WRONG_VERSION_NUMBER: a plain port spoken to
+    with TLS; CERTIFICATE_VERIFY_FAILED...): codes, never data."""
+    reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
+    return f"{type(exc).__name__} {reason}" if isinstance(reason, str) and reason.isupper() else type(exc).__name__
 
 
 class _Connection(asyncio.Protocol):
@@ -179,7 +201,8 @@ class _Connection(asyncio.Protocol):
         if future.done():  # its caller was cancelled: the reply is consumed, and dropped
             return
         if isinstance(reply, hiredis.ReplyError):
-            future.set_exception(ReplyFailure(str(reply).split(" ", 1)[0]))
+            code, _, rest = str(reply).partition(" ")
+            future.set_exception(ReplyFailure(code, rest if code in _REDIRECTS else None))
         else:
             future.set_result(reply)
 
@@ -242,12 +265,30 @@ class RedisPipe:
         self._connecting: asyncio.Task[_Connection] | None = None
         self._grow_after = 0.0  # after a failed connect, wait a moment before opening more beside the live ones
 
+    @property
+    def connected(self) -> bool:
+        """Some connection is open or opening (none are ever closed for being idle: none means all were lost)."""
+        return bool(self._connections) or self._connecting is not None
+
     async def call(self, *args: str | int) -> Any:
         """Send one command and return its reply: str, int or None (nil). Raises PipeError."""
         connection = self._pick()
         if connection is None:
             connection = await self._connected()
         return await connection.send(_pack(args))
+
+    def send_now(self, *args: str | int) -> asyncio.Future[Any] | None:
+        """The reply's future, sent at once when a connection is open (None when none is yet): several commands
+        go out together without a task each. Raises PipeError as call() does."""
+        connection = self._pick()
+        return None if connection is None else connection.send(_pack(args))
+
+    async def call_asking(self, *args: str | int) -> Any:
+        """ASKING, then the command, back to back on one connection (a cluster's ASK redirection)."""
+        connection = self._pick() or await self._connected()
+        asking = connection.send(_pack(("ASKING",)))
+        reply = connection.send(_pack(args))
+        return (await asyncio.gather(asking, reply))[1]  # gather retrieves the other's failure too
 
     def _pick(self) -> _Connection | None:
         connections = self._connections
@@ -291,9 +332,9 @@ class RedisPipe:
         try:  # one bound for connect, TLS and handshake together
             connection = await asyncio.wait_for(self._open(), self._timeout)
         except TimeoutError:
-            raise PipeError("connect timed out") from None
+            raise ConnectFailure("connect timed out") from None
         except OSError as exc:  # refused, unreachable, TLS verification (ssl.SSLError is an OSError)
-            raise PipeError(f"connect failed: {type(exc).__name__}") from None
+            raise ConnectFailure(f"connect failed: {_why(exc)}") from None
         if connection.broken is not None:  # lost between the handshake's reply and now
             raise PipeError(connection.broken)
         self._connections.append(connection)
@@ -309,8 +350,12 @@ class RedisPipe:
         if end.path is not None:
             _, connection = await loop.create_unix_connection(protocol, end.path)
         else:
-            _, connection = await loop.create_connection(protocol, end.host, end.port, ssl=end.tls,
-                                                         server_hostname=end.host if end.tls else None)
+            name = (end.server_name or end.host) if end.tls else None
+            # A TLS handshake bound of its own, inside the connect's: a server that never answers one (a port
+            # without TLS waits for a line) then says so instead of "timed out".
+            _, connection = await loop.create_connection(
+                protocol, end.host, end.port, ssl=end.tls, server_hostname=name,
+                ssl_handshake_timeout=self._timeout * 0.75 if end.tls else None)
         try:
             for command in end.handshake():  # AUTH and SELECT before anything else goes out
                 await connection.send(_pack(command))

@@ -40,6 +40,7 @@ from broker.logins.base import Parts as ConnectorParts
 from broker.logins.registry import Registry
 from broker.outputs.console import ConsoleSignIn, console_destination
 from broker.rate_limits import RateLimits
+from broker.redis_urls import store_options
 from broker.return_paths import is_return_path
 from broker.rules.evaluate import Decision, evaluate
 from broker.rules.explain import as_json, for_audit
@@ -126,7 +127,8 @@ class BrokerService:
 
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
-        store = open_store(settings.store.url.get_secret_value(), max_connections=settings.store.max_connections)
+        store = open_store(settings.store.url.get_secret_value(), max_connections=settings.store.max_connections,
+                           options=store_options(settings.store))
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         return cls(load_components(settings), store=store, http=http, audit=audit)
 

@@ -85,18 +85,47 @@ class SessionConfig(Model):
     cookie_name: str = Field(default="sts_broker_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
+STORE_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
+                 "rediss+sentinel")
+
+
+class StoreTlsConfig(Model):
+    """TLS toward Redis (a rediss URL): the CA that signed the server's certificate (else the system's), a
+    client certificate where the server asks for one, and the name to verify when it is not the host."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
+
+
 class StoreConfig(Model):
     url: SecretStr = SecretStr("memory://")  # a Redis URL may carry a password
-    # The cap on Redis connections per process. Commands are pipelined, so one or two carry the load; another
-    # opens only when every open one has a deep queue of unanswered commands.
+    # The cap on Redis connections per process (per node in a cluster). Commands are pipelined, so one or two
+    # carry the load; another opens only when every open one has a deep queue of unanswered commands.
     max_connections: int = Field(default=64, ge=1, le=10000)
+    # An ACL user and its password (AUTH username password), kept out of the URL (e.g. password: ${REDIS_PW}).
+    username: str | None = Field(default=None, pattern=r"^[^\s@:/]{1,128}$")
+    password: SecretStr | None = None
+    tls: StoreTlsConfig | None = None
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StoreConfig:
-        scheme = urlsplit(self.url.get_secret_value()).scheme
-        if scheme not in {"memory", "redis", "rediss", "unix"}:
-            raise ValueError(f"store url scheme {scheme!r} is not one of memory, redis, rediss, unix")
+        url = self.url.get_secret_value()
+        scheme = url.partition("://")[0].lower() if "://" in url else urlsplit(url).scheme
+        if scheme not in STORE_SCHEMES:
+            raise ValueError(f"store url scheme {scheme!r} is not one of {', '.join(STORE_SCHEMES)}")
+        if self.tls is not None and not scheme.startswith("rediss"):
+            raise ValueError(f"store tls is set but the url is {scheme}:// (use rediss:// or rediss+cluster://)")
         return self
+
+    def resolved(self, base: Path) -> StoreConfig:
+        """TLS files relative to the directory of broker.yaml."""
+        if self.tls is None:
+            return self
+        files = {name: base / path for name in ("ca_file", "cert_file", "key_file")
+                 if (path := getattr(self.tls, name)) is not None and not path.is_absolute()}
+        return self.model_copy(update={"tls": self.tls.model_copy(update=files)})
 
 
 class KeyConfig(Model):

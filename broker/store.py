@@ -9,10 +9,10 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from broker.errors import StoreUnavailable
-from broker.redis_pipe import Endpoint, PipeError, RedisPipe, ReplyFailure
+from broker.redis_pipe import PipeError, ReplyFailure
+from broker.redis_urls import NO_OPTIONS, SCHEMES, RedisOptions, open_client, without_secrets
 
 
 class StateStore(Protocol):
@@ -181,11 +181,7 @@ def _ms(ttl: float) -> int:
     return max(1, int(ttl * 1000))
 
 
-def _without_secrets(url: str) -> str:
-    """Scheme, host, port and path only: the userinfo and the query (?password=) may carry secrets."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+_without_secrets = without_secrets
 
 
 class RedisStore:
@@ -195,24 +191,27 @@ class RedisStore:
     one from a pool, so one or two connections carry a process's load, and a burst queues on a socket
     rather than waits for a free connection. max_connections caps how many are opened (a new one only when
     every open one has a deep queue of unanswered commands).
+
+    The URL picks one node, a cluster (commands routed by key slot) or Sentinel (broker.redis_urls). A
+    command's first key routes it; multi-key scripts go once per slot their keys fall in.
     """
 
     def __init__(self, url: str, *, prefix: str = "sts-broker:", timeout: float = 2.0,
-                 max_connections: int = 64) -> None:
+                 max_connections: int = 64, options: RedisOptions = NO_OPTIONS) -> None:
         self._where = _without_secrets(url)
         try:
-            endpoint = Endpoint.from_url(url)
-        except ValueError as exc:  # the message names parameters only; add where, never the URL itself
+            self._client = open_client(url, options, timeout=timeout, max_connections=max_connections)
+        except (ValueError, OSError) as exc:  # names parameters or files only; add where, never the URL itself
             raise ValueError(f"{exc} ({self._where})") from None
-        self._pipe = RedisPipe(endpoint, timeout=timeout, max_connections=max_connections)
         self._prefix = prefix
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"  # never the password
 
     async def _do(self, op: str, key: str, *args: str | int) -> Any:
+        """args: a command whose first argument after the name is the key (SET name ..., GET name)."""
         try:
-            return await self._pipe.call(*args)
+            return await self._client.call(str(args[1]), *args)
         except PipeError as exc:
             raise self._unavailable(op, key, exc) from None
 
@@ -243,21 +242,56 @@ class RedisStore:
 
     async def incr_all(self, keys: Sequence[str], ttl: float) -> list[int]:
         names, ms = [self._prefix + key for key in keys], _ms(ttl)
-        first = keys[0] if keys else ""
+        groups = self._client.slot_groups(names)
+        if len(groups) <= 1:
+            return await self._incr(names, keys[0] if keys else "", ms)
+        # A cluster: one script per slot, all in flight at once. Each count stays atomic; the keys of one
+        # call need not be (a client and a subject counter are independent limits).
+        parts = await self._incr_per_slot([[names[i] for i in group] for group in groups], keys[0], ms)
+        counts = [0] * len(keys)
+        for group, part in zip(groups, parts, strict=True):
+            for index, count in zip(group, part, strict=True):
+                counts[index] = count
+        return counts
+
+    async def _incr_per_slot(self, groups: list[list[str]], first: str, ms: int) -> list[list[int]]:
+        commands: list[tuple[str, tuple[str | int, ...]]] = [
+            (names[0], ("EVALSHA", _INCR_SHA, len(names), *names, ms)) for names in groups]
+        replies = await self._client.call_many(commands)
+        counts = []
+        for names, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, ReplyFailure) and reply.code == "NOSCRIPT":  # that script did not run: EVAL it
+                counts.append(await self._incr(names, first, ms))
+            elif isinstance(reply, BaseException):
+                raise self._unavailable("INCR", first, reply if isinstance(reply, PipeError) else PipeError(
+                    type(reply).__name__)) from None
+            else:
+                counts.append([int(count) for count in reply])
+        return counts
+
+    async def _incr(self, names: list[str], first: str, ms: int) -> list[int]:
+        route = names[0] if names else None
         try:
-            counts = await self._pipe.call("EVALSHA", _INCR_SHA, len(names), *names, ms)
+            counts = await self._client.call(route, "EVALSHA", _INCR_SHA, len(names), *names, ms)
         except ReplyFailure as exc:
             if exc.code != "NOSCRIPT":
                 raise self._unavailable("INCR", first, exc) from None
             # Redis restarted or its script cache was flushed. The script did not run, so this is no retry.
-            counts = await self._do("INCR", first, "EVAL", _INCR_SCRIPT, len(names), *names, ms)
+            try:
+                counts = await self._client.call(route, "EVAL", _INCR_SCRIPT, len(names), *names, ms)
+            except PipeError as again:
+                raise self._unavailable("INCR", first, again) from None
         except PipeError as exc:
             raise self._unavailable("INCR", first, exc) from None
         return [int(count) for count in counts]
 
     async def set_add(self, key: str, member: str, ttl: float) -> None:
         # EVAL, not EVALSHA: indexes change at logins and revocations, far from the hot path.
-        await self._do("SADD", key, "EVAL", _SET_ADD_SCRIPT, 1, self._prefix + key, member, _ms(ttl))
+        name = self._prefix + key
+        try:
+            await self._client.call(name, "EVAL", _SET_ADD_SCRIPT, 1, name, member, _ms(ttl))
+        except PipeError as exc:
+            raise self._unavailable("SADD", key, exc) from None
 
     async def set_members(self, key: str) -> set[str]:
         members: list[str] = await self._do("SMEMBERS", key, "SMEMBERS", self._prefix + key)
@@ -267,16 +301,20 @@ class RedisStore:
         await self._do("SREM", key, "SREM", self._prefix + key, member)
 
     async def ping(self) -> None:
-        await self._do("PING", "ping", "PING")
+        try:
+            await self._client.ping()
+        except PipeError as exc:
+            raise self._unavailable("PING", "ping", exc) from None
 
     async def close(self) -> None:
-        await self._pipe.close()
+        await self._client.close()
 
 
-def open_store(url: str, *, prefix: str = "sts-broker:", max_connections: int = 64) -> StateStore:
-    scheme = urlsplit(url).scheme
+def open_store(url: str, *, prefix: str = "sts-broker:", max_connections: int = 64,
+               options: RedisOptions = NO_OPTIONS) -> StateStore:
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme == "memory":
         return MemoryStore()
-    if scheme in {"redis", "rediss", "unix"}:
-        return RedisStore(url, prefix=prefix, max_connections=max_connections)
-    raise ValueError(f"store url scheme {scheme!r} is not one of memory, redis, rediss, unix")
+    if scheme in SCHEMES:
+        return RedisStore(url, prefix=prefix, max_connections=max_connections, options=options)
+    raise ValueError(f"store url scheme {scheme!r} is not one of memory, {', '.join(SCHEMES)}")

@@ -5,24 +5,18 @@ servers that send garbage. Real redis-servers (private, free ports) and real loo
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 import redis
 import uvloop
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from broker import redis_pipe
 from broker.devstack.redis_server import RedisServer, running_redis
+from broker.devstack.redis_tls import make_tls_files
 from broker.devstack.servers import free_port
 from broker.errors import StoreUnavailable
 from broker.redis_pipe import Endpoint, PipeError, RedisPipe
@@ -406,51 +400,13 @@ async def test_an_error_reply_is_store_unavailable(store: RedisStore, raw: redis
 # TLS (rediss://): redis-server with a throwaway CA.
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer: ec.EllipticCurvePrivateKey,
-          *, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
-            decipher_only=False), critical=True)
-        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    else:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
-                                        critical=False)
-    return builder.sign(signer, hashes.SHA256())
-
-
-def _pem(path: Path, data: bytes) -> str:
-    path.write_bytes(data)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
     """A redis-server with a TLS port whose certificate (for 127.0.0.1) a throwaway CA signed."""
-    tmp = tmp_path_factory.mktemp("tls")
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = _cert("test CA", ca_key, "test CA", ca_key, ca=True)
-    cert = _cert("127.0.0.1", key, "test CA", ca_key, ca=False)
-    ca_file = _pem(tmp / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))
-    cert_file = _pem(tmp / "cert.pem", cert.public_bytes(serialization.Encoding.PEM))
-    key_file = _pem(tmp / "key.pem", key.private_bytes(serialization.Encoding.PEM,
-                                                       serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    tls = make_tls_files(tmp_path_factory.mktemp("tls"))
     tls_port = free_port()
-    with running_redis("--tls-port", str(tls_port), "--tls-cert-file", cert_file, "--tls-key-file", key_file,
-                       "--tls-ca-cert-file", ca_file, "--tls-auth-clients", "no"):
-        yield tls_port, ca_file
+    with running_redis(*tls.server_args(tls_port, client_certs="no")):
+        yield tls_port, str(tls.ca)
 
 
 async def test_tls_with_the_servers_ca(tls_redis: tuple[int, str], prefix: str) -> None:

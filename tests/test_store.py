@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio
 
 from broker.devstack.redis_server import RedisServer, running_redis
+from broker.devstack.redis_topologies import RedisCluster, SentinelSetup, running_cluster, running_sentinel
 from broker.devstack.servers import free_port
 from broker.errors import StoreUnavailable
 from broker.store import MemoryStore, RedisStore, StateStore, open_store
@@ -36,16 +37,33 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[SentinelSetup]:
+    with running_sentinel() as setup:
+        yield setup
+
+
 @pytest.fixture
 def prefix() -> str:
     return f"test-{uuid.uuid4().hex}:"  # tests share one server: a prefix each keeps them apart
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 async def store(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[StateStore]:
+    # Servers are looked up lazily so `-k memory` runs without a redis-server.
     if request.param == "memory":
         made: StateStore = MemoryStore()
-    else:  # looked up lazily so `-k memory` runs without a redis-server
+    elif request.param == "cluster":  # three primaries: a test's keys spread over them
+        made = RedisStore(request.getfixturevalue("redis_cluster").url, prefix=prefix)
+    elif request.param == "sentinel":
+        made = RedisStore(request.getfixturevalue("redis_sentinel").url, prefix=prefix)
+    else:
         server: RedisServer = request.getfixturevalue("redis_server")
         made = RedisStore(server.url, prefix=prefix)
     try:

@@ -19,6 +19,7 @@ from broker.logs import quiet_chatty_loggers
 from broker.metrics import Metrics
 from broker.service import BrokerService
 from broker.settings import Settings
+from broker.store_probe import check_at_start
 from broker.web import (
     openapi,
     routes_admin,
@@ -92,6 +93,11 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await check_at_start(service.store, settings.store.url.get_secret_value())  # one that can never work
+        except BaseException:
+            await service.close()
+            raise
         yield
         await service.close()
 
