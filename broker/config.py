@@ -171,7 +171,8 @@ def load_settings(file: Path) -> Settings:
         "audit": AuditConfig(path=audit_path),
         "idp_configs": _resolve(base, settings.idp_configs),
         "rules": _resolve(base, settings.rules),
-        "keys": [k.model_copy(update={"file": _resolve(base, k.file)}) for k in settings.keys],
+        "keys": [k.model_copy(update={"file": k.file and _resolve(base, k.file),
+                                      "cert": k.cert and _resolve(base, k.cert)}) for k in settings.keys],
     })
 
 

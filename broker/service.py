@@ -61,7 +61,7 @@ class Components:
     rules: RuleSet
     keys: KeyRing
     saml_keys: list[SamlKey]
-    saml_key: SamlKey
+    saml_key: SamlKey | None
 
 
 def load_components(settings: Settings) -> Components:

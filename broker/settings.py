@@ -99,10 +99,31 @@ class StoreConfig(Model):
         return self
 
 
+class KmsKeyConfig(Model):
+    """An AWS KMS asymmetric key (SIGN_VERIFY, RSA_2048.. or ECC_NIST_P256): the broker needs kms:Sign and
+    kms:GetPublicKey on it; the private key never leaves KMS."""
+
+    key_id: str = Field(min_length=1, max_length=2048)  # key id, key ARN, alias name or alias ARN
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    endpoint_url: HttpsUrl | None = None
+
+
 class KeyConfig(Model):
+    """One signing key from exactly one source: `file` (PEM), `env` (the name of a variable holding the PEM)
+    or `kms`. `cert` is the X.509 certificate published for SAML (else one is derived from the key)."""
+
     kid: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    file: Path
+    file: Path | None = None
+    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    kms: KmsKeyConfig | None = None
+    cert: Path | None = None
     active: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeyConfig:
+        if sum(source is not None for source in (self.file, self.env, self.kms)) != 1:
+            raise ValueError("a key needs exactly one source: file, env or kms")
+        return self
 
 
 class AwsConfig(Model):

@@ -46,7 +46,7 @@ def assertion_content(identity: Identity, grant: RoleGrant, *, issuer: str,
 
 
 class SamlIssuer:
-    def __init__(self, key: SamlKey, sts: SamlSts, *, public_url: str, signin_region: str | None = None,
+    def __init__(self, key: SamlKey | None, sts: SamlSts, *, public_url: str, signin_region: str | None = None,
                  lifetime: timedelta = DEFAULT_LIFETIME) -> None:
         self._key, self._sts = key, sts
         self._issuer, self._region, self._lifetime = entity_id(public_url), signin_region, lifetime
@@ -54,6 +54,9 @@ class SamlIssuer:
     def mint(self, identity: Identity, grant: RoleGrant) -> str:
         """The base64 samlp:Response for this grant only (one Role value: the granted role)."""
         content = assertion_content(identity, grant, issuer=self._issuer, signin_region=self._region)
+        if self._key is None:
+            raise StsRefused("the active signing key is EC; SAML assertions need an RSA key",
+                             reason="saml_key_not_rsa", public="The broker has no key to sign SAML assertions with.")
         return signed_response(content, self._key, now=datetime.now(UTC), lifetime=self._lifetime)
 
     async def issue(self, identity: Identity, grant: RoleGrant) -> Credentials:

@@ -1,6 +1,6 @@
-"""A samlp:Response for AssumeRoleWithSAML, built with lxml elements and its Assertion signed with python-xmlsec
-(rsa-sha256, exclusive c14n, enveloped). Every value is set as element text or an attribute, so nothing an
-IdP sent can become markup.
+"""A samlp:Response for AssumeRoleWithSAML, built with lxml elements and its Assertion signed (rsa-sha256,
+exclusive c14n, enveloped; xml_signature.py, in python-xmlsec's layout) with the key loaded once. Every value
+is set as element text or an attribute, so nothing an IdP sent can become markup.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import xmlsec
 from lxml import etree  # type: ignore[import-untyped]
 
 from broker.aws_saml import PARTITIONS
 from broker.issuers.saml_idp import NAMEID_PERSISTENT, SamlKey
+from broker.issuers.xml_signature import sign_enveloped
 
 SAMLP_NS = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -111,20 +111,7 @@ def sign_assertion(response: etree._Element, key: SamlKey) -> None:
     """Enveloped signature over the Assertion (by its ID), placed right after its Issuer as the schema wants."""
     assertion = response.find(f"{{{SAML_NS}}}Assertion")
     assert assertion is not None
-    signature = xmlsec.template.create(assertion, xmlsec.constants.TransformExclC14N,
-                                       xmlsec.constants.TransformRsaSha256, ns="ds")
-    assertion.insert(1, signature)
-    reference = xmlsec.template.add_reference(signature, xmlsec.constants.TransformSha256,
-                                              uri="#" + assertion.get("ID", ""))
-    xmlsec.template.add_transform(reference, xmlsec.constants.TransformEnveloped)
-    xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
-    xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(signature))
-    xmlsec.tree.add_ids(assertion, ["ID"])
-    signer = xmlsec.Key.from_memory(key.private_pem, xmlsec.constants.KeyDataFormatPem)
-    signer.load_cert_from_memory(key.cert_pem, xmlsec.constants.KeyDataFormatCertPem)
-    context = xmlsec.SignatureContext()
-    context.key = signer
-    context.sign(signature)
+    sign_enveloped(assertion, key.signer.sign, key.cert_base64, position=1)
 
 
 def signed_response(content: AssertionContent, key: SamlKey, *, now: datetime, lifetime: timedelta) -> str:
