@@ -107,13 +107,14 @@ def _from_kms(key_id: str, client: Any) -> KmsSigner:
         answer = client.get_public_key(KeyId=key_id)
     except Exception as exc:  # botocore's errors name the key and the refusal, never a secret
         raise ValueError(f"KMS GetPublicKey failed: {exc}") from None
-    if answer.get("KeyUsage") != "SIGN_VERIFY" or answer.get("KeySpec") not in KMS_SPECS:
+    spec = answer.get("KeySpec") or answer.get("CustomerMasterKeySpec")  # the second: its deprecated name
+    if answer.get("KeyUsage") != "SIGN_VERIFY" or spec not in KMS_SPECS:
         raise ValueError(f"KMS key must be SIGN_VERIFY with one of {', '.join(KMS_SPECS)} "
-                         f"(is {answer.get('KeyUsage')} {answer.get('KeySpec')})")
+                         f"(is {answer.get('KeyUsage')} {spec})")
     public = serialization.load_der_public_key(answer["PublicKey"])
     if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise ValueError("KMS public key is neither RSA nor EC")
-    return KmsSigner(key_id, KMS_SPECS[answer["KeySpec"]], public, client)
+    return KmsSigner(key_id, KMS_SPECS[spec], public, client)
 
 
 _CACHE: dict[tuple[str, ...], LocalSigner | KmsSigner] = {}
