@@ -126,6 +126,18 @@ class KeyConfig(Model):
         return self
 
 
+class KeyRotationConfig(Model):
+    """`sts-broker keys rotate` (broker/keys_rotate.py): the state file every replica reads (in the keys
+    directory, shared), and the cache lifetimes the waits between its steps are computed from."""
+
+    state_file: Path | None = None
+    # How long a relying party (AWS STS for web identity tokens) may keep the JWKS it fetched.
+    relying_party_cache: Duration = timedelta(hours=1)
+    clock_skew: Duration = timedelta(minutes=5)
+    # How often a replica looks at the state file for a step another replica's operator took.
+    poll: Duration = Field(default=timedelta(seconds=5), ge=timedelta(0), le=timedelta(minutes=5))
+
+
 class AwsConfig(Model):
     region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
     sts_endpoint_url: HttpsUrl | None = None
@@ -262,6 +274,7 @@ class Settings(Model):
     session: SessionConfig
     store: StoreConfig = StoreConfig()
     keys: list[KeyConfig] = Field(min_length=1)
+    key_rotation: KeyRotationConfig = KeyRotationConfig()
     aws: AwsConfig = AwsConfig()
     issuer: IssuerConfig = IssuerConfig()
     idp_configs: Path

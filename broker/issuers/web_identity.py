@@ -15,7 +15,6 @@ from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
 from broker.issuers.passthrough import check_id_token
-from broker.issuers.signing import KeyRing
 
 TAGS_CLAIM = "https://aws.amazon.com/tags"
 SOURCE_IDENTITY_CLAIM = "https://aws.amazon.com/source_identity"
@@ -52,8 +51,14 @@ class WebIdentitySts(Protocol):
     async def assume_role_with_web_identity(self, grant: RoleGrant, token: str) -> Credentials: ...
 
 
+class TokenSigner(Protocol):
+    """signing.KeyRing, or live_keys.LiveKeys (the ring a rotation has got to)."""
+
+    def sign(self, claims: dict[str, Any]) -> str: ...
+
+
 class WebIdentityIssuer:
-    def __init__(self, keys: KeyRing, sts: WebIdentitySts, *, issuer: str, audience: str, lifetime: timedelta):
+    def __init__(self, keys: TokenSigner, sts: WebIdentitySts, *, issuer: str, audience: str, lifetime: timedelta):
         self._keys, self._sts = keys, sts
         self._issuer, self._audience, self._lifetime = issuer, audience, lifetime
 

@@ -38,7 +38,7 @@ async def jwks(request: Request) -> Response:
 async def saml_idp_metadata(request: Request) -> Response:
     """The broker as a SAML IdP: register this document as an IAM SAML provider for the assertions it mints."""
     service = context_of(request).service
-    document = idp_metadata(service.settings.public_url, service.saml_keys)
+    document = idp_metadata(service.settings.public_url, service.keys.saml_keys())
     return Response(document, media_type="application/samlmetadata+xml", headers=PUBLIC_CACHE)
 
 

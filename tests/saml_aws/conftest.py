@@ -82,7 +82,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SamlEnv]:
             assert served.headers["content-type"].startswith("application/samlmetadata+xml")
             client(aws, "iam").create_saml_provider(Name="sts-broker", SAMLMetadataDocument=served.text)
             service: BrokerService = context_of_app(app).service
-            key = service.saml_issuer._key
+            key = service.keys.saml_key()
             assert key is not None
             yield SamlEnv(aws, service, served.content, key, workdir)
 
