@@ -1,4 +1,4 @@
-"""sts-broker serve | check | keys generate | rules check|explain|test | demo [--self-test], and the client
+"""sts-broker serve | check | keys generate|rotate | rules check|explain|test | demo [--self-test], and the client
 subcommands (login, credential-process, exec, configure, ...: broker/client/).
 
 The client subcommands are dispatched first, before anything of the server is imported: `sts-broker
