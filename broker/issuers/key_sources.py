@@ -13,11 +13,13 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from broker.errors import StsUnavailable
 from broker.settings import KeyConfig
 
 MIN_RSA_BITS = 2048
@@ -28,7 +30,10 @@ KMS_ALGORITHMS = {"RS256": "RSASSA_PKCS1_V1_5_SHA_256", "ES256": "ECDSA_SHA_256"
 
 
 class Signer(Protocol):
-    """RS256 (RSA PKCS#1 v1.5, SHA-256) or ES256 (P-256, SHA-256; the signature as JWS's raw r||s)."""
+    """RS256 (RSA PKCS#1 v1.5, SHA-256) or ES256 (P-256, SHA-256; the signature as JWS's raw r||s).
+    `remote`: each signature is a network call (KMS), so callers on the event loop sign in a thread."""
+
+    remote: ClassVar[bool]
 
     @property
     def algorithm(self) -> str: ...
@@ -41,6 +46,7 @@ class Signer(Protocol):
 class LocalSigner:
     private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     source: str  # "file /path" or "env NAME": for messages, never the key
+    remote: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"LocalSigner({self.source}, {self.algorithm})"
@@ -65,11 +71,16 @@ class KmsSigner:
     algorithm: str
     public_key: PublicKey = field(repr=False)
     client: Any = field(repr=False, compare=False)
+    remote: ClassVar[bool] = True
 
     def sign(self, data: bytes) -> bytes:
         digest = hashlib.sha256(data).digest()
-        answer = self.client.sign(KeyId=self.key_id, Message=digest, MessageType="DIGEST",
-                                  SigningAlgorithm=KMS_ALGORITHMS[self.algorithm])
+        try:
+            answer = self.client.sign(KeyId=self.key_id, Message=digest, MessageType="DIGEST",
+                                      SigningAlgorithm=KMS_ALGORITHMS[self.algorithm])
+        except (BotoCoreError, ClientError) as exc:
+            raise StsUnavailable(f"KMS Sign with {self.key_id} failed: {exc}", reason="kms_unavailable",
+                                 public="AWS KMS is not answering right now. Try again shortly.") from None
         signature: bytes = answer["Signature"]
         return signature if self.algorithm == "RS256" else der_to_raw(signature)
 
@@ -98,8 +109,11 @@ def _from_pem(pem: bytes, source: str) -> LocalSigner:
 
 def kms_client(region: str | None, endpoint_url: str | None) -> Any:
     import boto3  # only a KMS key needs it at load
+    from botocore.config import Config
 
-    return boto3.client("kms", region_name=region, endpoint_url=endpoint_url)
+    # Bounded: a sign-in waits on this call (botocore's defaults wait a minute per attempt).
+    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+    return boto3.client("kms", region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 def _from_kms(key_id: str, client: Any) -> KmsSigner:

@@ -88,6 +88,10 @@ class LiveKeys:
     def sign(self, claims: dict[str, Any]) -> str:
         return self.current().ring.sign(claims)
 
+    @property
+    def remote(self) -> bool:
+        return self.current().ring.remote
+
     def saml_keys(self) -> list[SamlKey]:
         return self.current().saml_keys
 

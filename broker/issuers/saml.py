@@ -4,6 +4,7 @@ IAM from /saml/idp/metadata), or, for pass-through grants, with the upstream IdP
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,9 @@ class SamlIssuer:
     async def issue(self, identity: Identity, grant: RoleGrant) -> Credentials:
         if grant.passthrough:
             return await self._sts.assume_role_with_saml(grant, upstream_response(identity, grant))
+        key = self._key()
+        if key is not None and key.signer.remote:  # a KMS signature is a network call: off the event loop
+            return await self._sts.assume_role_with_saml(grant, await asyncio.to_thread(self.mint, identity, grant))
         return await self._sts.assume_role_with_saml(grant, self.mint(identity, grant))
 
 

@@ -68,6 +68,10 @@ class KeyRing:
     def jwks(self) -> dict[str, Any]:
         return self._jwks
 
+    @property
+    def remote(self) -> bool:
+        return self._active.remote
+
     def sign(self, claims: dict[str, Any]) -> str:
         header = {"alg": self._active.algorithm, "kid": self.active_kid, "typ": "JWT"}
         signing_input = (b64url(json.dumps(header, separators=(",", ":")).encode()) + "."

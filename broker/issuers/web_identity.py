@@ -6,6 +6,7 @@ The broker is the OIDC issuer IAM trusts: `iss` is its public URL, `aud` the con
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -55,6 +56,8 @@ class TokenSigner(Protocol):
     """signing.KeyRing, or live_keys.LiveKeys (the ring a rotation has got to)."""
 
     def sign(self, claims: dict[str, Any]) -> str: ...
+    @property
+    def remote(self) -> bool: ...
 
 
 class WebIdentityIssuer:
@@ -72,7 +75,9 @@ class WebIdentityIssuer:
     async def issue(self, identity: Identity, grant: RoleGrant) -> Credentials:
         if grant.passthrough:
             return await self._sts.assume_role_with_web_identity(grant, _upstream_token(identity))
-        return await self._sts.assume_role_with_web_identity(grant, self.mint(identity, grant))
+        # A KMS signature is a network call: off the event loop.
+        token = await asyncio.to_thread(self.mint, identity, grant) if self._keys.remote else self.mint(identity, grant)
+        return await self._sts.assume_role_with_web_identity(grant, token)
 
 
 def _upstream_token(identity: Identity) -> str:

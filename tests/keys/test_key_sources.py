@@ -12,9 +12,10 @@ import pytest
 from cryptography import x509
 
 from broker.devstack.local_aws import LocalAws
+from broker.devstack.servers import LOOPBACK, free_port
 from broker.devstack.stack import saml_trust_policy
-from broker.errors import ConfigError
-from broker.issuers.key_sources import KmsSigner, LocalSigner, load_signer
+from broker.errors import ConfigError, StsUnavailable
+from broker.issuers.key_sources import KmsSigner, LocalSigner, kms_client, load_signer
 from broker.issuers.saml_assertion import AssertionContent, signed_response
 from broker.issuers.saml_idp import idp_metadata, load_saml_keys
 from broker.issuers.signing import KeyRing, generate_key_file
@@ -122,3 +123,17 @@ def test_configured_certificate_must_match_the_key(tmp_path: Path, aws: LocalAws
         load_saml_keys([KeyConfig(kid="k", file=file, cert=tmp_path / "other.crt", active=True)])
     _, own = load_saml_keys([KeyConfig(kid="o", file=other, cert=tmp_path / "other.crt", active=True)])
     assert own is not None and own.cert_pem == theirs.cert_pem and isinstance(own.signer, LocalSigner)
+
+
+def test_kms_unreachable_or_disabled_is_sts_unavailable(aws: LocalAws) -> None:
+    """A signature KMS does not give is a clear, retryable refusal (502 via StsUnavailable), never a token."""
+    key_id = kms_key(aws)
+    signer = load_signer(kms_config(aws, key_id))
+    assert isinstance(signer, KmsSigner) and signer.remote
+    dead = KmsSigner(key_id, signer.algorithm, signer.public_key, kms_client(REGION, f"http://{LOOPBACK}:{free_port()}"))
+    with pytest.raises(StsUnavailable) as info:
+        dead.sign(b"header.payload")
+    assert info.value.reason == "kms_unavailable" and key_id in str(info.value)
+    client(aws, "kms").disable_key(KeyId=key_id)
+    with pytest.raises(StsUnavailable, match="DisabledException"):
+        signer.sign(b"header.payload")
