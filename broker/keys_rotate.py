@@ -22,10 +22,10 @@ from broker.issuers.key_state import KeyState, read_state, seed, write_state
 from broker.issuers.live_keys import LiveKeys
 from broker.issuers.saml import DEFAULT_LIFETIME as SAML_LIFETIME
 from broker.issuers.saml_idp import idp_metadata
-from broker.issuers.signing import generate_key_file
+from broker.issuers.signing import PUBLISHED_MAX_AGE, generate_key_file
 from broker.settings import KeyConfig, KmsKeyConfig, Settings
 
-JWKS_MAX_AGE = timedelta(seconds=300)  # web/routes_meta.py PUBLIC_CACHE: what a cache may keep
+JWKS_MAX_AGE = timedelta(seconds=PUBLISHED_MAX_AGE)  # the JWKS's and the metadata's Cache-Control max-age
 METADATA_FILE = "saml-idp-metadata.xml"
 SAML_PROVIDER_ARN = "arn:aws:iam::ACCOUNT_ID:saml-provider/NAME"
 

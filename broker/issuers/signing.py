@@ -23,6 +23,9 @@ from broker.settings import KeyConfig
 
 ALGORITHM = "RS256"  # what a generated key signs with
 ALGORITHMS = ("RS256", "ES256")
+# How long a cache may keep the JWKS and the SAML metadata (their Cache-Control max-age): part of the wait
+# before a newly published key may sign (keys_rotate.py).
+PUBLISHED_MAX_AGE = 300
 
 
 def b64url(data: bytes) -> str:

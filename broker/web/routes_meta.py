@@ -8,12 +8,12 @@ from starlette.responses import JSONResponse, Response
 
 from broker.errors import BrokerError, NotAuthenticated
 from broker.issuers.saml_idp import idp_metadata
-from broker.issuers.signing import ALGORITHM
+from broker.issuers.signing import ALGORITHM, PUBLISHED_MAX_AGE
 from broker.web.context import context_of
 from broker.web.errors import broker_error
 from broker.web.routes_admin import bearer_ok
 
-PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
+PUBLIC_CACHE = {"Cache-Control": f"public, max-age={PUBLISHED_MAX_AGE}"}
 
 
 async def openid_configuration(request: Request) -> Response:

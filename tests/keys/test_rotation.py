@@ -160,6 +160,21 @@ def test_rotation_end_to_end(world: World) -> None:
     assert metadata.count("<ds:X509Certificate>") == 1
 
 
+def test_waits_follow_the_cache_lifetimes(world: World) -> None:
+    settings = world.settings.model_copy(update={"key_rotation": world.settings.key_rotation.model_copy(
+        update={"relying_party_cache": timedelta(hours=2), "clock_skew": timedelta(minutes=1),
+                "poll": timedelta(seconds=5)})})
+    assert publish_wait(settings) == timedelta(hours=2, seconds=5)
+    short = settings.model_copy(update={"key_rotation": settings.key_rotation.model_copy(
+        update={"relying_party_cache": timedelta(seconds=10)})})
+    assert publish_wait(short) == timedelta(minutes=5, seconds=5)  # never under the JWKS max-age it sends
+    assert httpx.get(f"{world.urls[0]}/.well-known/jwks.json").headers["cache-control"] == "public, max-age=300"
+    longer = settings.model_copy(update={"issuer": settings.issuer.model_copy(
+        update={"token_lifetime": timedelta(minutes=15)})})
+    assert retire_wait(settings) == timedelta(minutes=6, seconds=5)  # SAML's 5 min + skew + poll
+    assert retire_wait(longer) == timedelta(minutes=16, seconds=5)
+
+
 def test_rotate_command_without_state_file_says_how(tmp_path: Path, aws: LocalAws) -> None:
     os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(48))
     os.environ.setdefault("DEV_IDP_CLIENT_SECRET", secrets.token_urlsafe(24))
