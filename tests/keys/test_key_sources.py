@@ -126,7 +126,7 @@ def test_configured_certificate_must_match_the_key(tmp_path: Path, aws: LocalAws
 
 
 def test_kms_unreachable_or_disabled_is_sts_unavailable(aws: LocalAws) -> None:
-    """A signature KMS does not give is a clear, retryable refusal (502 via StsUnavailable), never a token."""
+    """A signature KMS does not give is a clear, retryable refusal (503 via StsUnavailable), never a token."""
     key_id = kms_key(aws)
     signer = load_signer(kms_config(aws, key_id))
     assert isinstance(signer, KmsSigner) and signer.remote
