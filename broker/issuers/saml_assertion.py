@@ -6,8 +6,10 @@ is set as element text or an attribute, so nothing an IdP sent can become markup
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -94,25 +96,56 @@ def _attributes(assertion: etree._Element, content: AssertionContent) -> None:
         _attribute(statement, "SourceIdentity", [content.source_identity])
 
 
+_SHAPES = threading.local()  # lxml trees are not shared between threads: each keeps its own shapes
+
+
+def _shape(partition: str) -> etree._Element:
+    """The response's fixed elements with the values that never change; per-assertion values are empty here
+    and set by `build_response` on a copy (a deep copy costs a tenth of building the elements again)."""
+    shapes: dict[str, etree._Element] = _SHAPES.__dict__.setdefault("by_partition", {})
+    if partition not in shapes:
+        shapes[partition] = _new_shape(partition)
+    return shapes[partition]
+
+
+def _new_shape(partition: str) -> etree._Element:
+    response = etree.Element(f"{{{SAMLP_NS}}}Response", nsmap=NSMAP, ID="", Version="2.0", IssueInstant="",
+                             Destination="")
+    _el(response, "saml:Issuer")
+    _el(_el(response, "samlp:Status"), "samlp:StatusCode", Value=SUCCESS)
+    assertion = _el(response, "saml:Assertion", ID="", Version="2.0", IssueInstant="")
+    _el(assertion, "saml:Issuer")
+    subject = _el(assertion, "saml:Subject")
+    _el(subject, "saml:NameID", Format=NAMEID_PERSISTENT)
+    confirmation = _el(subject, "saml:SubjectConfirmation", Method=BEARER)
+    _el(confirmation, "saml:SubjectConfirmationData", NotOnOrAfter="", Recipient="")
+    conditions = _el(assertion, "saml:Conditions", NotBefore="", NotOnOrAfter="")
+    _el(_el(conditions, "saml:AudienceRestriction"), "saml:Audience", PARTITIONS[partition].audience)
+    authn = _el(assertion, "saml:AuthnStatement", AuthnInstant="", SessionIndex="")
+    _el(_el(authn, "saml:AuthnContext"), "saml:AuthnContextClassRef", AUTHN_CLASS)
+    return response
+
+
 def build_response(content: AssertionContent, *, now: datetime, lifetime: timedelta) -> etree._Element:
     """The unsigned samlp:Response; `sign_assertion` signs it in place."""
     issued, expires = _instant(now), _instant(now + lifetime)
-    response = etree.Element(f"{{{SAMLP_NS}}}Response", nsmap=NSMAP, ID=new_id(), Version="2.0",
-                             IssueInstant=issued, Destination=content.recipient)
-    _el(response, "saml:Issuer", content.issuer)
-    _el(_el(response, "samlp:Status"), "samlp:StatusCode", Value=SUCCESS)
-    assertion = _el(response, "saml:Assertion", ID=new_id(), Version="2.0", IssueInstant=issued)
-    _el(assertion, "saml:Issuer", content.issuer)
-    subject = _el(assertion, "saml:Subject")
-    _el(subject, "saml:NameID", content.name_id, Format=NAMEID_PERSISTENT)
-    confirmation = _el(subject, "saml:SubjectConfirmation", Method=BEARER)
-    _el(confirmation, "saml:SubjectConfirmationData", NotOnOrAfter=expires, Recipient=content.recipient)
-    conditions = _el(assertion, "saml:Conditions", NotBefore=issued, NotOnOrAfter=expires)
-    _el(_el(conditions, "saml:AudienceRestriction"), "saml:Audience", PARTITIONS[content.partition].audience)
-    authn = _el(assertion, "saml:AuthnStatement", AuthnInstant=issued, SessionIndex=new_id())
-    _el(_el(authn, "saml:AuthnContext"), "saml:AuthnContextClassRef", AUTHN_CLASS)
+    response = copy.deepcopy(_shape(content.partition))
+    issuer, _, assertion = response
+    _set(response, ID=new_id(), IssueInstant=issued, Destination=content.recipient)
+    _set(assertion, ID=new_id(), IssueInstant=issued)
+    assertion_issuer, (name_id, confirmation), conditions, authn = assertion
+    issuer.text = assertion_issuer.text = content.issuer
+    name_id.text = content.name_id
+    _set(confirmation[0], NotOnOrAfter=expires, Recipient=content.recipient)
+    _set(conditions, NotBefore=issued, NotOnOrAfter=expires)
+    _set(authn, AuthnInstant=issued, SessionIndex=new_id())
     _attributes(assertion, content)
     return response
+
+
+def _set(element: etree._Element, **attrs: str) -> None:
+    for name, value in attrs.items():
+        element.set(name, value)
 
 
 def sign_assertion(response: etree._Element, key: SamlKey) -> None:

@@ -103,3 +103,26 @@ def test_tampered_assertion_refused(key: tuple[SamlKey, Path], tmp_path: Path, t
         CryptoBackendXmlSec1("xmlsec1").validate_signature(
             etree.tostring(root), str(cert), "pem", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
             root.find(f"{{{SAML_NS}}}Assertion").get("ID"))
+
+
+def test_responses_built_from_the_shared_shape_share_nothing() -> None:
+    """build_response copies a per-thread shape: no value of one assertion appears in the next one or in the
+    shape, and each partition keeps its own audience."""
+    from dataclasses import replace
+
+    first = build_response(CONTENT, now=datetime.now(UTC), lifetime=timedelta(minutes=5))
+    gov = replace(CONTENT, partition="aws-us-gov", name_id="dev:bob", issuer="https://other.example.com/saml/idp",
+                  recipient="https://signin.amazonaws-us-gov.com/saml")
+    second = build_response(gov, now=datetime.now(UTC), lifetime=timedelta(minutes=5))
+    again = build_response(CONTENT, now=datetime.now(UTC), lifetime=timedelta(minutes=5))
+    text = etree.tostring(second)
+    assert b"dev:alice" not in text and b"dev:bob" in text
+    assert b"<saml:Audience>urn:amazon:webservices:govcloud</saml:Audience>" in text
+    assert b"<saml:Audience>urn:amazon:webservices</saml:Audience>" in etree.tostring(again)
+    assert etree.tostring(again).replace(b"dev:alice", b"").count(b"dev:") == 0
+    ids = {r.get("ID") for r in (first, second, again)} | {
+        r.find(f"{{{SAML_NS}}}Assertion").get("ID") for r in (first, second, again)}
+    assert len(ids) == 6
+    from broker.issuers.saml_assertion import _shape
+
+    assert b"dev:" not in etree.tostring(_shape("aws")) and _shape("aws").get("ID") == ""
