@@ -9,7 +9,9 @@ then computes on the verifier's side: the element without its Signature.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
+import threading
 from collections.abc import Callable
 
 from lxml import etree  # type: ignore[import-untyped]
@@ -51,16 +53,40 @@ def _signed_info(signature: etree._Element, reference: str, digest: str) -> etre
     return info
 
 
-def sign_enveloped(element: etree._Element, sign: Callable[[bytes], bytes], cert_base64: str, *,
-                   position: int = 1) -> None:
-    """Sign `element` (by its ID) in place; the Signature goes in as its child at `position` (after a SAML
-    Issuer, as the schema wants). `sign` is RSA PKCS#1 v1.5 over SHA-256; `cert_base64` the DER certificate."""
-    digest = base64.b64encode(hashlib.sha256(_c14n(element)).digest()).decode("ascii")
+def _new_shape(cert_base64: str) -> etree._Element:
+    """A Signature with everything but the reference, digest and signature value (set per signature)."""
     signature = etree.Element(f"{{{DS_NS}}}Signature", nsmap={"ds": DS_NS})
     signature.text = "\n"
-    element.insert(position, signature)
-    signed_info = _signed_info(signature, "#" + element.get("ID", ""), digest)
-    _ds(signature, "SignatureValue", _wrapped(sign(_c14n(signed_info))))
+    _signed_info(signature, "", "")
+    _ds(signature, "SignatureValue")
     data = _ds(_ds(signature, "KeyInfo", "\n"), "X509Data", "\n")
     body = "\n".join(cert_base64[i:i + LINE] for i in range(0, len(cert_base64), LINE))
     _ds(data, "X509Certificate", body + "\n")
+    return signature
+
+
+_SHAPES = threading.local()  # lxml trees are not shared between threads: each keeps its own shapes
+
+
+def _shape(cert_base64: str) -> etree._Element:
+    shapes: dict[str, etree._Element] = _SHAPES.__dict__.setdefault("by_certificate", {})
+    if cert_base64 not in shapes:
+        if len(shapes) > 8:  # rotations: a few certificates in a process's life
+            shapes.clear()
+        shapes[cert_base64] = _new_shape(cert_base64)
+    return shapes[cert_base64]
+
+
+def sign_enveloped(element: etree._Element, sign: Callable[[bytes], bytes], cert_base64: str, *,
+                   position: int = 1) -> None:
+    """Sign `element` (by its ID) in place; the Signature goes in as its child at `position` (after a SAML
+    Issuer, as the schema wants). `sign` is RSA PKCS#1 v1.5 over SHA-256; `cert_base64` the DER certificate.
+    The Signature is a copy of a per-certificate shape (deep-copying costs less than building it)."""
+    digest = base64.b64encode(hashlib.sha256(_c14n(element)).digest()).decode("ascii")
+    signature = copy.deepcopy(_shape(cert_base64))
+    element.insert(position, signature)
+    signed_info, value = signature[0], signature[1]
+    reference = signed_info[2]
+    reference.set("URI", "#" + element.get("ID", ""))
+    reference[2].text = digest
+    value.text = _wrapped(sign(_c14n(signed_info)))
