@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+import moto
 from moto import mock_aws
 
 from broker.devstack.local_aws import LocalAws
@@ -24,7 +25,9 @@ def public(kms: object, key_id: str) -> object:
 
 
 def test_stock_moto_signs_the_digest_as_a_message() -> None:
-    """Pins what the strict front corrects: if moto ever does DIGEST right, this fails and the front can go."""
+    """Pins what the strict front corrects: if moto ever does DIGEST right, this fails and the front can go.
+    strict_kms.py also reads moto's key objects (kms_backends, Key.private_key.private_key): pinned version."""
+    assert moto.__version__ == "5.2.5"
     with mock_aws():
         kms = boto3.client("kms", region_name="eu-west-1")
         key_id = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
