@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 
 import boto3
+import moto
 import pytest
 from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-import moto
 from moto import mock_aws
 
 from broker.devstack.local_aws import LocalAws
