@@ -1,4 +1,4 @@
-"""sts-broker serve | check | keys generate | rules check|explain|test | demo [--self-test], and the client
+"""sts-broker serve | check | keys generate|rotate | rules check|explain|test | demo [--self-test], and the client
 subcommands (login, credential-process, exec, configure, ...: broker/client/).
 
 The client subcommands are dispatched first, before anything of the server is imported: `sts-broker
@@ -103,6 +103,22 @@ def _keys_generate(out: Path, bits: int) -> int:
     return 0
 
 
+def _keys_rotate(args: argparse.Namespace) -> int:
+    from broker.config import load_settings
+    from broker.errors import ConfigError
+    from broker.keys_rotate import rotate
+    from broker.settings import KmsKeyConfig
+
+    try:
+        kms = (KmsKeyConfig(key_id=args.kms_key_id, region=args.kms_region) if args.kms_key_id else None)
+        step = rotate(load_settings(args.config), kms=kms)
+    except ConfigError as exc:
+        print("\n".join(["keys rotate: nothing changed:", *exc.problems]), file=sys.stderr)
+        return 2
+    print("\n".join(step.lines), file=sys.stderr if step.status else sys.stdout)
+    return step.status
+
+
 def _rules(args: argparse.Namespace) -> int:
     from broker import cli_rules
 
@@ -134,6 +150,11 @@ def _parser() -> argparse.ArgumentParser:
     gen = keys.add_parser("generate", help="write a new RSA signing key")
     gen.add_argument("--out", type=Path, required=True)
     gen.add_argument("--bits", type=int, choices=[2048, 3072, 4096], default=3072)
+    rotate = keys.add_parser("rotate", help="the next step of a key rotation: publish a new key, make it sign, "
+                                            "retire the old one (README: Key rotation)")
+    rotate.add_argument("--config", type=Path, default=Path("broker.yaml"))
+    rotate.add_argument("--kms-key-id", help="publish this KMS key (SIGN_VERIFY) instead of generating a key file")
+    rotate.add_argument("--kms-region")
     rules = sub.add_parser("rules", help="check, explain and test a rules file").add_subparsers(
         dest="rules_command", required=True)
     rcheck = rules.add_parser("check", help="schema problems and warnings (shadowed rules, unknown claims, ...)")
@@ -176,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(args.config)
     if args.command == "serve":
         return _serve(args.config, args.host, args.port, args.forwarded_allow_ips)
+    if args.command == "keys" and args.keys_command == "rotate":
+        return _keys_rotate(args)
     if args.command == "keys":
         return _keys_generate(args.out, args.bits)
     if args.command == "rules":

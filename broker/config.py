@@ -166,13 +166,18 @@ def load_settings(file: Path) -> Settings:
     aws = settings.aws
     if aws.credentials_file is not None:
         aws = aws.model_copy(update={"credentials_file": _resolve(base, aws.credentials_file)})
+    rotation = settings.key_rotation
+    if rotation.state_file is not None:
+        rotation = rotation.model_copy(update={"state_file": _resolve(base, rotation.state_file)})
     return settings.model_copy(update={
         "aws": aws,
         "store": settings.store.resolved(base),
+        "key_rotation": rotation,
         "audit": AuditConfig(path=audit_path),
         "idp_configs": _resolve(base, settings.idp_configs),
         "rules": _resolve(base, settings.rules),
-        "keys": [k.model_copy(update={"file": _resolve(base, k.file)}) for k in settings.keys],
+        "keys": [k.model_copy(update={"file": k.file and _resolve(base, k.file),
+                                      "cert": k.cert and _resolve(base, k.cert)}) for k in settings.keys],
     })
 
 

@@ -28,10 +28,9 @@ from broker.issuers.assume_role import AssumeRoleIssuer
 from broker.issuers.cache import CredentialCache
 from broker.issuers.credentials import Credentials
 from broker.issuers.federation_token import FederationTokenIssuer
+from broker.issuers.live_keys import LiveKeys
 from broker.issuers.own_credentials import OwnCredentials
 from broker.issuers.saml import SamlIssuer
-from broker.issuers.saml_idp import SamlKey, load_saml_keys
-from broker.issuers.signing import KeyRing
 from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.issuers.web_identity import WebIdentityIssuer
@@ -60,9 +59,7 @@ class Components:
     settings: Settings
     idps: dict[str, IdpConfig]
     rules: RuleSet
-    keys: KeyRing
-    saml_keys: list[SamlKey]
-    saml_key: SamlKey
+    keys: LiveKeys  # broker.yaml's keys, or the rotation state file's (issuers/key_state.py)
 
 
 def load_components(settings: Settings) -> Components:
@@ -71,8 +68,9 @@ def load_components(settings: Settings) -> Components:
     for cfg in idps.values():
         if isinstance(cfg, SamlIdpConfig):
             check_metadata_file(cfg)
-    saml_keys, saml_key = load_saml_keys(settings.keys)
-    return Components(settings, idps, load_rules(settings.rules), KeyRing.load(settings.keys), saml_keys, saml_key)
+    rotation = settings.key_rotation
+    keys = LiveKeys(settings.keys, rotation.state_file, poll=rotation.poll.total_seconds())
+    return Components(settings, idps, load_rules(settings.rules), keys)
 
 
 def open_sts(settings: Settings) -> HttpStsClient | StsClient:
@@ -99,8 +97,7 @@ class BrokerService:
             parts.keys, self.sts, issuer=parts.settings.public_url,
             audience=aws.web_identity_audience, lifetime=parts.settings.issuer.token_lifetime,
         )
-        self.saml_keys = parts.saml_keys  # published at /saml/idp/metadata
-        self.saml_issuer = SamlIssuer(parts.saml_key, self.sts, public_url=parts.settings.public_url,
+        self.saml_issuer = SamlIssuer(parts.keys.saml_key, self.sts, public_url=parts.settings.public_url,
                                       signin_region=aws.signin_region)
         exchange = parts.settings.token_exchange
         cache = CredentialCache(store, parts.settings.session.secret.get_secret_value(),

@@ -128,10 +128,43 @@ class StoreConfig(Model):
         return self.model_copy(update={"tls": self.tls.model_copy(update=files)})
 
 
+class KmsKeyConfig(Model):
+    """An AWS KMS asymmetric key (SIGN_VERIFY, RSA_2048.. or ECC_NIST_P256): the broker needs kms:Sign and
+    kms:GetPublicKey on it; the private key never leaves KMS."""
+
+    key_id: str = Field(min_length=1, max_length=2048)  # key id, key ARN, alias name or alias ARN
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    endpoint_url: HttpsUrl | None = None
+
+
 class KeyConfig(Model):
+    """One signing key from exactly one source: `file` (PEM), `env` (the name of a variable holding the PEM)
+    or `kms`. `cert` is the X.509 certificate published for SAML (else one is derived from the key)."""
+
     kid: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    file: Path
+    file: Path | None = None
+    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    kms: KmsKeyConfig | None = None
+    cert: Path | None = None
     active: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeyConfig:
+        if sum(source is not None for source in (self.file, self.env, self.kms)) != 1:
+            raise ValueError("a key needs exactly one source: file, env or kms")
+        return self
+
+
+class KeyRotationConfig(Model):
+    """`sts-broker keys rotate` (broker/keys_rotate.py): the state file every replica reads (in the keys
+    directory, shared), and the cache lifetimes the waits between its steps are computed from."""
+
+    state_file: Path | None = None
+    # How long a relying party (AWS STS for web identity tokens) may keep the JWKS it fetched.
+    relying_party_cache: Duration = timedelta(hours=1)
+    clock_skew: Duration = timedelta(minutes=5)
+    # How often a replica looks at the state file for a step another replica's operator took.
+    poll: Duration = Field(default=timedelta(seconds=5), ge=timedelta(0), le=timedelta(minutes=5))
 
 
 class AwsConfig(Model):
@@ -270,6 +303,7 @@ class Settings(Model):
     session: SessionConfig
     store: StoreConfig = StoreConfig()
     keys: list[KeyConfig] = Field(min_length=1)
+    key_rotation: KeyRotationConfig = KeyRotationConfig()
     aws: AwsConfig = AwsConfig()
     issuer: IssuerConfig = IssuerConfig()
     idp_configs: Path

@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 import httpx
 from werkzeug.wrappers import Request, Response
 
-from broker.devstack import saml_checks, saml_signature
+from broker.devstack import saml_checks, saml_signature, strict_kms
 from broker.devstack import trust_policy as trust
 from broker.devstack import web_identity_checks as checks
 from broker.devstack.federation import CredentialLedger, FederationEndpoint, credentials_from_xml
@@ -192,6 +192,10 @@ class StsFront:
             return self._assume_role_with_web_identity(params)
         if params.get("Action") == "AssumeRoleWithSAML":
             return self._assume_role_with_saml(params)
+        if request.headers.get("X-Amz-Target") == strict_kms.SIGN_TARGET:
+            answer_kms = self._kms_sign(request, body)
+            if answer_kms is not None:
+                return answer_kms
         answer = self._signed.intercept(request, body, params) if self._signed else None
         if answer is not None:
             return Response(answer.body, status=answer.status, headers=answer.headers)
@@ -199,6 +203,15 @@ class StsFront:
         if self._signed is not None:
             self._signed.observe(request, params, response.status_code, response.get_data())
         return response
+
+    def _kms_sign(self, request: Request, body: bytes) -> Response | None:
+        """KMS Sign with MessageType=DIGEST as AWS does it (moto signs the digest as a message)."""
+        scope = re.search(r"Credential=[^/]+/[0-9]{8}/([a-z0-9-]+)/kms/", request.headers.get("Authorization", ""))
+        account = request.headers.get("x-moto-account-id", self._account_id)
+        answer = strict_kms.sign_digest(body, account, scope.group(1) if scope else "us-east-1")
+        if answer is None:
+            return None
+        return Response(answer[1], status=answer[0], content_type="application/x-amz-json-1.1")
 
     def send_form(self, form: Mapping[str, str], account: str, signer: str | None) -> tuple[
             int, list[tuple[str, str]], bytes]:

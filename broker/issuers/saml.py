@@ -4,7 +4,9 @@ IAM from /saml/idp/metadata), or, for pass-through grants, with the upstream IdP
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -46,19 +48,28 @@ def assertion_content(identity: Identity, grant: RoleGrant, *, issuer: str,
 
 
 class SamlIssuer:
-    def __init__(self, key: SamlKey, sts: SamlSts, *, public_url: str, signin_region: str | None = None,
-                 lifetime: timedelta = DEFAULT_LIFETIME) -> None:
-        self._key, self._sts = key, sts
+    def __init__(self, key: SamlKey | Callable[[], SamlKey | None] | None, sts: SamlSts, *, public_url: str,
+                 signin_region: str | None = None, lifetime: timedelta = DEFAULT_LIFETIME) -> None:
+        # The key in use now (a callable: LiveKeys.saml_key, which follows a rotation), or one fixed key.
+        self._key = key if callable(key) else lambda: key
+        self._sts = sts
         self._issuer, self._region, self._lifetime = entity_id(public_url), signin_region, lifetime
 
     def mint(self, identity: Identity, grant: RoleGrant) -> str:
         """The base64 samlp:Response for this grant only (one Role value: the granted role)."""
         content = assertion_content(identity, grant, issuer=self._issuer, signin_region=self._region)
-        return signed_response(content, self._key, now=datetime.now(UTC), lifetime=self._lifetime)
+        key = self._key()
+        if key is None:
+            raise StsRefused("the active signing key is EC; SAML assertions need an RSA key",
+                             reason="saml_key_not_rsa", public="The broker has no key to sign SAML assertions with.")
+        return signed_response(content, key, now=datetime.now(UTC), lifetime=self._lifetime)
 
     async def issue(self, identity: Identity, grant: RoleGrant) -> Credentials:
         if grant.passthrough:
             return await self._sts.assume_role_with_saml(grant, upstream_response(identity, grant))
+        key = self._key()
+        if key is not None and key.signer.remote:  # a KMS signature is a network call: off the event loop
+            return await self._sts.assume_role_with_saml(grant, await asyncio.to_thread(self.mint, identity, grant))
         return await self._sts.assume_role_with_saml(grant, self.mint(identity, grant))
 
 

@@ -1,21 +1,24 @@
-"""A samlp:Response for AssumeRoleWithSAML, built with lxml elements and its Assertion signed with python-xmlsec
-(rsa-sha256, exclusive c14n, enveloped). Every value is set as element text or an attribute, so nothing an
-IdP sent can become markup.
+"""A samlp:Response for AssumeRoleWithSAML, built with lxml elements and its Assertion signed (rsa-sha256,
+exclusive c14n, enveloped; xml_signature.py, in python-xmlsec's layout) with the key loaded once. Every value
+is set as element text or an attribute, so nothing an IdP sent can become markup.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import xmlsec
 from lxml import etree  # type: ignore[import-untyped]
 
 from broker.aws_saml import PARTITIONS
 from broker.issuers.saml_idp import NAMEID_PERSISTENT, SamlKey
+from broker.issuers.xml_signature import sign_enveloped
 
 SAMLP_NS = "urn:oasis:names:tc:SAML:2.0:protocol"
 SAML_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -56,12 +59,19 @@ def new_id() -> str:
 
 
 def _instant(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # strftime costs more than the rest of the timestamps' share of a mint (bench/signing_keys.py)
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
+
+
+@functools.cache
+def _qualified(tag: str) -> str:
+    prefix, local = tag.split(":")
+    return f"{{{NSMAP[prefix]}}}{local}"
 
 
 def _el(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
-    prefix, local = tag.split(":")
-    element = etree.SubElement(parent, f"{{{NSMAP[prefix]}}}{local}", attrib=attrs)
+    element = etree.SubElement(parent, _qualified(tag), attrib=attrs)
     if text is not None:
         element.text = text
     return element
@@ -86,45 +96,63 @@ def _attributes(assertion: etree._Element, content: AssertionContent) -> None:
         _attribute(statement, "SourceIdentity", [content.source_identity])
 
 
+_SHAPES = threading.local()  # lxml trees are not shared between threads: each keeps its own shapes
+
+
+def _shape(partition: str) -> etree._Element:
+    """The response's fixed elements with the values that never change; per-assertion values are empty here
+    and set by `build_response` on a copy (a deep copy costs a tenth of building the elements again)."""
+    shapes: dict[str, etree._Element] = _SHAPES.__dict__.setdefault("by_partition", {})
+    if partition not in shapes:
+        shapes[partition] = _new_shape(partition)
+    return shapes[partition]
+
+
+def _new_shape(partition: str) -> etree._Element:
+    response = etree.Element(f"{{{SAMLP_NS}}}Response", nsmap=NSMAP, ID="", Version="2.0", IssueInstant="",
+                             Destination="")
+    _el(response, "saml:Issuer")
+    _el(_el(response, "samlp:Status"), "samlp:StatusCode", Value=SUCCESS)
+    assertion = _el(response, "saml:Assertion", ID="", Version="2.0", IssueInstant="")
+    _el(assertion, "saml:Issuer")
+    subject = _el(assertion, "saml:Subject")
+    _el(subject, "saml:NameID", Format=NAMEID_PERSISTENT)
+    confirmation = _el(subject, "saml:SubjectConfirmation", Method=BEARER)
+    _el(confirmation, "saml:SubjectConfirmationData", NotOnOrAfter="", Recipient="")
+    conditions = _el(assertion, "saml:Conditions", NotBefore="", NotOnOrAfter="")
+    _el(_el(conditions, "saml:AudienceRestriction"), "saml:Audience", PARTITIONS[partition].audience)
+    authn = _el(assertion, "saml:AuthnStatement", AuthnInstant="", SessionIndex="")
+    _el(_el(authn, "saml:AuthnContext"), "saml:AuthnContextClassRef", AUTHN_CLASS)
+    return response
+
+
 def build_response(content: AssertionContent, *, now: datetime, lifetime: timedelta) -> etree._Element:
     """The unsigned samlp:Response; `sign_assertion` signs it in place."""
     issued, expires = _instant(now), _instant(now + lifetime)
-    response = etree.Element(f"{{{SAMLP_NS}}}Response", nsmap=NSMAP, ID=new_id(), Version="2.0",
-                             IssueInstant=issued, Destination=content.recipient)
-    _el(response, "saml:Issuer", content.issuer)
-    _el(_el(response, "samlp:Status"), "samlp:StatusCode", Value=SUCCESS)
-    assertion = _el(response, "saml:Assertion", ID=new_id(), Version="2.0", IssueInstant=issued)
-    _el(assertion, "saml:Issuer", content.issuer)
-    subject = _el(assertion, "saml:Subject")
-    _el(subject, "saml:NameID", content.name_id, Format=NAMEID_PERSISTENT)
-    confirmation = _el(subject, "saml:SubjectConfirmation", Method=BEARER)
-    _el(confirmation, "saml:SubjectConfirmationData", NotOnOrAfter=expires, Recipient=content.recipient)
-    conditions = _el(assertion, "saml:Conditions", NotBefore=issued, NotOnOrAfter=expires)
-    _el(_el(conditions, "saml:AudienceRestriction"), "saml:Audience", PARTITIONS[content.partition].audience)
-    authn = _el(assertion, "saml:AuthnStatement", AuthnInstant=issued, SessionIndex=new_id())
-    _el(_el(authn, "saml:AuthnContext"), "saml:AuthnContextClassRef", AUTHN_CLASS)
+    response = copy.deepcopy(_shape(content.partition))
+    issuer, _, assertion = response
+    _set(response, ID=new_id(), IssueInstant=issued, Destination=content.recipient)
+    _set(assertion, ID=new_id(), IssueInstant=issued)
+    assertion_issuer, (name_id, confirmation), conditions, authn = assertion
+    issuer.text = assertion_issuer.text = content.issuer
+    name_id.text = content.name_id
+    _set(confirmation[0], NotOnOrAfter=expires, Recipient=content.recipient)
+    _set(conditions, NotBefore=issued, NotOnOrAfter=expires)
+    _set(authn, AuthnInstant=issued, SessionIndex=new_id())
     _attributes(assertion, content)
     return response
+
+
+def _set(element: etree._Element, **attrs: str) -> None:
+    for name, value in attrs.items():
+        element.set(name, value)
 
 
 def sign_assertion(response: etree._Element, key: SamlKey) -> None:
     """Enveloped signature over the Assertion (by its ID), placed right after its Issuer as the schema wants."""
     assertion = response.find(f"{{{SAML_NS}}}Assertion")
     assert assertion is not None
-    signature = xmlsec.template.create(assertion, xmlsec.constants.TransformExclC14N,
-                                       xmlsec.constants.TransformRsaSha256, ns="ds")
-    assertion.insert(1, signature)
-    reference = xmlsec.template.add_reference(signature, xmlsec.constants.TransformSha256,
-                                              uri="#" + assertion.get("ID", ""))
-    xmlsec.template.add_transform(reference, xmlsec.constants.TransformEnveloped)
-    xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
-    xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(signature))
-    xmlsec.tree.add_ids(assertion, ["ID"])
-    signer = xmlsec.Key.from_memory(key.private_pem, xmlsec.constants.KeyDataFormatPem)
-    signer.load_cert_from_memory(key.cert_pem, xmlsec.constants.KeyDataFormatCertPem)
-    context = xmlsec.SignatureContext()
-    context.key = signer
-    context.sign(signature)
+    sign_enveloped(assertion, key.signer.sign, key.cert_base64, position=1)
 
 
 def signed_response(content: AssertionContent, key: SamlKey, *, now: datetime, lifetime: timedelta) -> str:

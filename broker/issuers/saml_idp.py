@@ -3,11 +3,13 @@
 IAM wants a certificate in the SAML provider's metadata; the broker's keys are bare RSA keys. Each key's
 certificate is derived from the key at load, deterministically (self-signed, serial and dates fixed, and
 PKCS#1 v1.5 signatures are deterministic), so every replica and every restart publishes the same bytes and
-the metadata registered in IAM stays valid until the key itself changes. No certificate file to manage.
+the metadata registered in IAM stays valid until the key itself changes. No certificate file to manage
+(one may be configured: `cert:`). A KMS key's certificate is signed through KMS Sign.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree  # type: ignore[import-untyped]
 
 from broker.errors import ConfigError
+from broker.issuers.key_sources import LocalSigner, Signer, describe, load_signer
 from broker.settings import KeyConfig
 
 MD_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
@@ -28,20 +31,60 @@ PROTOCOL = "urn:oasis:names:tc:SAML:2.0:protocol"
 NAMEID_PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 NOT_BEFORE = datetime(2000, 1, 1, tzinfo=UTC)
 NOT_AFTER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # RFC 5280: no well-defined expiration
-MIN_BITS = 2048
 
 
 @dataclass(frozen=True)
 class SamlKey:
+    """An RSA signing key as the SAML IdP uses it: its signer (loaded once) and the certificate it publishes."""
+
     kid: str
-    private_pem: bytes = field(repr=False)
+    signer: Signer = field(repr=False)
     cert_pem: bytes
 
     @property
     def cert_base64(self) -> str:
         """The DER certificate in base64, as X509Certificate elements carry it."""
-        body = self.cert_pem.decode().strip().splitlines()[1:-1]
-        return "".join(body)
+        return _cert_body(self.cert_pem)
+
+
+@functools.lru_cache(maxsize=64)
+def _cert_body(cert_pem: bytes) -> str:
+    return "".join(cert_pem.decode().strip().splitlines()[1:-1])
+
+
+class _SignerAsKey(rsa.RSAPrivateKey):
+    """A Signer (a KMS key) in the shape cryptography's certificate builder signs with: only `sign` and
+    `public_key` are used, so the private key stays where it is."""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    def sign(self, data: bytes, padding: object, algorithm: object) -> bytes:
+        return self._signer.sign(data)  # RS256: PKCS#1 v1.5 with SHA-256, what the builder asked for
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        public = self._signer.public_key
+        assert isinstance(public, rsa.RSAPublicKey)
+        return public
+
+    @property
+    def key_size(self) -> int:
+        return self.public_key().key_size
+
+    def decrypt(self, *args: object) -> bytes:
+        raise NotImplementedError
+
+    def private_numbers(self) -> rsa.RSAPrivateNumbers:
+        raise NotImplementedError
+
+    def private_bytes(self, *args: object) -> bytes:
+        raise NotImplementedError
+
+    def __copy__(self) -> _SignerAsKey:
+        return self
+
+    def __deepcopy__(self, memo: object) -> _SignerAsKey:
+        return self
 
 
 def certificate_for(key: rsa.RSAPrivateKey, kid: str) -> x509.Certificate:
@@ -56,27 +99,49 @@ def certificate_for(key: rsa.RSAPrivateKey, kid: str) -> x509.Certificate:
             .sign(key, hashes.SHA256()))
 
 
-def load_saml_keys(configs: Sequence[KeyConfig]) -> tuple[list[SamlKey], SamlKey]:
-    """Every configured key with its certificate, and the active one (which signs assertions)."""
+def _certificate_pem(cfg: KeyConfig, signer: Signer) -> bytes:
+    """The configured certificate (it must certify this key), else one derived from the key (through KMS for
+    a KMS key: its TBS part built here, its digest signed there)."""
+    if cfg.cert is not None:
+        pem = cfg.cert.read_bytes()
+        if x509.load_pem_x509_certificate(pem).public_key() != signer.public_key:
+            raise ValueError(f"{cfg.cert}: the certificate is not for this key")
+        return pem
+    private = signer.private if isinstance(signer, LocalSigner) else _SignerAsKey(signer)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    return certificate_for(private, cfg.kid).public_bytes(serialization.Encoding.PEM)
+
+
+_KEYS: dict[tuple[str, int, bytes | None], SamlKey] = {}
+
+
+def saml_key(cfg: KeyConfig) -> SamlKey:
+    """The key with its certificate, derived once per loaded key (cached like the key itself)."""
+    signer = load_signer(cfg)
+    if signer.algorithm != "RS256":
+        raise ValueError("SAML assertions need an RSA key (AWS verifies RSA signatures only)")
+    cache_key = (cfg.kid, id(signer), cfg.cert.read_bytes() if cfg.cert is not None else None)
+    found = _KEYS.get(cache_key)
+    if found is None or found.signer is not signer:
+        found = _KEYS[cache_key] = SamlKey(cfg.kid, signer, _certificate_pem(cfg, signer))
+    return found
+
+
+def load_saml_keys(configs: Sequence[KeyConfig]) -> tuple[list[SamlKey], SamlKey | None]:
+    """Every configured RSA key with its certificate, and the active one (which signs assertions; None when
+    the active key is EC, which signs web identity tokens only)."""
     keys: list[SamlKey] = []
     problems: list[str] = []
     for cfg in configs:
         try:
-            private = serialization.load_pem_private_key(cfg.file.read_bytes(), password=None)
+            if load_signer(cfg).algorithm == "RS256":
+                keys.append(saml_key(cfg))
         except (OSError, ValueError, TypeError) as exc:
-            problems.append(f"keys.{cfg.kid}: {cfg.file}: {exc}")
-            continue
-        if not isinstance(private, rsa.RSAPrivateKey) or private.key_size < MIN_BITS:
-            problems.append(f"keys.{cfg.kid}: must be an RSA key of at least {MIN_BITS} bits")
-            continue
-        pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        cert = certificate_for(private, cfg.kid).public_bytes(serialization.Encoding.PEM)
-        keys.append(SamlKey(cfg.kid, pem, cert))
+            problems.append(f"keys.{cfg.kid}: {describe(cfg)}: {exc}")
     if problems:
         raise ConfigError(problems)
     active_kid = next(c.kid for c in configs if c.active)
-    return keys, next(k for k in keys if k.kid == active_kid)
+    return keys, next((k for k in keys if k.kid == active_kid), None)
 
 
 def entity_id(public_url: str) -> str:

@@ -6,6 +6,7 @@ The broker is the OIDC issuer IAM trusts: `iss` is its public URL, `aud` the con
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -15,7 +16,6 @@ from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.credentials import Credentials
 from broker.issuers.passthrough import check_id_token
-from broker.issuers.signing import KeyRing
 
 TAGS_CLAIM = "https://aws.amazon.com/tags"
 SOURCE_IDENTITY_CLAIM = "https://aws.amazon.com/source_identity"
@@ -52,8 +52,16 @@ class WebIdentitySts(Protocol):
     async def assume_role_with_web_identity(self, grant: RoleGrant, token: str) -> Credentials: ...
 
 
+class TokenSigner(Protocol):
+    """signing.KeyRing, or live_keys.LiveKeys (the ring a rotation has got to)."""
+
+    def sign(self, claims: dict[str, Any]) -> str: ...
+    @property
+    def remote(self) -> bool: ...
+
+
 class WebIdentityIssuer:
-    def __init__(self, keys: KeyRing, sts: WebIdentitySts, *, issuer: str, audience: str, lifetime: timedelta):
+    def __init__(self, keys: TokenSigner, sts: WebIdentitySts, *, issuer: str, audience: str, lifetime: timedelta):
         self._keys, self._sts = keys, sts
         self._issuer, self._audience, self._lifetime = issuer, audience, lifetime
 
@@ -67,7 +75,9 @@ class WebIdentityIssuer:
     async def issue(self, identity: Identity, grant: RoleGrant) -> Credentials:
         if grant.passthrough:
             return await self._sts.assume_role_with_web_identity(grant, _upstream_token(identity))
-        return await self._sts.assume_role_with_web_identity(grant, self.mint(identity, grant))
+        # A KMS signature is a network call: off the event loop.
+        token = await asyncio.to_thread(self.mint, identity, grant) if self._keys.remote else self.mint(identity, grant)
+        return await self._sts.assume_role_with_web_identity(grant, token)
 
 
 def _upstream_token(identity: Identity) -> str:

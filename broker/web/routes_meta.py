@@ -8,12 +8,12 @@ from starlette.responses import JSONResponse, Response
 
 from broker.errors import BrokerError, NotAuthenticated
 from broker.issuers.saml_idp import idp_metadata
-from broker.issuers.signing import ALGORITHM
+from broker.issuers.signing import ALGORITHM, PUBLISHED_MAX_AGE
 from broker.web.context import context_of
 from broker.web.errors import broker_error
 from broker.web.routes_admin import bearer_ok
 
-PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
+PUBLIC_CACHE = {"Cache-Control": f"public, max-age={PUBLISHED_MAX_AGE}"}
 
 
 async def openid_configuration(request: Request) -> Response:
@@ -38,7 +38,7 @@ async def jwks(request: Request) -> Response:
 async def saml_idp_metadata(request: Request) -> Response:
     """The broker as a SAML IdP: register this document as an IAM SAML provider for the assertions it mints."""
     service = context_of(request).service
-    document = idp_metadata(service.settings.public_url, service.saml_keys)
+    document = idp_metadata(service.settings.public_url, service.keys.saml_keys())
     return Response(document, media_type="application/samlmetadata+xml", headers=PUBLIC_CACHE)
 
 

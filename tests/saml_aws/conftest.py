@@ -20,6 +20,7 @@ import pytest
 import xmlsec
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives import serialization
 from lxml import etree  # type: ignore[import-untyped]
 from moto.sts.models import sts_backends
 
@@ -27,6 +28,7 @@ from broker.config import load_settings
 from broker.devstack.local_aws import LocalAws, run_local_aws
 from broker.devstack.servers import LOOPBACK, asgi_server
 from broker.devstack.stack import DEMO_RULES, SECRET_ENV, saml_trust_policy, write_config
+from broker.issuers.key_sources import LocalSigner
 from broker.issuers.saml_assertion import SAML_NS, AssertionContent, build_response, signed_response
 from broker.issuers.saml_idp import SamlKey, load_saml_keys
 from broker.issuers.signing import generate_key_file
@@ -62,6 +64,7 @@ def new_key(workdir: Path, bits: int = 2048) -> SamlKey:
     file = workdir / f"k-{uuid.uuid4().hex[:8]}.pem"
     generate_key_file(file, bits=bits)
     _, key = load_saml_keys([KeyConfig(kid="other", file=file, active=True)])
+    assert key is not None
     return key
 
 
@@ -79,7 +82,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SamlEnv]:
             assert served.headers["content-type"].startswith("application/samlmetadata+xml")
             client(aws, "iam").create_saml_provider(Name="sts-broker", SAMLMetadataDocument=served.text)
             service: BrokerService = context_of_app(app).service
-            yield SamlEnv(aws, service, served.content, service.saml_issuer._key, workdir)
+            key = service.keys.saml_key()
+            assert key is not None
+            yield SamlEnv(aws, service, served.content, key, workdir)
 
 
 MakeRole = Callable[..., str]
@@ -128,9 +133,16 @@ def sign_custom(response: Any, key: SamlKey, method: Any, digest: Any) -> str:
     xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
     xmlsec.tree.add_ids(assertion, ["ID"])
     context = xmlsec.SignatureContext()
-    context.key = xmlsec.Key.from_memory(key.private_pem, xmlsec.constants.KeyDataFormatPem)
+    context.key = xmlsec.Key.from_memory(private_pem(key), xmlsec.constants.KeyDataFormatPem)
     context.sign(signature)
     return encode(response)
+
+
+def private_pem(key: SamlKey) -> bytes:
+    """The PEM of a file key, for signing with python-xmlsec as another IdP would."""
+    assert isinstance(key.signer, LocalSigner)
+    return key.signer.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption())
 
 
 def unsigned(role: str, **overrides: Any) -> Any:

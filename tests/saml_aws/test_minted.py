@@ -120,4 +120,4 @@ def test_regional_recipient_accepted_when_the_trust_policy_names_it(env: SamlEnv
 
 def test_metadata_is_deterministic(env: SamlEnv) -> None:
     """Certificates derive from the keys, so every replica and restart serves the same document."""
-    assert idp_metadata(PUBLIC_URL, env.service.saml_keys) == env.metadata
+    assert idp_metadata(PUBLIC_URL, env.service.keys.saml_keys()) == env.metadata

@@ -24,6 +24,7 @@ from tests.saml_aws.conftest import (
     encode,
     mint,
     new_key,
+    private_pem,
     refusal,
     sign_custom,
     unsigned,
@@ -95,7 +96,7 @@ def test_signature_over_the_response_only(env: SamlEnv, make_role: MakeRole) -> 
     xmlsec.template.add_transform(reference, xmlsec.constants.TransformEnveloped)
     xmlsec.tree.add_ids(root, ["ID"])
     context = xmlsec.SignatureContext()
-    context.key = xmlsec.Key.from_memory(env.key.private_pem, xmlsec.constants.KeyDataFormatPem)
+    context.key = xmlsec.Key.from_memory(private_pem(env.key), xmlsec.constants.KeyDataFormatPem)
     context.sign(signature)
     refusal(env, role, encode(root), "InvalidIdentityToken", 400)
 
