@@ -40,6 +40,7 @@ from broker.logins.base import Parts as ConnectorParts
 from broker.logins.registry import Registry
 from broker.outputs.console import ConsoleSignIn, console_destination
 from broker.rate_limits import RateLimits
+from broker.readiness import Readiness, idp_probes
 from broker.return_paths import is_return_path
 from broker.rules.evaluate import Decision, evaluate
 from broker.rules.explain import as_json, for_audit
@@ -48,6 +49,7 @@ from broker.rules.testing import identity_of
 from broker.rules_source import RulesSource, load_rules
 from broker.settings import Settings
 from broker.store import StateStore, open_store
+from broker.store_measured import measured
 from broker.token_exchange import Exchanged, ExchangeRequest, ExchangeTrace, TokenExchange
 
 __all__ = ["LOGIN_TTL", "BrokerService", "Components", "load_components"]
@@ -111,6 +113,7 @@ class BrokerService:
         # A role chain's hub session comes through the issuance (and its cache) itself.
         self.issuance.add("assume_role", AssumeRoleIssuer(self.sts, own, self.issuance))
         self.limits = RateLimits(store, parts.settings.rate_limits)
+        self.readiness = Readiness(store, parts.keys, idp_probes(self.idps))
         self.console = ConsoleSignIn(http, issuer_url=parts.settings.public_url,
                                      federation_url=aws.federation_url, console_url=aws.console_url)
         self.token_exchange = TokenExchange(exchange, self.idps.tokens, self.rules_source,
@@ -126,7 +129,8 @@ class BrokerService:
 
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
-        store = open_store(settings.store.url.get_secret_value(), max_connections=settings.store.max_connections)
+        store = measured(open_store(settings.store.url.get_secret_value(),
+                                    max_connections=settings.store.max_connections))
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         return cls(load_components(settings), store=store, http=http, audit=audit)
 

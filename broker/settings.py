@@ -115,6 +115,10 @@ class AwsConfig(Model):
     signin_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
     connect_timeout: Duration = timedelta(seconds=3)
     read_timeout: Duration = timedelta(seconds=10)
+    # STS calls refused as throttled or failing (5xx, a dropped connection) are tried again, this many times in
+    # all, after a random wait (full jitter) of up to sts_retry_backoff, doubled per attempt.
+    sts_max_attempts: int = Field(default=2, ge=1, le=5)
+    sts_retry_backoff: Duration = timedelta(milliseconds=200)
     # The broker's own credentials (via assume_role without from:, via federation_token): botocore's standard
     # chain, from this profile and shared credentials file when set (else the chain's defaults).
     credentials_profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.+@-]{1,64}$")

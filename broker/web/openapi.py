@@ -126,7 +126,7 @@ def document(public_url: str) -> dict[str, Any]:
             "/.well-known/openid-configuration": _get("The broker as an OIDC issuer (tokens it mints for STS)"),
             "/.well-known/jwks.json": _get("The broker's public signing keys"),
             "/healthz": _get("Liveness"),
-            "/readyz": _get("Readiness: state store and keys"),
+            "/readyz": _get("Readiness: state store, keys and the IdPs fetched over the network, each by name"),
             "/openapi.json": _get("This document"),
             **cli_paths(),
             **openapi_device.PATHS,
