@@ -15,7 +15,7 @@ from broker import telemetry
 
 METADATA_EVENTS = frozenset({"saml_metadata_refreshed", "saml_metadata_refused"})
 # The refusals of a sign-in (its start, the OIDC callback, the SAML ACS) count as failed logins of their IdP.
-LOGIN_PATHS = ("/login/", "/saml/")
+LOGIN_PATHS = ("/login/", "/oidc/", "/saml/")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 

@@ -14,15 +14,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Coroutine
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar, cast
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.registry import Collector
 
 from broker.errors import BrokerError
 
-P = ParamSpec("P")
-R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, Any]])
 STS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0)
 
@@ -62,11 +61,11 @@ def sts_call(api: str, outcome: str, seconds: float) -> None:
     _child(STS_SECONDS, api).observe(seconds)
 
 
-def measured_sts(api: str) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+def measured_sts(api: str) -> Callable[[F], F]:
     """An STS transport's call, counted by outcome and timed (whatever the transport)."""
-    def wrap(call: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    def wrap(call: F) -> F:
         @wraps(call)
-        async def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+        async def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
                 result = await call(*args, **kwargs)
@@ -75,7 +74,7 @@ def measured_sts(api: str) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Ca
                 raise
             sts_call(api, "ok", time.perf_counter() - started)
             return result
-        return timed
+        return cast(F, timed)
     return wrap
 
 
