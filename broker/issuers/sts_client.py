@@ -62,7 +62,8 @@ _REFUSED_PUBLIC = {
 
 
 def _snake(code: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", code.removesuffix("Exception")).lower()
+    """AccessDenied -> access_denied; an acronym stays one word: IDPRejectedClaim -> idp_rejected_claim."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", code.removesuffix("Exception")).lower()
 
 
 def map_client_error(exc: ClientError) -> BrokerError:

@@ -53,13 +53,15 @@ def own_stack(workdir: Path, account: str, redis: RedisServer, *, untrusted_role
 
 @contextmanager
 def variant(stack: DevStack, *, aws: Mapping[str, Any] | None = None, trusted: str = "", port: int = 0,
-            **updates: Any) -> Iterator[str]:
+            replica: bool = False, **updates: Any) -> Iterator[str]:
     """The stack's broker settings with changes, served by another broker on its own port (`trusted`: its
-    --forwarded-allow-ips), writing to the stack's audit log."""
+    --forwarded-allow-ips), writing to the stack's audit log. `replica`: it keeps the stack's public URL (the
+    issuer IAM trusts), so with the stack's shared store it serves the sessions signed in at the stack."""
     port = port or free_port()
     url = f"http://{LOOPBACK}:{port}"
     settings = stack.settings.model_copy(update={
-        "public_url": url, "aws": stack.settings.aws.model_copy(update=dict(aws or {})), **updates})
+        "public_url": stack.broker_url if replica else url,
+        "aws": stack.settings.aws.model_copy(update=dict(aws or {})), **updates})
     app = create_app(settings, audit=AuditLog(str(stack.audit_path)),
                      trusted_proxies=parse_trusted(trusted) if trusted else ())
     with asgi_server(app, port):
