@@ -69,6 +69,7 @@ SCHEMAS: dict[str, Any] = {
             "error": {"type": "string", "enum": OAUTH_ERROR_CODES},
             "error_description": {"type": "string"},
             "error_id": {"type": "string", "description": "Find the audit event (reason code, detail) by it."},
+            "request_id": {"type": "string", "description": "The request's id (X-Request-Id, its audit events)."},
             "resources": {"type": "array", "items": {"type": "string"},
                           "description": "With invalid_request when several roles are granted: choose one."},
         },

@@ -116,3 +116,12 @@ def test_a_carriage_return_in_the_id_never_reaches_an_answer(obs: DevStack) -> N
     assert b"injected" not in head
     status = int(head.split(b" ", 2)[1])
     assert status == 400 or re.search(rb"x-request-id: [0-9a-f]{32}\r\n", head + b"\r\n")
+
+
+def test_a_token_endpoint_refusal_carries_the_request_id(obs: DevStack) -> None:
+    response = httpx.post(f"{obs.broker_url}/oauth2/token", data={"grant_type": "password"})
+    assert response.status_code == 400 and response.json()["error"] == "unsupported_grant_type"
+    rid = response.headers["x-request-id"]
+    assert response.json()["request_id"] == rid
+    [refused] = _events_of(obs, rid)
+    assert refused["event"] == "request_failed" and refused["error_id"] == response.json()["error_id"]
