@@ -8,7 +8,7 @@ import httpx
 from broker.devstack import browser
 from broker.devstack.stack import DevStack
 from tests.observability.conftest import ACCOUNT, role
-from tests.support.own_stack import moved, scrape, value
+from tests.support.own_stack import moved, scrape, value, variant
 
 SPOKE_AUDIT = f"arn:aws:iam::{ACCOUNT[::-1]}:role/DemoAudit"
 
@@ -72,3 +72,17 @@ def test_the_request_histogram_and_exposition_are_standard(obs: DevStack) -> Non
     assert response.headers["content-type"].startswith("text/plain; version=")
     assert "# TYPE sts_broker_sts_calls_total counter" in response.text
     assert "# TYPE sts_broker_store_seconds histogram" in response.text
+
+
+def test_the_boto3_transport_is_measured_too(obs: DevStack) -> None:
+    exchange = obs.settings.token_exchange.model_copy(update={"sts_transport": "boto3"})
+    with variant(obs, replica=True, token_exchange=exchange) as url, browser.browser() as client:
+        before = scrape(url)
+        csrf = _alice(client, obs.broker_url)  # signed in at the stack; the replica shares its Redis
+        assert browser.post_role(client, url, "credentials", role("DemoDeveloper"), csrf).status_code == 200
+        refused = browser.post_role(client, url, "credentials", role("Untrusted"), csrf)
+        assert refused.status_code == 403
+        after = scrape(url)
+    assert moved(before, after, "sts_broker_sts_calls_total", api="AssumeRoleWithWebIdentity", outcome="ok") == 1
+    assert moved(before, after, "sts_broker_sts_calls_total", api="AssumeRoleWithWebIdentity",
+                 outcome="sts_access_denied") == 1
