@@ -11,12 +11,15 @@ ids come from the configuration.
 
 from __future__ import annotations
 
+import bisect
+import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from functools import wraps
 from typing import Any, TypeVar, cast
 
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from broker.errors import BrokerError
@@ -31,8 +34,39 @@ STS_SECONDS = Histogram("sts_broker_sts_call_seconds", "STS call latency by API 
                         buckets=STS_BUCKETS, registry=None)
 CACHE_LOOKUPS = Counter("sts_broker_credential_cache_lookups", "Credential cache lookups by result (hit or miss)",
                         ["result"], registry=None)
-STORE_SECONDS = Histogram("sts_broker_store_seconds", "State store operation latency by operation",
-                          ["operation"], buckets=STORE_BUCKETS, registry=None)
+
+
+class Latencies(Collector):
+    """A histogram by one label, read when /metrics is scraped: a bisect and two additions under a lock per
+    observation (~0.3 us), where prometheus_client's Histogram costs ~1 us, on a path (every store
+    operation) whose own CPU cost is 5-11 us."""
+
+    def __init__(self, name: str, documentation: str, label: str, buckets: tuple[float, ...]) -> None:
+        self._name, self._documentation, self._label, self._buckets = name, documentation, label, buckets
+        self._series: dict[str, tuple[list[int], list[float]]] = {}  # counts per bucket (+Inf last), [sum]
+        self._lock = threading.Lock()
+
+    def observe(self, value: str, seconds: float) -> None:
+        with self._lock:
+            series = self._series.get(value)
+            if series is None:
+                series = self._series[value] = ([0] * (len(self._buckets) + 1), [0.0])
+            series[0][bisect.bisect_left(self._buckets, seconds)] += 1
+            series[1][0] += seconds
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=[self._label])
+        with self._lock:
+            snapshot = sorted((value, list(counts), total[0]) for value, (counts, total) in self._series.items())
+        for value, counts, total in snapshot:
+            bounds = [*(str(b) for b in self._buckets), "+Inf"]
+            cumulative = [sum(counts[:i + 1]) for i in range(len(counts))]
+            family.add_metric([value], list(zip(bounds, cumulative, strict=True)), total)
+        yield family
+
+
+STORE_SECONDS = Latencies("sts_broker_store_seconds", "State store operation latency by operation", "operation",
+                          STORE_BUCKETS)
 STORE_ERRORS = Counter("sts_broker_store_errors", "State store operations that failed, by operation and reason",
                        ["operation", "reason"], registry=None)
 KEY_REFRESHES = Counter("sts_broker_idp_refreshes", "IdP JWKS and SAML metadata fetches by IdP, kind and outcome",
@@ -83,7 +117,7 @@ def cache_lookup(hit: bool) -> None:
 
 
 def store_op(operation: str, seconds: float, error: BaseException | None = None) -> None:
-    _child(STORE_SECONDS, operation).observe(seconds)
+    STORE_SECONDS.observe(operation, seconds)
     if error is not None:
         _child(STORE_ERRORS, operation, outcome_of(error)).inc()
 

@@ -31,3 +31,29 @@ def test_a_reason_that_is_not_text_is_counted_without_one() -> None:
     metrics = Metrics()
     metrics.observe_event("login_refused", {"reason": 403})
     assert 'sts_broker_events_total{event="login_refused",reason=""} 1.0' in metrics.render().decode()
+
+
+def test_the_light_histogram_exposes_what_prometheus_clients_would() -> None:
+    """broker.telemetry.Latencies against prometheus_client's own Histogram fed the same observations."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from broker.telemetry import STORE_BUCKETS, Latencies
+
+    ours, stock = CollectorRegistry(), CollectorRegistry()
+    light = Latencies("t_seconds", "doc", "operation", STORE_BUCKETS)
+    ours.register(light)
+    reference = Histogram("t_seconds", "doc", ["operation"], buckets=STORE_BUCKETS, registry=stock)
+    values = [0.0, 0.0005, 0.0007, 0.001, 0.003, 0.05, 0.5, 2.0, 7.5] * 3
+    for n, seconds in enumerate(values):
+        operation = "get" if n % 2 else "put"
+        light.observe(operation, seconds)
+        reference.labels(operation).observe(seconds)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = generate_latest(registry).decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples
+                if not s.name.endswith("_created")}
+
+    assert samples(ours) == samples(stock)
