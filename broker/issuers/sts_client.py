@@ -97,7 +97,8 @@ class StsClient:
             signature_version=UNSIGNED,  # the web-identity and SAML calls are unsigned by design
             connect_timeout=aws.connect_timeout.total_seconds(),
             read_timeout=aws.read_timeout.total_seconds(),
-            retries={"max_attempts": aws.sts_max_attempts, "mode": "standard"},  # jittered backoff
+            # total_max_attempts counts the first try (botocore's max_attempts counts retries only)
+            retries={"total_max_attempts": aws.sts_max_attempts, "mode": "standard"},  # jittered backoff
         )
         session = boto3.session.Session()
         self._client = session.client(
