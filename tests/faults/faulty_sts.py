@@ -87,7 +87,9 @@ def _handler(sts: FaultySts) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(answer)
 
         def _forward(self, body: bytes) -> tuple[int, bytes]:
-            headers = {name: value for name, value in self.headers.items() if name.lower() != "host"}
+            # Host as the broker sent it: a signed call (AssumeRole) is signed over it, and the strict local AWS
+            # recomputes the signature from the request as it arrives.
+            headers = dict(self.headers.items())
             request = urllib.request.Request(sts.forward_to, data=body, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=10) as answer:

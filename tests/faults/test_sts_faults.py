@@ -13,7 +13,7 @@ import pytest
 
 from broker.devstack import browser
 from broker.devstack.stack import DevStack
-from tests.faults.conftest import DEV, assert_refused, issued_count, signed_in
+from tests.faults.conftest import ACCOUNT, DEV, assert_refused, issued_count, signed_in
 from tests.faults.faulty_sts import CLOSE, FaultySts, Step, error, garbage, running_faulty_sts, stall
 from tests.support.own_stack import moved, scrape, variant
 
@@ -131,6 +131,26 @@ def test_a_failing_sts_is_a_clear_503(stack: DevStack, faulty: tuple[FaultySts, 
     assert_refused(stack, _credentials(faulty, bob), status, reason)
     assert issued_count(stack) == issued
     _recovers(faulty, bob)
+
+
+def test_a_refused_signed_call_in_a_role_chain(stack: DevStack, faulty: tuple[FaultySts, str]) -> None:
+    """The chain's hub session cached first; then STS refuses the AssumeRole signed with it (ExpiredToken):
+    403 naming the signing credentials, nothing issued; and the chain works again once STS does."""
+    sts, url = faulty
+    spoke = f"arn:aws:iam::{ACCOUNT[::-1]}:role/DemoAudit"
+    with browser.browser() as client:
+        csrf = signed_in(client, stack.broker_url, "alice")
+        sts.play()
+        assert browser.post_role(client, url, "credentials", spoke, csrf).status_code == 200
+        assert len(sts.arrivals) == 2  # the hub session (web identity), then AssumeRole signed by it
+        sts.play(error(403, "ExpiredToken", "The security token included in the request is expired"))
+        issued = issued_count(stack)
+        body = assert_refused(stack, browser.post_role(client, url, "credentials", spoke, csrf), 403,
+                              "sts_expired_token")
+        assert "signs this role's request with have expired" in body["message"]
+        assert len(sts.arrivals) == 1 and issued_count(stack) == issued  # the hub from the cache: one call
+        sts.play()
+        assert browser.post_role(client, url, "credentials", spoke, csrf).status_code == 200
 
 
 def test_the_strict_local_aws_refusing_for_real(stack: DevStack) -> None:
