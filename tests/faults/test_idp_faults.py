@@ -75,6 +75,7 @@ def test_held_keys_keep_working_while_the_jwks_is_down(stack: DevStack, tmp_path
     ({"jwks_body": b"{not json"}, "idp_bad_answer"),
     ({"jwks_body": b'{"keys": 5}'}, "jwks_invalid"),
     ({"jwks_body": b"[" * 5000 + b"]" * 5000}, "idp_bad_answer"),
+    ({"jwks_delay": 3.5}, "idp_timeout"),  # the IdP's `timeout` is 2 s
 ])
 def test_no_keys_held_and_the_jwks_broken_is_a_502(stack: DevStack, tmp_path: Path, fault: dict[str, Any],
                                                    reason: str) -> None:
@@ -83,7 +84,9 @@ def test_no_keys_held_and_the_jwks_broken_is_a_502(stack: DevStack, tmp_path: Pa
             setattr(issuer, name, value)
         before = scrape(url)
         sub = f"broken-jwks-{reason}"
+        started = time.monotonic()
         refused = login(client, url, issuer, sub)
+        assert time.monotonic() - started < 3.5
         assert_refused(stack, refused, 502, reason)
         assert "set-cookie" not in refused.headers and not _signed_in(stack, sub)
         assert moved(before, scrape(url), "sts_broker_idp_refreshes_total", idp="handmade", kind="jwks",
@@ -92,7 +95,7 @@ def test_no_keys_held_and_the_jwks_broken_is_a_502(stack: DevStack, tmp_path: Pa
         assert ready.status_code == 503 and ready.json()["checks"]["idps"]["handmade"] != "ok"
         assert issuer.url not in ready.text
         # The IdP well again, but within the failure back-off: not asked again yet (one fetch per 5 s in an outage).
-        issuer.jwks_status, issuer.jwks_body = 200, None
+        issuer.jwks_status, issuer.jwks_body, issuer.jwks_delay = 200, None, 0.0
         assert_refused(stack, login(client, url, issuer, sub), 502, "jwks_backoff")
 
 
