@@ -84,7 +84,7 @@ class Metrics:
         elif event == "request_failed":
             idp, why = self._idp(fields), reason if isinstance(reason, str) else ""
             self.refusals.add(idp, why)
-            if str(fields.get("path", "")).startswith(LOGIN_PATHS):
+            if idp and str(fields.get("path", "")).startswith(LOGIN_PATHS):  # not /saml/idp/metadata
                 self.logins.add(idp, why)
         if event in METADATA_EVENTS:
             result = "ok" if event == "saml_metadata_refreshed" else reason if isinstance(reason, str) else ""

@@ -57,3 +57,19 @@ def test_the_light_histogram_exposes_what_prometheus_clients_would() -> None:
                 if not s.name.endswith("_created")}
 
     assert samples(ours) == samples(stock)
+
+
+def test_logins_and_refusals_are_counted_by_configured_idp_only() -> None:
+    metrics = Metrics(idps=frozenset({"corp"}))
+    metrics.observe_event("login_succeeded", {"idp": "corp"})
+    metrics.observe_event("request_failed", {"idp": "corp", "path": "/oidc/corp/callback", "reason": "state_unknown"})
+    metrics.observe_event("request_failed", {"idp": "x" * 500, "path": "/login/xxx", "reason": "unknown_idp"})
+    metrics.observe_event("request_failed", {"path": "/saml/idp/metadata", "reason": "route_not_found"})
+    metrics.observe_event("request_failed", {"path": "/roles/credentials", "reason": "sts_access_denied"})
+    text = metrics.render().decode()
+    assert 'sts_broker_logins_total{idp="corp",result="ok"} 1.0' in text
+    assert 'sts_broker_logins_total{idp="corp",result="state_unknown"} 1.0' in text
+    assert 'sts_broker_logins_total{idp="other",result="unknown_idp"} 1.0' in text
+    assert 'sts_broker_refusals_total{idp="other",reason="unknown_idp"} 1.0' in text
+    assert 'sts_broker_refusals_total{idp="",reason="sts_access_denied"} 1.0' in text
+    assert 'sts_broker_logins_total{idp="",' not in text and "x" * 100 not in text
