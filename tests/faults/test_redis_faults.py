@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
+import yaml
 from pydantic import SecretStr
 
 from broker.devstack import browser
@@ -16,6 +17,7 @@ from broker.devstack.redis_server import running_redis
 from broker.devstack.servers import free_port
 from broker.devstack.stack import DevStack
 from tests.faults.conftest import DEV, assert_refused, issued_count
+from tests.flows.test_forwarded import serving
 from tests.support.own_stack import moved, scrape, variant
 
 STORE_DEADLINE = 2.0  # the Redis store's connect and reply timeout
@@ -105,3 +107,18 @@ def test_redis_restarted_under_a_signed_in_person(stack: DevStack) -> None:
             assert client.get(f"{url}/roles", headers=JSON).status_code == 401
             _sign_in_and_issue(stack, url, client)  # rate-limit scripts reloaded (NOSCRIPT), sessions anew
             assert httpx.get(f"{url}/readyz").status_code == 200
+
+
+def test_serve_starts_with_redis_down_and_becomes_ready_by_itself(stack: DevStack) -> None:
+    """`sts-broker serve` itself (its own process): it starts without its Redis, alive but not ready, and
+    turns ready once Redis answers."""
+    port = free_port()
+    config = yaml.safe_load((stack.workdir / "broker.yaml").read_text())
+    config["store"] = {"url": f"redis://127.0.0.1:{port}/0"}
+    path = stack.workdir / "broker-redis-later.yaml"  # beside broker.yaml: its relative paths still hold
+    path.write_text(yaml.safe_dump(config))
+    with serving(path) as url:
+        ready = httpx.get(f"{url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["checks"]["store"] == "store_unavailable"
+        with running_redis(port=port):
+            _eventually(lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200)
