@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-security fuzz lint bench sys wrk clean
+.PHONY: demo test test-security fuzz lint bench soak sys wrk clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -52,6 +52,10 @@ wrk:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	  else echo "wrk missing: install it (Debian: apt-get install wrk)"; exit 1; fi; \
 	fi
+
+# Two replicas on one Redis under mixed traffic for two minutes (bench/soak.py).
+soak: $(STAMP) sys
+	$(BIN)/python -m bench.soak
 
 bench: $(STAMP) wrk sys
 	$(BIN)/python -m bench
