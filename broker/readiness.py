@@ -3,12 +3,15 @@
 - store: a PING of the state store;
 - keys: the broker's signing keys are loaded;
 - idps: every IdP whose keys or metadata come over the network (OIDC: discovery and JWKS; token IdPs: JWKS;
-  SAML with `metadata_url`) holds a usable set, fetched now if it holds none. IdPs read from files are
-  ready by construction and not listed.
+  SAML with `metadata_url`) holds a usable set, fetched if it holds none (`unchecked` until the first check
+  ends). IdPs read from files are ready by construction and not listed.
 
-An IdP is asked through its connector's own caches and back-off, at most once per IDP_CHECK_TTL whatever the
-probe rate (a /readyz flood must not become a flood of fetches at the IdPs), and within IDP_CHECK_SECONDS.
-Nothing secret or internal is named: reason codes and configured ids only, never a URL or an address.
+The store and keys decide readiness. The IdPs do only with `readiness.require_idps`: then /readyz waits for
+their check; otherwise it starts one in the background and reports the last results at once (an IdP down
+must not slow the probe, nor take every replica out of the load balancer). An IdP is asked through its
+connector's own caches and back-off, at most once per IDP_CHECK_TTL whatever the probe rate (a /readyz flood
+must not become a flood of fetches at the IdPs), and within IDP_CHECK_SECONDS. Nothing secret or internal is
+named: reason codes and configured ids only, never a URL or an address.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from broker.store import StateStore
 
 IDP_CHECK_TTL = 5.0
 IDP_CHECK_SECONDS = 2.0
+UNCHECKED = "unchecked"
 Probe = Callable[[], Awaitable[None]]
 
 
@@ -44,12 +48,13 @@ def idp_probes(registry: Registry) -> dict[str, Probe]:
 
 
 class Readiness:
-    def __init__(self, store: StateStore, keys: KeyRing, probes: Mapping[str, Probe],
+    def __init__(self, store: StateStore, keys: KeyRing, probes: Mapping[str, Probe], *, require_idps: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._store, self._keys, self._probes, self._clock = store, keys, dict(probes), clock
-        self._idps: dict[str, str] = {}
+        self.require_idps = require_idps
+        self._idps = dict.fromkeys(self._probes, UNCHECKED)
         self._idps_at = -1e18
-        self._lock = asyncio.Lock()
+        self._check: asyncio.Task[None] | None = None
 
     async def checks(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"store": await self._store_state(),
@@ -58,10 +63,9 @@ class Readiness:
             checks["idps"] = await self._idp_states()
         return checks
 
-    @staticmethod
-    def ready(checks: Mapping[str, Any]) -> bool:
+    def ready(self, checks: Mapping[str, Any]) -> bool:
         return all(all(v == "ok" for v in value.values()) if isinstance(value, dict) else value == "ok"
-                   for value in checks.values())
+                   for name, value in checks.items() if name != "idps" or self.require_idps)
 
     async def _store_state(self) -> str:
         try:
@@ -71,12 +75,19 @@ class Readiness:
         return "ok"
 
     async def _idp_states(self) -> dict[str, str]:
-        async with self._lock:
-            if self._clock() - self._idps_at >= IDP_CHECK_TTL:
-                names = list(self._probes)
-                states = await asyncio.gather(*(self._one(self._probes[name]) for name in names))
-                self._idps, self._idps_at = dict(zip(names, states, strict=True)), self._clock()
-            return dict(self._idps)
+        if self._check is None and self._clock() - self._idps_at >= IDP_CHECK_TTL:
+            self._check = asyncio.get_running_loop().create_task(self._check_idps())
+        if self._check is not None and self.require_idps:
+            await asyncio.shield(self._check)  # shield: a probe that gives up does not cancel the check
+        return dict(self._idps)
+
+    async def _check_idps(self) -> None:
+        try:
+            names = list(self._probes)
+            states = await asyncio.gather(*(self._one(self._probes[name]) for name in names))
+            self._idps, self._idps_at = dict(zip(names, states, strict=True)), self._clock()
+        finally:
+            self._check = None
 
     @staticmethod
     async def _one(probe: Probe) -> str:
@@ -87,4 +98,6 @@ class Readiness:
             return exc.reason
         except TimeoutError:
             return "idp_timeout"
+        except Exception:
+            return "idp_check_failed"
         return "ok"

@@ -113,7 +113,8 @@ class BrokerService:
         # A role chain's hub session comes through the issuance (and its cache) itself.
         self.issuance.add("assume_role", AssumeRoleIssuer(self.sts, own, self.issuance))
         self.limits = RateLimits(store, parts.settings.rate_limits)
-        self.readiness = Readiness(store, parts.keys, idp_probes(self.idps))
+        self.readiness = Readiness(store, parts.keys, idp_probes(self.idps),
+                                   require_idps=parts.settings.readiness.require_idps)
         self.console = ConsoleSignIn(http, issuer_url=parts.settings.public_url,
                                      federation_url=aws.federation_url, console_url=aws.console_url)
         self.token_exchange = TokenExchange(exchange, self.idps.tokens, self.rules_source,

@@ -191,6 +191,15 @@ class MetricsConfig(Model):
     listen: Annotated[str, AfterValidator(_listen_address)] | None = None
 
 
+class ReadinessConfig(Model):
+    """GET /readyz: the store and keys always decide it. IdPs fetched over the network are checked in the
+    background and reported; with `require_idps` a replica is not ready until each holds its keys or metadata
+    (then /readyz waits, at most 2 s, for the check). Off by default: an IdP outage affects every replica
+    alike, and taking them all out of the load balancer would end token exchange and the other IdPs too."""
+
+    require_idps: bool = False
+
+
 class AuditConfig(Model):
     path: str = "-"
 
@@ -254,6 +263,7 @@ class Settings(Model):
     xml_workers: XmlWorkersConfig = XmlWorkersConfig()
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
+    readiness: ReadinessConfig = ReadinessConfig()
     token_exchange: TokenExchangeConfig = TokenExchangeConfig()
     device_authorization: DeviceAuthorizationConfig = DeviceAuthorizationConfig()
     container_credentials: ContainerCredentialsConfig = ContainerCredentialsConfig()

@@ -18,6 +18,7 @@ import yaml
 
 from broker.devstack import browser
 from broker.devstack.stack import DevStack
+from broker.settings import ReadinessConfig
 from tests.faults.conftest import assert_refused
 from tests.support.own_stack import audit_events, moved, scrape, variant
 from tests.support.token_issuer import TokenIssuer, new_key, running_issuer
@@ -34,7 +35,7 @@ def broker_with_idp(stack: DevStack, tmp_path: Path) -> Iterator[tuple[TokenIssu
         (idps / "handmade.yaml").write_text(yaml.safe_dump({
             "id": "handmade", "type": "oidc", "name": "Hand-made", "issuer": issuer.url, "client_id": "client-1",
             "client_secret": "handmade-client-secret", "timeout": "2s"}))
-        with variant(stack, idp_configs=idps) as url:
+        with variant(stack, idp_configs=idps, readiness=ReadinessConfig(require_idps=True)) as url:
             yield issuer, url
 
 

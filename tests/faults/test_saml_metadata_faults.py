@@ -18,6 +18,7 @@ import yaml
 
 from broker.devstack.servers import http_server
 from broker.devstack.stack import DevStack
+from broker.settings import ReadinessConfig
 from tests.faults.conftest import assert_refused
 from tests.support.own_stack import moved, scrape, variant
 
@@ -58,7 +59,7 @@ def broker_with_metadata_idp(stack: DevStack, tmp_path: Path, metadata: Metadata
     with metadata_server(metadata) as metadata_url:
         (idps / "meta.yaml").write_text(yaml.safe_dump({**config, "id": "meta", "name": "From its URL",
                                                         "metadata_url": metadata_url, "timeout": "2s"}))
-        with variant(stack, idp_configs=idps) as url:
+        with variant(stack, idp_configs=idps, readiness=ReadinessConfig(require_idps=True)) as url:
             yield url
 
 
