@@ -67,6 +67,11 @@ class Readiness:
         return all(all(v == "ok" for v in value.values()) if isinstance(value, dict) else value == "ok"
                    for name, value in checks.items() if name != "idps" or self.require_idps)
 
+    def close(self) -> None:
+        """At shutdown: a check still in flight is cancelled, not left pending."""
+        if self._check is not None:
+            self._check.cancel()
+
     async def _store_state(self) -> str:
         try:
             await self._store.ping()

@@ -136,6 +136,7 @@ class BrokerService:
         return cls(load_components(settings), store=store, http=http, audit=audit)
 
     async def close(self) -> None:
+        self.readiness.close()
         await self.issuance.close()
         await self.http.aclose()
         await self.store.close()
