@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from broker import request_ids
+
 AuditValue = str | int | bool | None | list[str] | dict[str, str]
 _SECRET_NAMES = re.compile(r"(secret|password|token|credential|code|verifier|assertion|cookie|session_key)",
                            re.IGNORECASE)
@@ -64,6 +66,9 @@ class AuditLog:
         if bad is not None:
             raise ValueError(f"audit field {bad!r} looks like a secret; audit events never carry secrets")
         record: dict[str, AuditValue] = {"ts": timestamp(), "event": event}
+        request_id = request_ids.current.get()
+        if request_id is not None:  # the request that caused it (broker/request_ids.py)
+            record["request_id"] = request_id
         for name, value in fields.items():
             if value is not None:
                 record[name] = value

@@ -11,7 +11,11 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from broker import telemetry
+
 METADATA_EVENTS = frozenset({"saml_metadata_refreshed", "saml_metadata_refused"})
+# The refusals of a sign-in (its start, the OIDC callback, the SAML ACS) count as failed logins of their IdP.
+LOGIN_PATHS = ("/login/", "/oidc/", "/saml/")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -42,10 +46,18 @@ class EventCounts(Collector):
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, idps: frozenset[str] = frozenset()) -> None:
         self.registry = CollectorRegistry()
         self.events = EventCounts()
         self.registry.register(self.events)
+        # Only configured IdP ids become label values: a path can name any IdP (`/login/<anything>`).
+        self.idps = idps
+        self.logins = EventCounts("sts_broker_logins", "Browser sign-ins by IdP and result (ok or the refusal "
+                                  "reason)", ("idp", "result"))
+        self.refusals = EventCounts("sts_broker_refusals", "Refused or failed requests by IdP (empty: none, other: "
+                                    "not configured) and reason", ("idp", "reason"))
+        for collector in (self.logins, self.refusals, *telemetry.COLLECTORS):
+            self.registry.register(collector)
         # IdP ids come from the configuration and results are reason codes: few, fixed label values.
         self.saml_metadata = EventCounts("sts_broker_saml_metadata_refreshes",
                                          "SAML IdP metadata refreshes by IdP and result (ok or the refusal reason)",
@@ -67,9 +79,22 @@ class Metrics:
     def observe_event(self, event: str, fields: Mapping[str, object]) -> None:
         reason = fields.get("reason")
         self.events.add(event, reason if isinstance(reason, str) else "")
+        if event == "login_succeeded":
+            self.logins.add(self._idp(fields), "ok")
+        elif event == "request_failed":
+            idp, why = self._idp(fields), reason if isinstance(reason, str) else ""
+            self.refusals.add(idp, why)
+            if idp and str(fields.get("path", "")).startswith(LOGIN_PATHS):  # not /saml/idp/metadata
+                self.logins.add(idp, why)
         if event in METADATA_EVENTS:
             result = "ok" if event == "saml_metadata_refreshed" else reason if isinstance(reason, str) else ""
             self.saml_metadata.add(str(fields.get("idp", "")), result)
+
+    def _idp(self, fields: Mapping[str, object]) -> str:
+        idp = fields.get("idp")
+        if not isinstance(idp, str) or not idp:
+            return ""
+        return idp if idp in self.idps else "other"
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self._child(self.requests, route, method, str(status)).observe(seconds)

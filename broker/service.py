@@ -39,6 +39,7 @@ from broker.logins.base import Parts as ConnectorParts
 from broker.logins.registry import Registry
 from broker.outputs.console import ConsoleSignIn, console_destination
 from broker.rate_limits import RateLimits
+from broker.readiness import Readiness, idp_probes
 from broker.redis_urls import store_options
 from broker.return_paths import is_return_path
 from broker.rules.evaluate import Decision, evaluate
@@ -48,6 +49,7 @@ from broker.rules.testing import identity_of
 from broker.rules_source import RulesSource, load_rules
 from broker.settings import Settings
 from broker.store import StateStore, open_store
+from broker.store_measured import measured
 from broker.token_exchange import Exchanged, ExchangeRequest, ExchangeTrace, TokenExchange
 
 __all__ = ["LOGIN_TTL", "BrokerService", "Components", "load_components"]
@@ -109,6 +111,8 @@ class BrokerService:
         # A role chain's hub session comes through the issuance (and its cache) itself.
         self.issuance.add("assume_role", AssumeRoleIssuer(self.sts, own, self.issuance))
         self.limits = RateLimits(store, parts.settings.rate_limits)
+        self.readiness = Readiness(store, parts.keys, idp_probes(self.idps),
+                                   require_idps=parts.settings.readiness.require_idps)
         self.console = ConsoleSignIn(http, issuer_url=parts.settings.public_url,
                                      federation_url=aws.federation_url, console_url=aws.console_url)
         self.token_exchange = TokenExchange(exchange, self.idps.tokens, self.rules_source,
@@ -124,12 +128,14 @@ class BrokerService:
 
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
-        store = open_store(settings.store.url.get_secret_value(), max_connections=settings.store.max_connections,
-                           options=store_options(settings.store))
+        store = measured(open_store(settings.store.url.get_secret_value(),
+                                    max_connections=settings.store.max_connections,
+                                    options=store_options(settings.store)))
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         return cls(load_components(settings), store=store, http=http, audit=audit)
 
     async def close(self) -> None:
+        self.readiness.close()
         await self.issuance.close()
         await self.http.aclose()
         await self.store.close()

@@ -177,6 +177,10 @@ class AwsConfig(Model):
     signin_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
     connect_timeout: Duration = timedelta(seconds=3)
     read_timeout: Duration = timedelta(seconds=10)
+    # STS calls refused as throttled or failing (5xx, a dropped connection) are tried again, this many times in
+    # all, after a random wait (full jitter) of up to sts_retry_backoff, doubled per attempt.
+    sts_max_attempts: int = Field(default=2, ge=1, le=5)
+    sts_retry_backoff: Duration = timedelta(milliseconds=200)
     # The broker's own credentials (via assume_role without from:, via federation_token): botocore's standard
     # chain, from this profile and shared credentials file when set (else the chain's defaults).
     credentials_profile: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.+@-]{1,64}$")
@@ -249,6 +253,15 @@ class MetricsConfig(Model):
     listen: Annotated[str, AfterValidator(_listen_address)] | None = None
 
 
+class ReadinessConfig(Model):
+    """GET /readyz: the store and keys always decide it. IdPs fetched over the network are checked in the
+    background and reported; with `require_idps` a replica is not ready until each holds its keys or metadata
+    (then /readyz waits, at most 2 s, for the check). Off by default: an IdP outage affects every replica
+    alike, and taking them all out of the load balancer would end token exchange and the other IdPs too."""
+
+    require_idps: bool = False
+
+
 class AuditConfig(Model):
     path: str = "-"
 
@@ -313,6 +326,7 @@ class Settings(Model):
     xml_workers: XmlWorkersConfig = XmlWorkersConfig()
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
+    readiness: ReadinessConfig = ReadinessConfig()
     token_exchange: TokenExchangeConfig = TokenExchangeConfig()
     device_authorization: DeviceAuthorizationConfig = DeviceAuthorizationConfig()
     container_credentials: ContainerCredentialsConfig = ContainerCredentialsConfig()

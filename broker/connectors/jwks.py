@@ -38,6 +38,7 @@ from broker.connectors.fetch import fetch_json
 from broker.connectors.oidc_config import OidcIdpConfig
 from broker.connectors.token_config import TokenIdpConfig
 from broker.errors import UpstreamUnavailable
+from broker.telemetry import idp_refresh
 
 _MAX_AGE = re.compile(r"max-age=(\d+)")
 MIN_CACHE_CONTROL = 60.0  # an IdP's Cache-Control shorter than this is read as this (no fetch per request)
@@ -54,8 +55,9 @@ class JwksCache:
     def __init__(
         self, http: httpx.AsyncClient, uri: str, *, timeout: float, max_bytes: int = 64 * 1024,
         max_age: float = 300.0, unknown_kid_interval: float = 5.0, failure_backoff: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, idp: str = "",
     ) -> None:
+        self.idp = idp  # the /metrics label of its refreshes
         self._http, self.uri, self._timeout, self._max_bytes = http, uri, timeout, max_bytes
         self._max_age, self._unknown_kid_interval = max_age, unknown_kid_interval
         self._failure_backoff, self._clock = failure_backoff, clock
@@ -119,11 +121,13 @@ class JwksCache:
     async def _fetch(self, started: float) -> None:
         try:
             keys, lifetime = await self._download()
-        except UpstreamUnavailable:
+        except UpstreamUnavailable as exc:
             self._failed_at = self._clock()
+            idp_refresh(self.idp, "jwks", exc.reason)
             raise
         finally:
             self._flight = None
+        idp_refresh(self.idp, "jwks", "ok")
         self.fetches += 1
         self._keys, self._kids = keys, frozenset(k.kid for k in keys.keys if k.kid)
         # Counted from the start: the set may have been read by the IdP at any moment since then.
@@ -144,7 +148,7 @@ def jwks_for(http: httpx.AsyncClient, uri: str, config: OidcIdpConfig | TokenIdp
     """The key cache for one IdP, timed as its configuration says."""
     return JwksCache(http, uri, timeout=config.timeout.total_seconds(),
                      max_age=config.jwks_max_age.total_seconds(),
-                     unknown_kid_interval=config.jwks_unknown_kid_interval.total_seconds())
+                     unknown_kid_interval=config.jwks_unknown_kid_interval.total_seconds(), idp=config.id)
 
 
 def _retrieve(flight: asyncio.Task[None]) -> None:

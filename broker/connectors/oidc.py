@@ -28,6 +28,7 @@ from broker.connectors.jwks import JwksCache, jwks_for
 from broker.connectors.oidc_config import OidcIdpConfig
 from broker.errors import BadRequest, LoginRefused, LoginStateInvalid, TokenInvalid, UpstreamUnavailable
 from broker.identity import Evidence, Identity
+from broker.telemetry import idp_refresh
 
 DISCOVERY_TTL = 3600.0
 # The token endpoint's whole answer (ID, access and refresh tokens): read no further than this.
@@ -78,7 +79,12 @@ class OidcConnector:
         return self._metadata
 
     async def _discover(self) -> ProviderMetadata:
-        doc = await discover(self._http, self.config.issuer, seconds=self._timeout)
+        try:
+            doc = await discover(self._http, self.config.issuer, seconds=self._timeout)
+        except UpstreamUnavailable as exc:
+            idp_refresh(self.config.id, "oidc_discovery", exc.reason)
+            raise
+        idp_refresh(self.config.id, "oidc_discovery", "ok")
         try:
             metadata = ProviderMetadata(
                 str(doc["authorization_endpoint"]), str(doc["token_endpoint"]), str(doc["jwks_uri"])
@@ -88,6 +94,12 @@ class OidcConnector:
         if self._jwks is None or self._jwks.uri != metadata.jwks_uri:
             self._jwks = jwks_for(self._http, metadata.jwks_uri, self.config)
         return metadata
+
+    async def ready(self) -> None:
+        """Raise UpstreamUnavailable unless discovery and a trusted key set are held (fetched if need be)."""
+        await self.metadata()
+        assert self._jwks is not None
+        await self._jwks.key_set(None)
 
     async def start(self, redirect_uri: str, return_to: str) -> tuple[str, PendingLogin]:
         meta = await self.metadata()

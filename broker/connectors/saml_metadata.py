@@ -43,6 +43,7 @@ from broker.connectors.saml_metadata_trust import (
 from broker.connectors.saml_xml import MAX_ELEMENTS, guarded_parse
 from broker.errors import ConfigError, UpstreamUnavailable, XmlRejected
 from broker.settings import IdpUrl
+from broker.telemetry import idp_refresh
 
 RETRY_AFTER_FAILURE = 60.0
 MIN_DOCUMENT_REFRESH = 60.0  # a cacheDuration or a near validUntil shortens the refresh, never below this
@@ -149,6 +150,10 @@ class MetadataSource:
         assert self._current is not None
         return self._usable(self._current)
 
+    async def ready(self) -> None:
+        """Raise UpstreamUnavailable unless usable metadata is held (fetched if due)."""
+        await self.get()
+
     def _usable(self, idp: IdpDescriptor) -> IdpDescriptor:
         """A held copy whose validUntil passed (no refresh replaced it in time) is not used."""
         if idp.valid_until is not None and self._clock() >= idp.valid_until:
@@ -160,6 +165,7 @@ class MetadataSource:
         try:
             idp = await self._download(url)
         except UpstreamUnavailable as exc:
+            idp_refresh(self.config.id, "saml_metadata", exc.reason)
             self._report("saml_metadata_refused", reason=exc.reason, detail=exc.detail[:300],
                          kept_last_good=self._current is not None)
             if self._current is None:
@@ -168,6 +174,7 @@ class MetadataSource:
             return
         self._current = idp
         self._expires = time.monotonic() + self._interval(idp)
+        idp_refresh(self.config.id, "saml_metadata", "ok")
         self._report("saml_metadata_refreshed", entity_id=idp.entity_id[:200], certificates=len(idp.certificates))
 
     async def _download(self, url: str) -> IdpDescriptor:

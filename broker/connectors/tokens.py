@@ -140,6 +140,10 @@ class TokenConnector:
         if self.config.require_email_verified and not _email_verified(claims.get(self.config.claims.email_verified)):
             raise _refuse("email_unverified", "the IdP does not say the email address is verified")
 
+    async def ready(self) -> None:
+        """Raise UpstreamUnavailable unless a trusted key set is held (fetched if need be)."""
+        await (await self._key_source()).key_set(None)
+
     async def _key_source(self) -> JwksCache:
         if self.config.jwks_uri is not None and self._jwks is not None:
             return self._jwks

@@ -35,6 +35,7 @@ from broker.issuers.credentials import Credentials
 from broker.safe_json import loads_object
 from broker.sealing import Sealer
 from broker.store import StateStore
+from broker.telemetry import cache_lookup
 
 LOCAL_MAX = 10000
 _PURPOSE = "sts-broker credential cache v1"  # the HKDF info: the key stays what it was
@@ -129,8 +130,10 @@ class CredentialCache:
         if flight is None:
             cached = await self._lookup(key)
             if cached is not None:
+                cache_lookup(True)
                 return cached, True
             flight = self._flights.get(key)  # another request may have started one while we looked
+        cache_lookup(False)  # joining another request's call is a miss too: this request waits for STS
         if flight is None:
             flight = asyncio.ensure_future(self._issue_and_keep(key, issue, refresh_before))
             self._flights[key] = flight

@@ -31,6 +31,7 @@ from broker.grants import RoleGrant
 from broker.issuers.credentials import CallerKeys, Credentials
 from broker.issuers.sts_params import assume_role_params, federation_token_params
 from broker.settings import AwsConfig
+from broker.telemetry import measured_sts
 
 _CALLER = "BrokerCaller"  # the extra parameter carrying a signed call's credentials (never sent)
 _SIGNED = ("AssumeRole", "GetFederationToken")
@@ -61,7 +62,8 @@ _REFUSED_PUBLIC = {
 
 
 def _snake(code: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", code.removesuffix("Exception")).lower()
+    """AccessDenied -> access_denied; an acronym stays one word: IDPRejectedClaim -> idp_rejected_claim."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", code.removesuffix("Exception")).lower()
 
 
 def map_client_error(exc: ClientError) -> BrokerError:
@@ -95,7 +97,8 @@ class StsClient:
             signature_version=UNSIGNED,  # the web-identity and SAML calls are unsigned by design
             connect_timeout=aws.connect_timeout.total_seconds(),
             read_timeout=aws.read_timeout.total_seconds(),
-            retries={"max_attempts": 2, "mode": "standard"},
+            # total_max_attempts counts the first try (botocore's max_attempts counts retries only)
+            retries={"total_max_attempts": aws.sts_max_attempts, "mode": "standard"},  # jittered backoff
         )
         session = boto3.session.Session()
         self._client = session.client(
@@ -111,16 +114,19 @@ class StsClient:
         credentials = BotoCredentials(caller.access_key_id, caller.secret_access_key, caller.session_token)
         SigV4Auth(credentials, "sts", self._region).add_auth(request)
 
+    @measured_sts("AssumeRole")
     async def assume_role(self, grant: RoleGrant, caller: CallerKeys, *, source_identity: str | None) -> Credentials:
         params = {**assume_role_params(grant, source_identity), _CALLER: caller}
         response = await self._call(functools.partial(self._client.assume_role, **params))
         return _credentials(response, grant, caller)
 
+    @measured_sts("GetFederationToken")
     async def get_federation_token(self, grant: RoleGrant, caller: CallerKeys) -> Credentials:
         params = {**federation_token_params(grant), _CALLER: caller}
         response = await self._call(functools.partial(self._client.get_federation_token, **params))
         return _credentials(response, grant, caller)
 
+    @measured_sts("AssumeRoleWithWebIdentity")
     async def assume_role_with_web_identity(self, grant: RoleGrant, token: str) -> Credentials:
         params: dict[str, Any] = {
             "RoleArn": grant.role_arn,
@@ -136,6 +142,7 @@ class StsClient:
         response = await self._call(call)
         return _credentials(response, grant)
 
+    @measured_sts("AssumeRoleWithSAML")
     async def assume_role_with_saml(self, grant: RoleGrant, assertion: str) -> Credentials:
         """`assertion` is the base64 samlp:Response; the session name comes from its RoleSessionName."""
         if grant.provider_arn is None:

@@ -9,9 +9,9 @@ coroutine on the loop, and the HTTP answer is parsed by httptools (llhttp, also 
 this module only pools connections, writes the request and caps what it reads.
 
 Same contract as `sts_client.StsClient`'s calls: the same parameters, timeouts (connect, read) and
-error mapping (`sts_error`, which boto3's `map_client_error` also uses: no botocore object is faked), one
-retry for throttling, 5xx and a dropped keep-alive connection. Neither the token nor the credentials ever
-reach a log or an exception message.
+error mapping (`sts_error`, which boto3's `map_client_error` also uses: no botocore object is faked), bounded
+retries with jitter for throttling and 5xx (`sts_max_attempts`), one for a dropped keep-alive connection.
+Neither the token nor the credentials ever reach a log or an exception message.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from broker.issuers.credentials import CallerKeys, Credentials
 from broker.issuers.sts_client import is_unavailable_code, sts_error
 from broker.issuers.sts_params import assume_role_params, federation_token_params, query_pairs, sigv4_headers
 from broker.settings import AwsConfig
+from broker.telemetry import measured_sts
 
 STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 MAX_RESPONSE_BYTES = 256 * 1024
@@ -45,6 +46,7 @@ MAX_WIRE_BYTES = MAX_HEAD_BYTES + 2 * MAX_RESPONSE_BYTES
 ACTION = "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&"
 SAML_ACTION = "Action=AssumeRoleWithSAML&Version=2011-06-15&"
 _RETRIED_STATUS = {500, 502, 503, 504}
+_THROTTLED = (b"Throttling", b"ThrottlingException", b"RequestLimitExceeded")
 
 
 def default_endpoint(region: str) -> str:
@@ -183,6 +185,7 @@ class HttpStsClient:
         self._endpoint = Endpoint.parse(aws.sts_endpoint_url or default_endpoint(aws.region))
         self._connect_timeout = aws.connect_timeout.total_seconds()
         self._read_timeout = aws.read_timeout.total_seconds()
+        self._attempts, self._backoff = aws.sts_max_attempts, aws.sts_retry_backoff.total_seconds()
         self._ssl = ssl.create_default_context() if self._endpoint.tls else None
         self._region = aws.region
         self._idle: deque[_Connection] = deque()
@@ -198,6 +201,7 @@ class HttpStsClient:
         while self._idle:
             self._idle.pop().close()
 
+    @measured_sts("AssumeRoleWithWebIdentity")
     async def assume_role_with_web_identity(self, grant: RoleGrant, token: str) -> Credentials:
         scope = _scope_params(grant.role_arn, grant.session_name, int(grant.duration.total_seconds()), grant.policy,
                               grant.policy_arns)
@@ -206,6 +210,7 @@ class HttpStsClient:
         status, answer = await self._call(b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body))
         return parse_answer(status, answer, grant)
 
+    @measured_sts("AssumeRoleWithSAML")
     async def assume_role_with_saml(self, grant: RoleGrant, assertion: str) -> Credentials:
         """`assertion` is the base64 samlp:Response; the session name comes from its RoleSessionName."""
         if grant.provider_arn is None:
@@ -217,11 +222,13 @@ class HttpStsClient:
         status, answer = await self._call(b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body))
         return parse_answer(status, answer, grant)
 
+    @measured_sts("AssumeRole")
     async def assume_role(self, grant: RoleGrant, caller: CallerKeys, *, source_identity: str | None) -> Credentials:
         """AssumeRole signed by `caller` (a hub session in a role chain, or the broker's own credentials)."""
         pairs = query_pairs("AssumeRole", assume_role_params(grant, source_identity))
         return await self._signed(pairs, grant, caller)
 
+    @measured_sts("GetFederationToken")
     async def get_federation_token(self, grant: RoleGrant, caller: CallerKeys) -> Credentials:
         """GetFederationToken signed by the broker's own IAM user keys."""
         return await self._signed(query_pairs("GetFederationToken", federation_token_params(grant)), grant, caller)
@@ -235,22 +242,28 @@ class HttpStsClient:
         return parse_answer(status, answer, grant, caller)
 
     async def _call(self, body: bytes) -> tuple[int, bytes]:
-        for attempt in range(2):
+        """Up to `sts_max_attempts` tries for a throttled or failing STS (5xx, unreachable), each after a random
+        wait (full jitter); a refusal or a timeout is answered at once (a retried timeout would outlast the
+        deadline). A stale keep-alive connection closed before the request left is retried once for free."""
+        attempt, stale_retried = 1, False
+        while True:
             try:
                 status, answer = await self._attempt(body)
             except _Dropped:
-                continue  # a stale keep-alive connection: the request never reached STS
+                if stale_retried:
+                    raise StsUnavailable("STS closed the connection twice", reason="sts_unreachable") from None
+                stale_retried = True
+                continue  # the request never reached STS
             except TimeoutError:
                 raise StsUnavailable("STS timeout", reason="sts_timeout") from None
             except (OSError, ssl.SSLError) as exc:
-                if attempt == 0:
-                    continue
-                raise StsUnavailable(f"STS unreachable: {type(exc).__name__}", reason="sts_unreachable") from None
-            if attempt == 0 and _retryable(status, answer):
-                await asyncio.sleep(random.uniform(0.05, 0.2))  # noqa: S311 - jitter, not a secret
-                continue
-            return status, answer
-        raise StsUnavailable("STS failed twice", reason="sts_unreachable")
+                if attempt >= self._attempts:
+                    raise StsUnavailable(f"STS unreachable: {type(exc).__name__}", reason="sts_unreachable") from None
+            else:
+                if attempt >= self._attempts or not _retryable(status, answer):
+                    return status, answer
+            await asyncio.sleep(random.uniform(0, self._backoff * 2 ** (attempt - 1)))  # noqa: S311 - jitter
+            attempt += 1
 
     async def _attempt(self, body: bytes) -> tuple[int, bytes]:
         if not self._slots.locked():
@@ -323,7 +336,7 @@ def _form_value(value: str) -> bytes:
 def _retryable(status: int, body: bytes) -> bool:
     if status in _RETRIED_STATUS:
         return True
-    return status == 400 and b"<Code>Throttling" in body
+    return status == 400 and any(b"<Code>%s</Code>" % code in body for code in _THROTTLED)
 
 
 _local = threading.local()

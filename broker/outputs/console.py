@@ -102,6 +102,9 @@ class ConsoleSignIn:
         except httpx.HTTPError as exc:
             raise StsUnavailable(f"federation endpoint: {type(exc).__name__}",
                                  reason="federation_unreachable") from None
+        if response.status_code >= 500:
+            raise StsUnavailable(f"federation endpoint answered {response.status_code}",
+                                 reason="federation_unavailable")
         if response.status_code != 200:
             raise StsRefused(f"federation endpoint answered {response.status_code}",
                              reason="federation_refused",

@@ -40,6 +40,7 @@ from broker.web.errors import broker_error, http_error, unexpected_error
 from broker.web.middleware import BodyLimit, SecurityHeaders
 from broker.web.proxy import ForwardedFor, IpNetwork
 from broker.web.render import templates
+from broker.web.request_id import RequestId
 from broker.web.sessions import SessionManager
 
 ROUTES = [
@@ -88,7 +89,7 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
     quiet_chatty_loggers()
     audit = audit or AuditLog(settings.audit.path)
     service = BrokerService.build(settings, audit)
-    metrics = Metrics()
+    metrics = Metrics(idps=frozenset(service.idps.logins) | frozenset(service.idps.tokens.by_id))
     audit.observers.append(metrics.observe_event)
 
     @asynccontextmanager
@@ -105,7 +106,8 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
     routes = [r for r in ROUTES if settings.metrics.listen is None or getattr(r, "path", "") != "/metrics"]
     app = Starlette(
         routes=routes,
-        middleware=[*([Middleware(ForwardedFor, trusted=trusted_proxies)] if trusted_proxies else []),
+        middleware=[Middleware(RequestId, trusted=trusted_proxies),
+                    *([Middleware(ForwardedFor, trusted=trusted_proxies)] if trusted_proxies else []),
                     Middleware(SecurityHeaders, metrics=metrics, access=settings.access_log),
                     Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
         exception_handlers={BrokerError: broker_error, HTTPException: http_error, Exception: unexpected_error},

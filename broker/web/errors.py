@@ -41,6 +41,7 @@ from broker.errors import (
 from broker.web.context import context_of
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, page, wants_json
+from broker.web.request_id import request_id_of
 
 log = logging.getLogger("broker.errors")
 T = TypeVar("T")
@@ -75,6 +76,11 @@ HTTP_STATUS: Mapping[ErrorKey, int] = {
     StoreUnavailable: 503,
     ServerBusy: 503,
     "sts_timeout": 504,  # STS did not answer in time (a gateway timeout, not STS saying it is down)
+    # The console's federation endpoint down or answering nonsense: a bad gateway, not AWS refusing the role.
+    "federation_unreachable": 502,
+    "federation_unavailable": 502,
+    "federation_bad_answer": 502,
+    "federation_timeout": 504,
 }
 
 
@@ -111,11 +117,16 @@ def _audit(request: Request, **fields: str | int | None) -> None:
 
 
 def error_response(request: Request, status: int, reason: str, message: str, error_id: str) -> Response:
+    request_id = request_id_of(request.scope)
     if wants_json(request) or request.url.path.startswith(JSON_ONLY):
-        body = {"error": reason, "message": message, "error_id": error_id}
-        return JSONResponse(body, status_code=status, headers=NO_STORE)
-    context = {"status": status, "message": message, "error_id": error_id}
-    return page(request, "error.html", context, status=status)
+        body = {"error": reason, "message": message, "error_id": error_id, "request_id": request_id}
+        response: Response = JSONResponse(body, status_code=status, headers=NO_STORE)
+    else:
+        context = {"status": status, "message": message, "error_id": error_id, "request_id": request_id}
+        response = page(request, "error.html", context, status=status)
+    if request_id is not None:  # a 500 is answered outside the middleware that adds it to the others
+        response.headers["X-Request-Id"] = request_id
+    return response
 
 
 async def broker_error(request: Request, exc: Exception) -> Response:

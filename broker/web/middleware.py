@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.errors import PayloadTooLarge
 from broker.metrics import Metrics
+from broker.web.request_id import SCOPE_KEY as REQUEST_ID_KEY
 
 access_log = logging.getLogger("broker.access")
 
@@ -88,7 +89,8 @@ class SecurityHeaders:
             elapsed = time.perf_counter() - started
             if self.log_from is not None and (status >= self.log_from or status == 0):
                 # Path only: query strings carry codes and states.
-                access_log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+                access_log.info("%s %s %s %.1fms %s", scope["method"], scope["path"], status, elapsed * 1000,
+                                scope.get(REQUEST_ID_KEY, "-"))
             if self.metrics is not None:
                 route = getattr(scope.get("route"), "path", "unmatched")  # the template: bounded labels
                 self.metrics.observe_request(route, scope["method"], status, elapsed)

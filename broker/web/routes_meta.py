@@ -6,7 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker.errors import BrokerError, NotAuthenticated
+from broker.errors import NotAuthenticated
 from broker.issuers.saml_idp import idp_metadata
 from broker.issuers.signing import ALGORITHM, PUBLISHED_MAX_AGE
 from broker.web.context import context_of
@@ -47,14 +47,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    service = context_of(request).service
-    checks = {"store": "ok", "keys": "ok" if service.keys.jwks()["keys"] else "missing"}
-    try:
-        await service.store.ping()
-    except BrokerError as exc:
-        checks["store"] = exc.reason
-    ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    """Each dependency by name, `ok` or why not (broker/readiness.py); 503 while any is not ready."""
+    readiness = context_of(request).service.readiness
+    checks = await readiness.checks()
+    ready = readiness.ready(checks)
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503,
+                        headers={"Cache-Control": "no-store"})
 
 
 METRICS_CHALLENGE = 'Bearer realm="sts-broker metrics"'

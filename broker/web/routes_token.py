@@ -61,6 +61,7 @@ from broker.web.context import context_of
 from broker.web.errors import HTTP_STATUS, ErrorKey, http_status, lookup
 from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse
+from broker.web.request_id import request_id_of
 from broker.web.token_grants import GRANTS, Grant
 
 log = logging.getLogger("broker.errors")
@@ -224,7 +225,7 @@ def _refusal(request: Request, exc: BrokerError, trace: ExchangeTrace, cors: dic
         subject=trace.subject, role=trace.role,
     )
     body: dict[str, Any] = {"error": error, "error_description": DESCRIPTIONS.get(exc.reason, exc.public_message),
-                            "error_id": error_id}
+                            "error_id": error_id, "request_id": request_id_of(request.scope)}
     headers = {**NO_STORE, **cors}
     if isinstance(exc, RoleChoiceNeeded):
         body["resources"] = list(exc.roles)  # the caller's own verified grants: pick one as `resource`

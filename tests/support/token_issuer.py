@@ -39,6 +39,8 @@ class TokenIssuer:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     jwks_status: int = 200  # anything else: the JWKS endpoint answers that status (an IdP outage)
     token_body: bytes | None = None  # when set, the token endpoint answers these bytes as its JSON (a hostile IdP)
+    jwks_body: bytes | None = None  # when set, the JWKS endpoint answers these bytes (garbage, a broken IdP)
+    jwks_delay: float = 0.0  # seconds the JWKS endpoint stalls before answering (a slow IdP)
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(self.key, self.kid)]}
@@ -68,8 +70,16 @@ def _handler(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
                                  "token_endpoint": f"{issuer.url}/token"}, {"Cache-Control": issuer.cache_control})
             elif self.path == "/jwks":
                 issuer.jwks_requests += 1
+                time.sleep(issuer.jwks_delay)
                 if issuer.jwks_status != 200:
                     self.send_error(issuer.jwks_status)
+                    return
+                if issuer.jwks_body is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(issuer.jwks_body)))
+                    self.end_headers()
+                    self.wfile.write(issuer.jwks_body)
                     return
                 send_json(self, issuer.jwks(), {"Cache-Control": issuer.cache_control})
             else:
