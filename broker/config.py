@@ -12,20 +12,20 @@ import functools
 import operator
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, cast
 
-import yaml
 from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
 )
 
+from broker import yaml_nodes
 from broker.errors import ConfigError
 from broker.logins.kinds import KINDS
 from broker.settings import AuditConfig, IdpModel, Settings
-from broker.yaml_limits import yaml_shape_problem
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -48,39 +48,19 @@ def parse_idp(data: Any) -> IdpConfig:
 # ---- loading -------------------------------------------------------------------------------------
 
 
-def _expand_env(node: Any, path: tuple[str, ...], problems: list[tuple[str, ...]] | None) -> Any:
+Lines = dict[tuple[str, ...], int]
+
+
+def _env_expander(problems: list[tuple[str, ...]] | None) -> Callable[[str, tuple[str, ...]], str]:
     """Replace ${NAME}; a missing variable is a problem, or (problems=None, for linting) an empty string."""
-    if isinstance(node, str):
+    def expand(text: str, path: tuple[str, ...]) -> str:
         def sub(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ and problems is not None:
                 problems.append((*path, f"environment variable {name} is not set"))
             return os.environ.get(name, "")
-        return _ENV_REF.sub(sub, node)
-    if isinstance(node, dict):
-        return {k: _expand_env(v, (*path, str(k)), problems) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_expand_env(v, (*path, str(i)), problems) for i, v in enumerate(node)]
-    return node
-
-
-Lines = dict[tuple[str, ...], int]
-
-
-def _line_map(node: yaml.Node | None, path: tuple[str, ...] = (), lines: Lines | None = None) -> Lines:
-    """The 1-based line of every key and list item, by its path, so problems can name their line."""
-    lines = {} if lines is None else lines
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, str(key.value))
-            lines[child] = key.start_mark.line + 1
-            _line_map(value, child, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            child = (*path, str(i))
-            lines[child] = item.start_mark.line + 1
-            _line_map(item, child, lines)
-    return lines
+        return _ENV_REF.sub(sub, text)
+    return expand
 
 
 def _located(file: Path, lines: Lines, loc: tuple[str, ...], message: str) -> str:
@@ -89,38 +69,22 @@ def _located(file: Path, lines: Lines, loc: tuple[str, ...], message: str) -> st
     return f"{where}: {'.'.join(loc) or '<root>'}: {message}"
 
 
-def _load(text: str) -> tuple[Any, yaml.Node | None]:
-    """The data and the node tree it was built from, from one parse: `safe_load` and `compose` each parse
-    the text, and the line map needs the nodes."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        return (loader.construct_document(node) if node is not None else None), node
-    finally:
-        loader.dispose()
-
-
 def read_yaml(file: Path, *, need_env: bool = True) -> tuple[Any, list[str], Lines]:
-    """Parse a YAML file and expand ${ENV} references. Problems name the file and line."""
+    """Parse a YAML file (once, libyaml) and expand ${ENV} references. Problems name the file and line."""
+    problems: list[tuple[str, ...]] = []
     try:
         text = file.read_text(encoding="utf-8")
-        shape = yaml_shape_problem(text)
-        if shape is not None:
-            return None, [f"{file}: {shape}"], {}
-        raw, node = _load(text)
-        lines = _line_map(node)
+        document = yaml_nodes.parse(text, _env_expander(problems if need_env else None))
     except OSError as exc:
         return None, [f"{file}: cannot read: {exc.strerror}"], {}
     except UnicodeDecodeError as exc:
         return None, [f"{file}: not UTF-8 (byte {exc.start}); save it as UTF-8"], {}
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # PyYAML's constructors, on `!!int x` & co.
-        return None, [f"{file}: not valid YAML: a value does not fit its explicit tag ({type(exc).__name__})"], {}
-    except yaml.YAMLError as exc:
-        return None, [f"{file}: not valid YAML: {exc}"], {}
-    problems: list[tuple[str, ...]] = []
-    data = _expand_env(raw, (), problems if need_env else None)
-    return data, [_located(file, lines, loc, msg) for *loc_parts, msg in problems
-                  for loc in [tuple(loc_parts)]], lines
+    except yaml_nodes.YamlProblem as exc:
+        where = f"{file}:{exc.line}:{exc.column}" if exc.column else f"{file}:{exc.line}" if exc.line else f"{file}"
+        return None, [f"{where}: not valid YAML: {exc.message}"], {}
+    lines = document.lines
+    return document.data, [_located(file, lines, loc, msg) for *loc_parts, msg in problems
+                           for loc in [tuple(loc_parts)]], lines
 
 
 _PART_PATH = re.compile(r"^([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*): (.*)$", re.DOTALL)
