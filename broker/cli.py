@@ -21,15 +21,12 @@ if TYPE_CHECKING:
 
 
 def _check(config: Path) -> int:
-    from broker.config import load_settings
-    from broker.errors import ConfigError
-    from broker.service import load_components
+    from broker.config_check import check_config
 
-    try:
-        load_components(load_settings(config))
-    except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
+    problems = check_config(config)
+    if problems:
+        print(f"{len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     print(f"{config}: OK")

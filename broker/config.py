@@ -13,16 +13,18 @@ import operator
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 from pydantic import (
+    BaseModel,
     Field,
     TypeAdapter,
     ValidationError,
 )
 
-from broker import yaml_nodes
+from broker import config_hints, yaml_nodes
 from broker.errors import ConfigError
 from broker.logins.kinds import KINDS
 from broker.settings import AuditConfig, IdpModel, Settings
@@ -63,10 +65,12 @@ def _env_expander(problems: list[tuple[str, ...]] | None) -> Callable[[str, tupl
     return expand
 
 
-def _located(file: Path, lines: Lines, loc: tuple[str, ...], message: str) -> str:
+def _located(file: Path, lines: Lines, loc: tuple[str, ...], message: str, data: Any = None) -> str:
+    """`file:line: field: message`; with the file's data, list items with an id are named by it."""
     line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    line = line or min(lines.values(), default=None)  # a top-level key missing: where the mapping starts
     where = f"{file}:{line}" if line else f"{file}"
-    return f"{where}: {'.'.join(loc) or '<root>'}: {message}"
+    return f"{where}: {config_hints.shown_path(loc, data) or '<root>'}: {message}"
 
 
 def read_yaml(file: Path, *, need_env: bool = True) -> tuple[Any, list[str], Lines]:
@@ -90,22 +94,26 @@ def read_yaml(file: Path, *, need_env: bool = True) -> tuple[Any, list[str], Lin
 _PART_PATH = re.compile(r"^([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*): (.*)$", re.DOTALL)
 
 
-def validation_problems(file: Path, exc: ValidationError, lines: Lines | None = None) -> list[str]:
+def validation_problems(file: Path, exc: ValidationError, lines: Lines | None = None, *,
+                        model: type[BaseModel] | None = None, data: Any = None) -> list[str]:
     """One line per problem, located as precisely as the message allows: a message that starts with a
     relative path ("when.groups.regexp: ...") extends the field path, and a cross-field message listing
-    several "rules.0.grant.1: ..." parts is split into one problem each."""
+    several "rules.0.grant.1: ..." parts is split into one problem each. With the root `model`, an unknown key
+    gets the closest known one ("did you mean"); with the file's `data`, rules are named by their id."""
     out = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
         message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and (hint := config_hints.did_you_mean(model, loc)) is not None:
+            message += f"; did you mean {hint!r}?"
         parts = message.split("; ") if not loc else [message]
         for part in parts:
             match = _PART_PATH.fullmatch(part)
             if match and (not loc or match.group(1).split(".")[0] == loc[-1]):
                 where = (*loc[:-1], *match.group(1).split(".")) if loc else tuple(match.group(1).split("."))
-                out.append(_located(file, lines or {}, where, match.group(2)))
+                out.append(_located(file, lines or {}, where, match.group(2), data))
             else:
-                out.append(_located(file, lines or {}, loc, part))
+                out.append(_located(file, lines or {}, loc, part, data))
     return out
 
 
@@ -122,7 +130,12 @@ def load_settings(file: Path) -> Settings:
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(file, exc, lines)) from None
+        raise ConfigError(validation_problems(file, exc, lines, model=Settings, data=data)) from None
+    return resolve_paths(settings, file)
+
+
+def resolve_paths(settings: Settings, file: Path) -> Settings:
+    """The settings with every relative path made relative to the directory of broker.yaml."""
     base = file.resolve().parent
     audit_path = settings.audit.path
     if audit_path != "-":
@@ -139,31 +152,54 @@ def load_settings(file: Path) -> Settings:
     })
 
 
-def load_idps(directory: Path, *, need_env: bool = True) -> dict[str, IdpConfig]:
-    """Every *.yaml in the directory is one IdP. All problems in all files are reported together."""
-    if not directory.is_dir():
-        raise ConfigError([f"{directory}: idp_configs is not a directory"])
-    idps: dict[str, IdpConfig] = {}
-    problems: list[str] = []
+@dataclass
+class IdpFiles:
+    """The IdP files of a directory: each valid IdP, the file (and line map) it came from, and the problems
+    of every file."""
+
+    idps: dict[str, IdpConfig] = field(default_factory=dict)
+    sources: dict[str, tuple[Path, Lines]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, file: Path, lines: Lines, idp: IdpConfig) -> None:
+        if idp.id in self.sources:  # the first file keeps the id; the message names both
+            first, first_lines = self.sources[idp.id]
+            self.problems.append(_located(file, lines, ("id",), f"duplicate IdP id {idp.id!r}: "
+                                          f"{first}:{first_lines.get(('id',), 1)} has it too"))
+            return
+        self.idps[idp.id] = idp
+        self.sources[idp.id] = (file, lines)
+
+
+def read_idps(directory: Path, *, need_env: bool = True) -> IdpFiles:
+    """Every *.yaml in the directory is one IdP; every file is read, whatever the others hold."""
+    found = IdpFiles()
     for file in sorted(directory.glob("*.yaml")):
         data, file_problems, lines = read_yaml(file, need_env=need_env)
-        problems += file_problems
+        found.problems += file_problems
         if file_problems:
             continue
         try:
             idp = parse_idp(data)
         except ValidationError as exc:
-            problems += validation_problems(file, exc, lines)
+            name = data.get("type") if isinstance(data, dict) else None
+            kind = KINDS.get(name) if isinstance(name, str) else None
+            found.problems += validation_problems(file, exc, lines, model=kind.model if kind else None)
             continue
-        if idp.id in idps:
-            problems.append(f"{file}: id: duplicate IdP id {idp.id!r}")
         files = KINDS[idp.type].files
         if files is not None:  # relative to the directory of the IdP's file; each must exist
             idp, named = files(idp, functools.partial(_resolve, file.resolve().parent))
-            problems += [_located(file, lines, (key,), f"no such file: {path}") for key, path in named
-                         if not path.is_file()]
-        idps[idp.id] = idp
-    if problems:
-        raise ConfigError(problems)
-    return idps
+            found.problems += [_located(file, lines, (key,), f"no such file: {path}") for key, path in named
+                               if not path.is_file()]
+        found.add(file, lines, idp)
+    return found
 
+
+def load_idps(directory: Path, *, need_env: bool = True) -> dict[str, IdpConfig]:
+    """Every *.yaml in the directory is one IdP. All problems in all files are reported together."""
+    if not directory.is_dir():
+        raise ConfigError([f"{directory}: idp_configs is not a directory"])
+    found = read_idps(directory, need_env=need_env)
+    if found.problems:
+        raise ConfigError(found.problems)
+    return found.idps
