@@ -28,7 +28,7 @@ _SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in
                          ("null", "bool", "int", "float", "binary", "timestamp", "str"))
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _RESOLVER: Any = yaml.resolver.Resolver()
-_LoaderC: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it (pinned: it is)
+LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it (pinned: it is)
 
 
 class YamlProblem(ValueError):
@@ -198,7 +198,7 @@ def parse(text: str, expand: Expand | None = None) -> Document:
         yaml.SequenceStartEvent: lambda e: builder.open(e, []),
         yaml.MappingEndEvent: builder.close, yaml.SequenceEndEvent: builder.close,
     }
-    loader = _LoaderC(text)
+    loader = LOADER(text)
     documents = 0
     try:
         while loader.check_event():
