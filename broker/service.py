@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -32,7 +32,6 @@ from broker.issuers.own_credentials import OwnCredentials
 from broker.issuers.saml import SamlIssuer
 from broker.issuers.saml_idp import SamlKey, load_saml_keys
 from broker.issuers.signing import KeyRing
-from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.issuers.web_identity import WebIdentityIssuer
 from broker.logins.base import LOGIN_TTL, LoginStart, RedirectLogin
@@ -49,6 +48,9 @@ from broker.rules_source import RulesSource, load_rules
 from broker.settings import Settings
 from broker.store import StateStore, open_store
 from broker.token_exchange import Exchanged, ExchangeRequest, ExchangeTrace, TokenExchange
+
+if TYPE_CHECKING:
+    from broker.issuers.sts_client import StsClient
 
 __all__ = ["LOGIN_TTL", "BrokerService", "Components", "load_components"]
 CODE_REUSE_WATCH = 600.0  # how long a used authorization code is remembered, to end its session if replayed
@@ -80,6 +82,8 @@ def open_sts(settings: Settings) -> HttpStsClient | StsClient:
     exchange = settings.token_exchange
     if exchange.sts_transport == "event_loop":
         return HttpStsClient(settings.aws, max_connections=exchange.sts_max_connections)
+    from broker.issuers.sts_client import StsClient  # boto3 (0.2 s to import) only when it is the transport
+
     return StsClient(settings.aws)
 
 

@@ -23,11 +23,13 @@ Lines = dict[Path, int]
 Expand = Callable[[str, Path], str]  # ${NAME} expansion of a string scalar at a path
 
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
-_MERGE = "tag:yaml.org,2002:merge"
+_MERGE, _STR = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:str"
 _SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in
                          ("null", "bool", "int", "float", "binary", "timestamp", "str"))
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 _RESOLVER: Any = yaml.resolver.Resolver()
+_IMPLICIT_FIRST = frozenset(ch for ch in _RESOLVER.yaml_implicit_resolvers if ch is not None)
+_WILDCARD = None in _RESOLVER.yaml_implicit_resolvers  # resolvers for any first character: none in PyYAML 6
 LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it (pinned: it is)
 
 
@@ -39,7 +41,7 @@ class YamlProblem(ValueError):
         self.message, self.line, self.column = message, line, column
 
 
-@dataclass
+@dataclass(slots=True)
 class _Open:
     """A collection being built: its data, path, anchor, expanded size, and (mappings) the key awaited."""
 
@@ -64,13 +66,20 @@ def _mark_line(event: Any) -> int:
 
 
 def _tag(event: Any) -> str:
+    """The resolver's tag; a quoted scalar, or a plain one whose first character starts no implicit type
+    (most of a config: keys, names, ARNs), is a string without running the resolver's patterns."""
     tag = event.tag
-    if tag is None or tag == "!":
-        return str(_RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit))
-    return str(tag)
+    if tag is not None and tag != "!":
+        return str(tag)
+    value = event.value
+    if not event.implicit[0] or (value and value[0] not in _IMPLICIT_FIRST and not _WILDCARD):
+        return _STR
+    return str(_RESOLVER.resolve(yaml.ScalarNode, value, event.implicit))
 
 
 def _scalar(event: Any, tag: str) -> Any:
+    if tag == _STR:
+        return event.value
     construct = _CONSTRUCTOR.yaml_constructors.get(tag) if tag in _SCALAR_TAGS else None
     if construct is None:
         raise YamlProblem(f"tag {str(tag)[:60]} is not supported", _mark_line(event))

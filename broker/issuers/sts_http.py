@@ -33,7 +33,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from broker.errors import BrokerError, StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import CallerKeys, Credentials
-from broker.issuers.sts_client import is_unavailable_code, sts_error
+from broker.issuers.sts_errors import is_unavailable_code, sts_error
 from broker.issuers.sts_params import assume_role_params, federation_token_params, query_pairs, sigv4_headers
 from broker.settings import AwsConfig
 

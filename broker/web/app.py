@@ -19,6 +19,7 @@ from broker.logs import quiet_chatty_loggers
 from broker.metrics import Metrics
 from broker.service import BrokerService
 from broker.settings import Settings
+from broker.warmup import preload_in_background
 from broker.web import (
     openapi,
     routes_admin,
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        preload_in_background()  # what the first requests need and start-up does not (broker/warmup.py)
         yield
         await service.close()
 

@@ -1,0 +1,23 @@
+"""Modules the broker needs on its first requests but not to start (botocore: the SigV4 signer of signed STS
+calls, the credential chain of the broker's own credentials, a fifth of a second to import). The modules that
+use them import them where they are used, so start-up to the first /readyz does not wait for them; once the
+app serves, a worker thread imports them, so the first signed call does not pay for it on the event loop."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+DEFERRED = ("botocore.auth", "botocore.awsrequest", "botocore.credentials", "botocore.exceptions",
+            "botocore.session")
+
+
+def preload() -> None:
+    for name in DEFERRED:
+        importlib.import_module(name)
+
+
+def preload_in_background() -> threading.Thread:
+    thread = threading.Thread(target=preload, name="sts-broker-preload", daemon=True)
+    thread.start()
+    return thread
