@@ -1,5 +1,6 @@
 """Modules the broker needs on its first requests but not to start (botocore: the SigV4 signer of signed STS
-calls, the credential chain of the broker's own credentials, a fifth of a second to import). The modules that
+calls, the credential chain of the broker's own credentials, a fifth of a second to import; the CA store of the
+STS connections). The modules that
 use them import them where they are used, so start-up to the first /readyz does not wait for them; once the
 app serves, a worker thread imports them, so the first signed call does not pay for it on the event loop."""
 
@@ -13,8 +14,11 @@ DEFERRED = ("botocore.auth", "botocore.awsrequest", "botocore.credentials", "bot
 
 
 def preload() -> None:
+    from broker.issuers.sts_http import tls_context
+
     for name in DEFERRED:
         importlib.import_module(name)
+    tls_context()
 
 
 def preload_in_background() -> threading.Thread:

@@ -1,0 +1,30 @@
+"""Start-up imports only what serving the first request needs: boto3 only when it is the configured STS
+transport, botocore (the SigV4 signer, the credential chain) on first use or from the preload thread."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+DEFERRED_ROOTS = ("boto3", "botocore", "s3transfer")
+
+
+def _loaded_after(code: str) -> list[str]:
+    roots = repr(DEFERRED_ROOTS)
+    script = (f"import json, sys\n{code}\n"
+              f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {roots})))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    return list(json.loads(done.stdout))
+
+
+def test_the_start_path_imports_no_aws_sdk() -> None:
+    assert _loaded_after("import broker.config, broker.service, broker.web.app, broker.cli") == []
+
+
+def test_the_preload_imports_what_first_requests_need() -> None:
+    loaded = _loaded_after("from broker.warmup import preload\npreload()\n"
+                           "from broker.issuers.sts_http import tls_context\n"
+                           "assert tls_context.cache_info().currsize == 1")
+    assert {"botocore.auth", "botocore.session", "botocore.credentials"} <= set(loaded)
+    assert "boto3" not in loaded
