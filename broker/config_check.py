@@ -58,6 +58,12 @@ def _where(problem: str) -> tuple[str, ...]:
     return tuple(problem.split(": ", 2)[:2])
 
 
+def _about_unset(field: str, unset: set[str]) -> bool:
+    """A field whose ${NAME} is unset, or a section holding one (`store` for an unset `store.url`): its own
+    complaint is about the empty value the variable left."""
+    return field != "<root>" and any(u == field or u.startswith(f"{field}.") for u in unset)
+
+
 def _path(base: Path, value: Any) -> Path | None:
     if not isinstance(value, str) or not value:
         return None
@@ -73,9 +79,9 @@ def _settings(report: _Report, data: Any, read_problems: list[str]) -> Settings 
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        unset = {_where(p) for p in read_problems}
+        unset = {_where(p)[-1] for p in read_problems}
         report.problems += [p for p in validation_problems(report.file, exc, report.lines, model=Settings, data=data)
-                            if _where(p) not in unset]
+                            if not _about_unset(_where(p)[-1], unset)]
         return None
     return resolve_paths(settings, report.file) if not read_problems else None
 

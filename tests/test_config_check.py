@@ -180,3 +180,24 @@ def test_missing_directory_and_rules_are_located_in_broker_yaml(tmp_path: Path,
 
 def test_check_config_is_empty_for_the_good_tree(tmp_path: Path) -> None:
     assert check_config(tree(tmp_path)) == []
+
+
+def test_unset_variable_silences_its_sections_complaint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """store.url from an unset variable: the store section's own check (an empty URL scheme) is not listed."""
+    broker = BROKER.replace("keys:\n", "store:\n  url: ${STORE_URL_UNSET}\nkeys:\n")
+    config = tree(tmp_path, broker=broker)
+    assert run_check(config, capsys) == (1, [
+        f"{config}:5: store.url: environment variable STORE_URL_UNSET is not set"])
+
+
+def test_bad_saml_metadata_is_located_at_its_idp_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = Path(__file__).resolve().parent.parent / "idp_configs"
+    saml = (repo / "generic-saml.yaml").read_text()
+    config = tree(tmp_path, idps={"okta.yaml": OKTA, "generic-saml.yaml": saml})
+    (tmp_path / "idp_configs" / "metadata").mkdir()
+    (tmp_path / "idp_configs" / "metadata" / "generic-idp.xml").write_text("<EntityDescriptor>not closed")
+    line = next(n for n, text in enumerate(saml.splitlines(), 1) if text.startswith("metadata_file:"))
+    code, problems = run_check(config, capsys)
+    assert code == 1 and len(problems) == 1
+    assert problems[0].startswith(f"{tmp_path / 'idp_configs' / 'generic-saml.yaml'}:{line}: metadata_file: "
+                                  f"{tmp_path / 'idp_configs' / 'metadata' / 'generic-idp.xml'}: ")
