@@ -45,7 +45,7 @@ class YamlProblem(ValueError):
 class _Open:
     """A collection being built: its data, path, anchor, expanded size, and (mappings) the key awaited."""
 
-    data: dict[Any, Any] | list[Any]
+    data: Any  # a dict (is_map) or a list
     path: Path
     anchor: str | None
     size: int = 1
@@ -53,6 +53,7 @@ class _Open:
     has_key: bool = False
     merges: list[dict[Any, Any]] = field(default_factory=list)
     merging: bool = False
+    is_map: bool = False
 
 
 @dataclass
@@ -103,7 +104,7 @@ class _Builder:
         if not self.stack:
             return ()
         top = self.stack[-1]
-        if isinstance(top.data, list):
+        if not top.is_map:
             path = (*top.path, str(len(top.data)))
             self.lines[path] = _mark_line(event)
             return path
@@ -114,18 +115,13 @@ class _Builder:
             self.root = value
             return
         top = self.stack[-1]
-        top.size += size
-        if top.size > MAX_NODES:
-            raise YamlProblem(f"more than {MAX_NODES} values once aliases are expanded")
-        if isinstance(top.data, list):
+        self.count(top, size)
+        if not top.is_map:
             top.data.append(value)
         elif not top.has_key:
             self.set_key(top, value, event)
         else:
             self.set_value(top, value, event)
-
-    def awaits_key(self) -> bool:
-        return bool(self.stack) and isinstance(self.stack[-1].data, dict) and not self.stack[-1].has_key
 
     def set_key(self, top: _Open, key: Any, event: Any) -> None:
         try:
@@ -147,17 +143,40 @@ class _Builder:
         top.has_key, top.merging = False, False
 
     def scalar(self, event: Any) -> None:
-        tag, is_key = _tag(event), self.awaits_key()
-        if is_key and tag == _MERGE:
-            top = self.stack[-1]
-            top.has_key, top.merging = True, True
+        """The commonest event, so the way through it is short: a key, or a value (its path built only for
+        ${NAME} expansion)."""
+        tag = _tag(event)
+        top = self.stack[-1] if self.stack else None
+        if top is not None and top.is_map and not top.has_key:
+            if tag == _MERGE:
+                top.has_key, top.merging = True, True
+                return
+            key = _scalar(event, tag)  # a scalar: hashable
+            top.key, top.has_key = key, True
+            self.lines[(*top.path, str(key))] = event.start_mark.line + 1
+            self.remember(event.anchor, key, 1)
+            self.count(top, 1)
             return
-        path = self.child_path(event)
         value = _scalar(event, tag)
-        if self.expand is not None and not is_key and isinstance(value, str) and "${" in value:
+        if top is not None and not top.is_map:
+            self.lines[(*top.path, str(len(top.data)))] = event.start_mark.line + 1
+        if self.expand is not None and isinstance(value, str) and "${" in value:
+            path = () if top is None else (*top.path, str(top.key if top.is_map else len(top.data)))
             value = self.expand(value, path)  # values only, as before: a key is never expanded
         self.remember(event.anchor, value, 1)
-        self.add(value, 1, event)
+        if top is None:
+            self.root = value
+            return
+        self.count(top, 1)
+        if top.is_map:
+            self.set_value(top, value, event)
+        else:
+            top.data.append(value)
+
+    def count(self, top: _Open, size: int) -> None:
+        top.size += size
+        if top.size > MAX_NODES:
+            raise YamlProblem(f"more than {MAX_NODES} values once aliases are expanded")
 
     def alias(self, event: Any) -> None:
         if event.anchor not in self.anchors:  # undefined, or an alias inside the collection it names
@@ -173,7 +192,7 @@ class _Builder:
         tag = event.tag
         if tag not in (None, "!", _MAP if isinstance(data, dict) else _SEQ):
             raise YamlProblem(f"tag {str(tag)[:60]} is not supported", _mark_line(event))
-        self.stack.append(_Open(data, self.child_path(event), event.anchor))
+        self.stack.append(_Open(data, self.child_path(event), event.anchor, is_map=isinstance(data, dict)))
 
     def close(self, event: Any) -> None:
         done = self.stack.pop()
