@@ -1,6 +1,6 @@
 """Modules the broker needs on its first requests but not to start (botocore: the SigV4 signer of signed STS
 calls, the credential chain of the broker's own credentials, a fifth of a second to import; the CA store of the
-STS connections). The modules that
+STS connections; jinja2, for the first page). The modules that
 use them import them where they are used, so start-up to the first /readyz does not wait for them; once the
 app serves, a worker thread imports them, so the first signed call does not pay for it on the event loop."""
 
@@ -10,7 +10,7 @@ import importlib
 import threading
 
 DEFERRED = ("botocore.auth", "botocore.awsrequest", "botocore.credentials", "botocore.exceptions",
-            "botocore.session")
+            "botocore.session", "jinja2", "starlette.templating")
 
 
 def preload() -> None:

@@ -1,5 +1,6 @@
 """Start-up imports only what serving the first request needs: boto3 only when it is the configured STS
-transport, botocore (the SigV4 signer, the credential chain) on first use or from the preload thread."""
+transport, botocore (the SigV4 signer, the credential chain) and jinja2 (pages) on first use or from the preload
+thread."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import subprocess
 import sys
 
-DEFERRED_ROOTS = ("boto3", "botocore", "s3transfer")
+DEFERRED_ROOTS = ("boto3", "botocore", "s3transfer", "jinja2")
 
 
 def _loaded_after(code: str) -> list[str]:
@@ -26,5 +27,5 @@ def test_the_preload_imports_what_first_requests_need() -> None:
     loaded = _loaded_after("from broker.warmup import preload\npreload()\n"
                            "from broker.issuers.sts_http import tls_context\n"
                            "assert tls_context.cache_info().currsize == 1")
-    assert {"botocore.auth", "botocore.session", "botocore.credentials"} <= set(loaded)
+    assert {"botocore.auth", "botocore.session", "botocore.credentials", "jinja2"} <= set(loaded)
     assert "boto3" not in loaded

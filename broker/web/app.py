@@ -39,7 +39,7 @@ from broker.web.context import WebContext, context_of_app
 from broker.web.errors import broker_error, http_error, unexpected_error
 from broker.web.middleware import BodyLimit, SecurityHeaders
 from broker.web.proxy import ForwardedFor, IpNetwork
-from broker.web.render import templates
+from broker.web.render import lazy_templates
 from broker.web.sessions import SessionManager
 
 ROUTES = [
@@ -112,7 +112,7 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
     # public_url, so a path with a stray slash is a 404 like any other unknown path.
     app.router.redirect_slashes = False
     app.state.context = WebContext(
-        service=service, audit=audit, metrics=metrics, templates=templates(),
+        service=service, audit=audit, metrics=metrics, templates=lazy_templates(),
         sessions=SessionManager(service.store, settings.session.secret.get_secret_value(),
                                 settings.session.lifetime.total_seconds()),
         cookie_name=settings.session.cookie_name,
