@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         from broker.client.main import main as client_main
 
         return client_main(words)
+    from broker.warmup import skip_pydantic_plugins
+
+    skip_pydantic_plugins()
     args = _parser().parse_args(words)
     configure_logging()
     if args.command == "check":

@@ -5,8 +5,12 @@ thread."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 DEFERRED_ROOTS = ("boto3", "botocore", "s3transfer", "jinja2")
 
@@ -29,3 +33,14 @@ def test_the_preload_imports_what_first_requests_need() -> None:
                            "assert tls_context.cache_info().currsize == 1")
     assert {"botocore.auth", "botocore.session", "botocore.credentials", "jinja2"} <= set(loaded)
     assert "boto3" not in loaded
+
+
+def test_server_commands_switch_pydantic_plugins_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from broker.cli import main
+
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    main(["check", "--config", str(tmp_path / "absent.yaml")])
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "")  # what a deployment sets is kept
+    main(["check", "--config", str(tmp_path / "absent.yaml")])
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == ""
