@@ -1,8 +1,9 @@
 """Modules the broker needs on its first requests but not to start (botocore: the SigV4 signer of signed STS
 calls, the credential chain of the broker's own credentials, a fifth of a second to import; the CA store of the
 STS connections; jinja2, for the first page). The modules that
-use them import them where they are used, so start-up to the first /readyz does not wait for them; once the
-app serves, a worker thread imports them, so the first signed call does not pay for it on the event loop."""
+use them import them where they are used, so start-up to the first /readyz does not wait for them; a second
+after the app starts, a worker thread imports them, so the first signed call (or page) does not pay for it on
+the event loop. A request that comes sooner imports what it needs itself, as it would have at start-up."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import importlib
 import os
 import threading
 
+PRELOAD_AFTER = 1.0  # seconds after the app's start-up: the server binds and answers its first probe first
 DEFERRED = ("botocore.auth", "botocore.awsrequest", "botocore.credentials", "botocore.exceptions",
             "botocore.session", "jinja2", "starlette.templating")
 

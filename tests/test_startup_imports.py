@@ -44,3 +44,31 @@ def test_server_commands_switch_pydantic_plugins_off(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "")  # what a deployment sets is kept
     main(["check", "--config", str(tmp_path / "absent.yaml")])
     assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == ""
+
+
+PRELOAD_SCRIPT = """
+import os, secrets, sys, tempfile, time
+from pathlib import Path
+os.environ.update(SESSION_SECRET=secrets.token_urlsafe(48), OKTA_SECRET="okta-client-secret-value")
+from starlette.testclient import TestClient
+from broker.config import load_settings
+from broker.warmup import PRELOAD_AFTER
+from broker.web.app import create_app
+from tests.test_config_check import tree
+
+with tempfile.TemporaryDirectory() as tmp, TestClient(create_app(load_settings(tree(Path(tmp))))) as client:
+    assert client.get("/readyz").status_code == 200
+    before = "botocore.auth" in sys.modules
+    deadline = time.monotonic() + PRELOAD_AFTER + 20
+    while "jinja2" not in sys.modules and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(before, "botocore.auth" in sys.modules and "jinja2" in sys.modules)
+"""
+
+
+def test_the_app_preloads_after_it_starts() -> None:
+    """Ready without botocore; the preload thread brings it (and jinja2) in once the app has started."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", PRELOAD_SCRIPT], capture_output=True, text=True, check=True,
+                          timeout=120, cwd=root)
+    assert done.stdout.split() == ["False", "True"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from broker.logs import quiet_chatty_loggers
 from broker.metrics import Metrics
 from broker.service import BrokerService
 from broker.settings import Settings
-from broker.warmup import preload_in_background
+from broker.warmup import PRELOAD_AFTER, preload_in_background
 from broker.web import (
     openapi,
     routes_admin,
@@ -93,7 +94,9 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        preload_in_background()  # what the first requests need and start-up does not (broker/warmup.py)
+        # What the first requests need and start-up does not (broker/warmup.py), once the server is up: a
+        # thread importing modules holds the GIL, so it would slow the server's own start and first probe.
+        asyncio.get_running_loop().call_later(PRELOAD_AFTER, preload_in_background)
         yield
         await service.close()
 
