@@ -65,7 +65,7 @@ def _env_expander(problems: list[tuple[str, ...]] | None) -> Callable[[str, tupl
     return expand
 
 
-def _located(file: Path, lines: Lines, loc: tuple[str, ...], message: str, data: Any = None) -> str:
+def located(file: Path, lines: Lines, loc: tuple[str, ...], message: str, data: Any = None) -> str:
     """`file:line: field: message`; with the file's data, list items with an id are named by it."""
     line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
     line = line or min(lines.values(), default=None)  # a top-level key missing: where the mapping starts
@@ -87,7 +87,7 @@ def read_yaml(file: Path, *, need_env: bool = True) -> tuple[Any, list[str], Lin
         where = f"{file}:{exc.line}:{exc.column}" if exc.column else f"{file}:{exc.line}" if exc.line else f"{file}"
         return None, [f"{where}: not valid YAML: {exc.message}"], {}
     lines = document.lines
-    return document.data, [_located(file, lines, loc, msg) for *loc_parts, msg in problems
+    return document.data, [located(file, lines, loc, msg) for *loc_parts, msg in problems
                            for loc in [tuple(loc_parts)]], lines
 
 
@@ -111,9 +111,9 @@ def validation_problems(file: Path, exc: ValidationError, lines: Lines | None = 
             match = _PART_PATH.fullmatch(part)
             if match and (not loc or match.group(1).split(".")[0] == loc[-1]):
                 where = (*loc[:-1], *match.group(1).split(".")) if loc else tuple(match.group(1).split("."))
-                out.append(_located(file, lines or {}, where, match.group(2), data))
+                out.append(located(file, lines or {}, where, match.group(2), data))
             else:
-                out.append(_located(file, lines or {}, loc, part, data))
+                out.append(located(file, lines or {}, loc, part, data))
     return out
 
 
@@ -164,7 +164,7 @@ class IdpFiles:
     def add(self, file: Path, lines: Lines, idp: IdpConfig) -> None:
         if idp.id in self.sources:  # the first file keeps the id; the message names both
             first, first_lines = self.sources[idp.id]
-            self.problems.append(_located(file, lines, ("id",), f"duplicate IdP id {idp.id!r}: "
+            self.problems.append(located(file, lines, ("id",), f"duplicate IdP id {idp.id!r}: "
                                           f"{first}:{first_lines.get(('id',), 1)} has it too"))
             return
         self.idps[idp.id] = idp
@@ -189,7 +189,7 @@ def read_idps(directory: Path, *, need_env: bool = True) -> IdpFiles:
         files = KINDS[idp.type].files
         if files is not None:  # relative to the directory of the IdP's file; each must exist
             idp, named = files(idp, functools.partial(_resolve, file.resolve().parent))
-            found.problems += [_located(file, lines, (key,), f"no such file: {path}") for key, path in named
+            found.problems += [located(file, lines, (key,), f"no such file: {path}") for key, path in named
                                if not path.is_file()]
         found.add(file, lines, idp)
     return found

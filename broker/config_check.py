@@ -18,12 +18,12 @@ from pydantic import ValidationError
 from broker.config import (
     IdpFiles,
     Lines,
+    located,
     read_idps,
     read_yaml,
     resolve_paths,
     validation_problems,
 )
-from broker.config_hints import shown_path
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_metadata import check_metadata_file
 from broker.errors import ConfigError
@@ -44,13 +44,7 @@ class _Report:
         self.problems: list[str] = []
 
     def at(self, loc: tuple[str, ...], message: str) -> None:
-        line = next((self.lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in self.lines), None)
-        where = f"{self.file}:{line}" if line else f"{self.file}"
-        self.problems.append(f"{where}: {_shown(loc, self.data)}: {message}")
-
-
-def _shown(loc: tuple[str, ...], data: Any) -> str:
-    return shown_path(loc, data) or "<root>"
+        self.problems.append(located(self.file, self.lines, loc, message, self.data))
 
 
 def _where(problem: str) -> tuple[str, ...]:
