@@ -48,8 +48,10 @@ def _serve(config: Path, host: str, port: int, forwarded_allow_ips: str | None =
         settings = load_settings(config)
         app = create_app(settings, trusted_proxies=trusted)
     except ConfigError as exc:
+        from broker.config_check import check_config
+
         print("refusing to start, the configuration is invalid:", file=sys.stderr)
-        for problem in exc.problems:
+        for problem in check_config(config) or exc.problems:  # every problem of every file, as `check` lists
             print(f"  {problem}", file=sys.stderr)
         return 2
     settle_heap()

@@ -201,3 +201,12 @@ def test_bad_saml_metadata_is_located_at_its_idp_file(tmp_path: Path, capsys: py
     assert code == 1 and len(problems) == 1
     assert problems[0].startswith(f"{tmp_path / 'idp_configs' / 'generic-saml.yaml'}:{line}: metadata_file: "
                                   f"{tmp_path / 'idp_configs' / 'metadata' / 'generic-idp.xml'}: ")
+
+
+def test_serve_lists_every_problem_when_it_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A replica that cannot start says everything that is wrong at once, not the first file's problems."""
+    config = tree(tmp_path, key=False, rules="version: 2\nrules: []\n")
+    assert main(["serve", "--config", str(config), "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}:6: keys[k1].file: no such file" in err
+    assert f"{tmp_path / 'rules.yaml'}:1: version: Input should be 1" in err
