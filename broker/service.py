@@ -22,6 +22,7 @@ from broker.container_tokens import ContainerTokens
 from broker.device_codes import DeviceCodes
 from broker.errors import BadRequest, GrantInvalid, NotAuthenticated, NotFound
 from broker.grants import RoleGrant
+from broker.http_client import outbound_client
 from broker.identity import Identity
 from broker.issuance import Issuance, choose_grant
 from broker.issuers.assume_role import AssumeRoleIssuer
@@ -131,7 +132,7 @@ class BrokerService:
     @classmethod
     def build(cls, settings: Settings, audit: AuditLog) -> BrokerService:
         store = open_store(settings.store.url.get_secret_value(), max_connections=settings.store.max_connections)
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        http = outbound_client(10.0)  # its transport (httpcore, the CA store) built on first use
         return cls(load_components(settings), store=store, http=http, audit=audit)
 
     async def close(self) -> None:

@@ -1,9 +1,9 @@
-"""Modules the broker needs on its first requests but not to start (botocore: the SigV4 signer of signed STS
-calls, the credential chain of the broker's own credentials, a fifth of a second to import; the CA store of the
-STS connections; jinja2, for the first page). The modules that
-use them import them where they are used, so start-up to the first /readyz does not wait for them; a second
-after the app starts, a worker thread imports them, so the first signed call (or page) does not pay for it on
-the event loop. A request that comes sooner imports what it needs itself, as it would have at start-up."""
+"""What the broker needs on its first requests but not to start: botocore (the SigV4 signer of signed STS calls,
+the credential chain of the broker's own credentials: a fifth of a second to import), the CA store of the STS
+connections, the outbound HTTP client's transport (broker/http_client.py), jinja2 (the first page). The modules
+that use them import or build them where they are used, so start-up to the first /readyz does not wait for
+them; a second after the app starts, a worker thread does it, so the first signed call (or page, or login) does
+not pay for it on the event loop. A request that comes sooner does it itself, as start-up would have."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ DEFERRED = ("botocore.auth", "botocore.awsrequest", "botocore.credentials", "bot
 
 
 def preload() -> None:
+    from broker.http_client import build_transports
     from broker.issuers.sts_http import tls_context
 
     for name in DEFERRED:
         importlib.import_module(name)
     tls_context()
+    build_transports()
 
 
 def preload_in_background() -> threading.Thread:

@@ -58,17 +58,48 @@ from tests.test_config_check import tree
 
 with tempfile.TemporaryDirectory() as tmp, TestClient(create_app(load_settings(tree(Path(tmp))))) as client:
     assert client.get("/readyz").status_code == 200
-    before = "botocore.auth" in sys.modules
+    before = any(name in sys.modules for name in ("botocore.auth", "jinja2", "httpcore"))
     deadline = time.monotonic() + PRELOAD_AFTER + 20
-    while "jinja2" not in sys.modules and time.monotonic() < deadline:
+    while "httpcore" not in sys.modules and time.monotonic() < deadline:
         time.sleep(0.05)
-    print(before, "botocore.auth" in sys.modules and "jinja2" in sys.modules)
+    time.sleep(0.5)
+    print(before, all(name in sys.modules for name in ("botocore.auth", "jinja2", "httpcore")))
 """
 
 
 def test_the_app_preloads_after_it_starts() -> None:
-    """Ready without botocore; the preload thread brings it (and jinja2) in once the app has started."""
+    """Ready without botocore, jinja2 or httpcore (the outbound client's transport); the preload thread brings
+    them in once the app has started."""
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", PRELOAD_SCRIPT], capture_output=True, text=True, check=True,
                           timeout=120, cwd=root)
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_the_lazy_transport_serves_requests_and_closes() -> None:
+    """The outbound client with its transport built on first use sends a real request (to a loopback server)."""
+    script = """
+import asyncio, http.server, sys, threading
+from broker.http_client import outbound_client
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "5"); self.end_headers(); self.wfile.write(b"hello")
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Hello)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+
+async def main():
+    client = outbound_client(5.0)
+    before = "httpcore" in sys.modules
+    response = await client.get(f"http://127.0.0.1:{server.server_port}/")
+    await client.aclose()
+    print(before, response.status_code, response.text)
+
+asyncio.run(main())
+server.shutdown()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.split() == ["False", "200", "hello"]
