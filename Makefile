@@ -67,6 +67,7 @@ bench: $(STAMP) wrk sys
 	$(BIN)/python -m bench.sts_paths
 	$(BIN)/python -m bench.cli_credential_process
 	$(BIN)/python -m bench.signing_keys
+	$(BIN)/python -m bench.startup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

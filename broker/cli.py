@@ -21,15 +21,12 @@ if TYPE_CHECKING:
 
 
 def _check(config: Path) -> int:
-    from broker.config import load_settings
-    from broker.errors import ConfigError
-    from broker.service import load_components
+    from broker.config_check import check_config
 
-    try:
-        load_components(load_settings(config))
-    except ConfigError as exc:
-        print(f"{len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
+    problems = check_config(config)
+    if problems:
+        print(f"{len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     print(f"{config}: OK")
@@ -51,8 +48,10 @@ def _serve(config: Path, host: str, port: int, forwarded_allow_ips: str | None =
         settings = load_settings(config)
         app = create_app(settings, trusted_proxies=trusted)
     except ConfigError as exc:
+        from broker.config_check import check_config
+
         print("refusing to start, the configuration is invalid:", file=sys.stderr)
-        for problem in exc.problems:
+        for problem in check_config(config) or exc.problems:  # every problem of every file, as `check` lists
             print(f"  {problem}", file=sys.stderr)
         return 2
     settle_heap()
@@ -191,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         from broker.client.main import main as client_main
 
         return client_main(words)
+    from broker.warmup import skip_pydantic_plugins
+
+    skip_pydantic_plugins()
     args = _parser().parse_args(words)
     configure_logging()
     if args.command == "check":

@@ -11,6 +11,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from broker.config import load_idps, read_yaml, validation_problems
+from broker.config_hints import shown_path
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.errors import ConfigError
 from broker.rules.evaluate import evaluate
@@ -49,11 +50,11 @@ def check(file: Path, idp_configs: Path | None) -> int:
         provided = {i: cfg.claims_provided() for i, cfg in idps.items()}
         saml_without_aws = {i for i, cfg in idps.items()
                             if isinstance(cfg, SamlIdpConfig) and cfg.aws_passthrough is None}
-    _, _, lines = read_yaml(file)
+    data, _, lines = read_yaml(file)
     for finding in lint(rules, provided, saml_without_aws):
         line = next((lines[finding.path[:n]] for n in range(len(finding.path), 0, -1)
                      if finding.path[:n] in lines), None)
-        print(f"{file}:{line}: {'.'.join(finding.path)}: warning: {finding.message}")
+        print(f"{file}:{line}: {shown_path(finding.path, data)}: warning: {finding.message}")
     print(f"{file}: OK ({len(rules.rules)} rules, {len(rules.tests)} test cases)")
     return 0
 

@@ -12,20 +12,22 @@ import functools
 import operator
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, cast
 
-import yaml
 from pydantic import (
+    BaseModel,
     Field,
     TypeAdapter,
     ValidationError,
 )
 
+from broker import config_hints, yaml_nodes
 from broker.errors import ConfigError
 from broker.logins.kinds import KINDS
 from broker.settings import AuditConfig, IdpModel, Settings
-from broker.yaml_limits import yaml_shape_problem
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -48,100 +50,70 @@ def parse_idp(data: Any) -> IdpConfig:
 # ---- loading -------------------------------------------------------------------------------------
 
 
-def _expand_env(node: Any, path: tuple[str, ...], problems: list[tuple[str, ...]] | None) -> Any:
+Lines = dict[tuple[str, ...], int]
+
+
+def _env_expander(problems: list[tuple[str, ...]] | None) -> Callable[[str, tuple[str, ...]], str]:
     """Replace ${NAME}; a missing variable is a problem, or (problems=None, for linting) an empty string."""
-    if isinstance(node, str):
+    def expand(text: str, path: tuple[str, ...]) -> str:
         def sub(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ and problems is not None:
                 problems.append((*path, f"environment variable {name} is not set"))
             return os.environ.get(name, "")
-        return _ENV_REF.sub(sub, node)
-    if isinstance(node, dict):
-        return {k: _expand_env(v, (*path, str(k)), problems) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_expand_env(v, (*path, str(i)), problems) for i, v in enumerate(node)]
-    return node
+        return _ENV_REF.sub(sub, text)
+    return expand
 
 
-Lines = dict[tuple[str, ...], int]
-
-
-def _line_map(node: yaml.Node | None, path: tuple[str, ...] = (), lines: Lines | None = None) -> Lines:
-    """The 1-based line of every key and list item, by its path, so problems can name their line."""
-    lines = {} if lines is None else lines
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, str(key.value))
-            lines[child] = key.start_mark.line + 1
-            _line_map(value, child, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            child = (*path, str(i))
-            lines[child] = item.start_mark.line + 1
-            _line_map(item, child, lines)
-    return lines
-
-
-def _located(file: Path, lines: Lines, loc: tuple[str, ...], message: str) -> str:
+def located(file: Path, lines: Lines, loc: tuple[str, ...], message: str, data: Any = None) -> str:
+    """`file:line: field: message`; with the file's data, list items with an id are named by it."""
     line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    line = line or min(lines.values(), default=None)  # a top-level key missing: where the mapping starts
     where = f"{file}:{line}" if line else f"{file}"
-    return f"{where}: {'.'.join(loc) or '<root>'}: {message}"
-
-
-def _load(text: str) -> tuple[Any, yaml.Node | None]:
-    """The data and the node tree it was built from, from one parse: `safe_load` and `compose` each parse
-    the text, and the line map needs the nodes."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        return (loader.construct_document(node) if node is not None else None), node
-    finally:
-        loader.dispose()
+    return f"{where}: {config_hints.shown_path(loc, data) or '<root>'}: {message}"
 
 
 def read_yaml(file: Path, *, need_env: bool = True) -> tuple[Any, list[str], Lines]:
-    """Parse a YAML file and expand ${ENV} references. Problems name the file and line."""
+    """Parse a YAML file (once, libyaml) and expand ${ENV} references. Problems name the file and line."""
+    problems: list[tuple[str, ...]] = []
     try:
         text = file.read_text(encoding="utf-8")
-        shape = yaml_shape_problem(text)
-        if shape is not None:
-            return None, [f"{file}: {shape}"], {}
-        raw, node = _load(text)
-        lines = _line_map(node)
+        document = yaml_nodes.parse(text, _env_expander(problems if need_env else None))
     except OSError as exc:
         return None, [f"{file}: cannot read: {exc.strerror}"], {}
     except UnicodeDecodeError as exc:
         return None, [f"{file}: not UTF-8 (byte {exc.start}); save it as UTF-8"], {}
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # PyYAML's constructors, on `!!int x` & co.
-        return None, [f"{file}: not valid YAML: a value does not fit its explicit tag ({type(exc).__name__})"], {}
-    except yaml.YAMLError as exc:
-        return None, [f"{file}: not valid YAML: {exc}"], {}
-    problems: list[tuple[str, ...]] = []
-    data = _expand_env(raw, (), problems if need_env else None)
-    return data, [_located(file, lines, loc, msg) for *loc_parts, msg in problems
-                  for loc in [tuple(loc_parts)]], lines
+    except yaml_nodes.YamlProblem as exc:
+        where = f"{file}:{exc.line}:{exc.column}" if exc.column else f"{file}:{exc.line}" if exc.line else f"{file}"
+        return None, [f"{where}: not valid YAML: {exc.message}"], {}
+    lines = document.lines
+    return document.data, [located(file, lines, loc, msg) for *loc_parts, msg in problems
+                           for loc in [tuple(loc_parts)]], lines
 
 
 _PART_PATH = re.compile(r"^([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*): (.*)$", re.DOTALL)
 
 
-def validation_problems(file: Path, exc: ValidationError, lines: Lines | None = None) -> list[str]:
+def validation_problems(file: Path, exc: ValidationError, lines: Lines | None = None, *,
+                        model: type[BaseModel] | None = None, data: Any = None) -> list[str]:
     """One line per problem, located as precisely as the message allows: a message that starts with a
     relative path ("when.groups.regexp: ...") extends the field path, and a cross-field message listing
-    several "rules.0.grant.1: ..." parts is split into one problem each."""
+    several "rules.0.grant.1: ..." parts is split into one problem each. With the root `model`, an unknown key
+    gets the closest known one ("did you mean"); with the file's `data`, rules are named by their id."""
     out = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
         message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and (hint := config_hints.did_you_mean(model, loc)) is not None:
+            message += f"; did you mean {hint!r}?"
         parts = message.split("; ") if not loc else [message]
         for part in parts:
             match = _PART_PATH.fullmatch(part)
             if match and (not loc or match.group(1).split(".")[0] == loc[-1]):
                 where = (*loc[:-1], *match.group(1).split(".")) if loc else tuple(match.group(1).split("."))
-                out.append(_located(file, lines or {}, where, match.group(2)))
+                out.append(located(file, lines or {}, where, match.group(2), data))
             else:
-                out.append(_located(file, lines or {}, loc, part))
+                out.append(located(file, lines or {}, loc, part, data))
     return out
 
 
@@ -158,7 +130,12 @@ def load_settings(file: Path) -> Settings:
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(file, exc, lines)) from None
+        raise ConfigError(validation_problems(file, exc, lines, model=Settings, data=data)) from None
+    return resolve_paths(settings, file)
+
+
+def resolve_paths(settings: Settings, file: Path) -> Settings:
+    """The settings with every relative path made relative to the directory of broker.yaml."""
     base = file.resolve().parent
     audit_path = settings.audit.path
     if audit_path != "-":
@@ -181,31 +158,54 @@ def load_settings(file: Path) -> Settings:
     })
 
 
-def load_idps(directory: Path, *, need_env: bool = True) -> dict[str, IdpConfig]:
-    """Every *.yaml in the directory is one IdP. All problems in all files are reported together."""
-    if not directory.is_dir():
-        raise ConfigError([f"{directory}: idp_configs is not a directory"])
-    idps: dict[str, IdpConfig] = {}
-    problems: list[str] = []
+@dataclass
+class IdpFiles:
+    """The IdP files of a directory: each valid IdP, the file (and line map) it came from, and the problems
+    of every file."""
+
+    idps: dict[str, IdpConfig] = field(default_factory=dict)
+    sources: dict[str, tuple[Path, Lines]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, file: Path, lines: Lines, idp: IdpConfig) -> None:
+        if idp.id in self.sources:  # the first file keeps the id; the message names both
+            first, first_lines = self.sources[idp.id]
+            self.problems.append(located(file, lines, ("id",), f"duplicate IdP id {idp.id!r}: "
+                                          f"{first}:{first_lines.get(('id',), 1)} has it too"))
+            return
+        self.idps[idp.id] = idp
+        self.sources[idp.id] = (file, lines)
+
+
+def read_idps(directory: Path, *, need_env: bool = True) -> IdpFiles:
+    """Every *.yaml in the directory is one IdP; every file is read, whatever the others hold."""
+    found = IdpFiles()
     for file in sorted(directory.glob("*.yaml")):
         data, file_problems, lines = read_yaml(file, need_env=need_env)
-        problems += file_problems
+        found.problems += file_problems
         if file_problems:
             continue
         try:
             idp = parse_idp(data)
         except ValidationError as exc:
-            problems += validation_problems(file, exc, lines)
+            name = data.get("type") if isinstance(data, dict) else None
+            kind = KINDS.get(name) if isinstance(name, str) else None
+            found.problems += validation_problems(file, exc, lines, model=kind.model if kind else None)
             continue
-        if idp.id in idps:
-            problems.append(f"{file}: id: duplicate IdP id {idp.id!r}")
         files = KINDS[idp.type].files
         if files is not None:  # relative to the directory of the IdP's file; each must exist
             idp, named = files(idp, functools.partial(_resolve, file.resolve().parent))
-            problems += [_located(file, lines, (key,), f"no such file: {path}") for key, path in named
-                         if not path.is_file()]
-        idps[idp.id] = idp
-    if problems:
-        raise ConfigError(problems)
-    return idps
+            found.problems += [located(file, lines, (key,), f"no such file: {path}") for key, path in named
+                               if not path.is_file()]
+        found.add(file, lines, idp)
+    return found
 
+
+def load_idps(directory: Path, *, need_env: bool = True) -> dict[str, IdpConfig]:
+    """Every *.yaml in the directory is one IdP. All problems in all files are reported together."""
+    if not directory.is_dir():
+        raise ConfigError([f"{directory}: idp_configs is not a directory"])
+    found = read_idps(directory, need_env=need_env)
+    if found.problems:
+        raise ConfigError(found.problems)
+    return found.idps

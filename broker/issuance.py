@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.audit import AuditLog
 from broker.errors import NotAuthorized, RoleChoiceNeeded, ViaNotAvailable
@@ -19,9 +19,11 @@ from broker.grants import RoleGrant
 from broker.identity import Identity
 from broker.issuers.cache import CredentialCache, cache_key
 from broker.issuers.credentials import Credentials, isoformat
-from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.rules.evaluate import Decision
+
+if TYPE_CHECKING:  # boto3's transport, imported only when configured (service.open_sts)
+    from broker.issuers.sts_client import StsClient
 
 
 class Issuer(Protocol):

@@ -24,7 +24,7 @@ def load_rules(file: Path) -> RuleSet:
     try:
         return RuleSet.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(file, exc, lines)) from None
+        raise ConfigError(validation_problems(file, exc, lines, model=RuleSet, data=data)) from None
 
 
 class RulesSource:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -22,6 +22,7 @@ from broker.container_tokens import ContainerTokens
 from broker.device_codes import DeviceCodes
 from broker.errors import BadRequest, GrantInvalid, NotAuthenticated, NotFound
 from broker.grants import RoleGrant
+from broker.http_client import outbound_client
 from broker.identity import Identity
 from broker.issuance import Issuance, choose_grant
 from broker.issuers.assume_role import AssumeRoleIssuer
@@ -52,6 +53,9 @@ from broker.store import StateStore, open_store
 from broker.store_measured import measured
 from broker.token_exchange import Exchanged, ExchangeRequest, ExchangeTrace, TokenExchange
 
+if TYPE_CHECKING:
+    from broker.issuers.sts_client import StsClient
+
 __all__ = ["LOGIN_TTL", "BrokerService", "Components", "load_components"]
 CODE_REUSE_WATCH = 600.0  # how long a used authorization code is remembered, to end its session if replayed
 
@@ -81,6 +85,8 @@ def open_sts(settings: Settings) -> HttpStsClient | StsClient:
     exchange = settings.token_exchange
     if exchange.sts_transport == "event_loop":
         return HttpStsClient(settings.aws, max_connections=exchange.sts_max_connections)
+    from broker.issuers.sts_client import StsClient  # boto3 (0.2 s to import) only when it is the transport
+
     return StsClient(settings.aws)
 
 
@@ -131,7 +137,7 @@ class BrokerService:
         store = measured(open_store(settings.store.url.get_secret_value(),
                                     max_connections=settings.store.max_connections,
                                     options=store_options(settings.store)))
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        http = outbound_client(10.0)  # its transport (httpcore, the CA store) built on first use
         return cls(load_components(settings), store=store, http=http, audit=audit)
 
     async def close(self) -> None:

@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote_plus
 
 from broker.connectors.tokens import TokenConnector, TokenConnectors, Unverified, digest_of, peek
@@ -34,7 +34,6 @@ from broker.identity import Identity
 from broker.issuance import Issuance, choose_grant
 from broker.issuers.cache import CredentialCache, cache_key
 from broker.issuers.credentials import Credentials
-from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.rate_limits import RateLimits, subject_key
 from broker.rules.evaluate import Decision, evaluate
@@ -42,6 +41,9 @@ from broker.rules.schema import RuleSet
 from broker.rules_source import RulesSource
 from broker.settings import TokenExchangeConfig
 from broker.store import StateStore
+
+if TYPE_CHECKING:  # boto3's transport, imported only when configured (service.open_sts)
+    from broker.issuers.sts_client import StsClient
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 - a type URI, not a secret

@@ -100,7 +100,7 @@ def test_check_command_prints_problems_and_fails(tmp_path: Path, capsys: pytest.
     write(tmp_path / "rules.yaml", {"version": 2, "rules": [{"id": "r"}]})
     assert main(["check", "--config", str(file)]) == 1
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'rules.yaml'}:3: version:" in err and f"{tmp_path / 'rules.yaml'}:2: rules.0:" in err
+    assert f"{tmp_path / 'rules.yaml'}:3: version:" in err and f"{tmp_path / 'rules.yaml'}:2: rules[r]:" in err
 
 
 def test_serve_refuses_to_start_on_weak_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
-import botocore.session
-from botocore.credentials import Credentials as BotoCredentials
-from botocore.credentials import RefreshableCredentials
-from botocore.exceptions import BotoCoreError
 
 from broker.errors import StsUnavailable
 from broker.issuers.credentials import CallerKeys
+
+if TYPE_CHECKING:  # botocore is imported on first use, off the start path (broker/warmup.py preloads it)
+    from botocore.credentials import Credentials as BotoCredentials
 
 RETRY_AFTER = 60.0  # seconds before a failed chain walk (which may probe the metadata service) is tried again
 
@@ -42,6 +42,8 @@ class OwnCredentials:
         return f"OwnCredentials(profile={self._profile!r}, resolved={self._resolved is not None})"
 
     async def current(self) -> CallerKeys:
+        from botocore.credentials import RefreshableCredentials
+
         found = self._resolved or await self._resolve()
         if isinstance(found, RefreshableCredentials) and found.refresh_needed():
             frozen = await anyio.to_thread.run_sync(found.get_frozen_credentials)
@@ -63,6 +65,9 @@ class OwnCredentials:
             return self._resolved
 
     def _chain(self) -> BotoCredentials:
+        import botocore.session
+        from botocore.exceptions import BotoCoreError
+
         try:
             session = botocore.session.Session(profile=self._profile)
             if self._file is not None:

@@ -13,7 +13,6 @@ events botocore documents for extensions). So one client serves every caller.
 from __future__ import annotations
 
 import functools
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 from broker.errors import BrokerError, StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import CallerKeys, Credentials
+from broker.issuers.sts_errors import sts_error
 from broker.issuers.sts_params import assume_role_params, federation_token_params
 from broker.settings import AwsConfig
 from broker.telemetry import measured_sts
@@ -36,53 +36,9 @@ from broker.telemetry import measured_sts
 _CALLER = "BrokerCaller"  # the extra parameter carrying a signed call's credentials (never sent)
 _SIGNED = ("AssumeRole", "GetFederationToken")
 
-_UNAVAILABLE = {
-    "Throttling", "ThrottlingException", "RequestLimitExceeded", "ServiceUnavailable", "InternalFailure",
-    "InternalError", "IDPCommunicationError",
-}
-_REFUSED_PUBLIC = {
-    "AccessDenied": "AWS refused this role: its trust policy does not allow this sign-in.",
-    "InvalidIdentityToken": "AWS did not accept the broker's identity token for this role.",
-    "ExpiredTokenException": "AWS did not accept the broker's identity token for this role.",
-    "IDPRejectedClaim": "AWS did not accept the broker's identity token for this role.",
-    "RegionDisabledException": "AWS STS is not enabled in the configured region for this account.",
-    # AssumeRole / GetFederationToken (signed calls)
-    "ValidationError": ("AWS refused the request for this role as invalid (a duration above the role's maximum, "
-                        "or above 1 hour in a role chain?)."),
-    "MalformedPolicyDocument": "AWS refused the session policy of this role's grant.",
-    "PackedPolicyTooLarge": "AWS refused this role's session policy and tags together as too large.",
-    "ExpiredToken": "The credentials the broker signs this role's request with have expired.",
-    "InvalidClientTokenId": "AWS does not know the credentials the broker signs this role's request with.",
-    "SignatureDoesNotMatch": "AWS did not accept the signature of the broker's request for this role.",
-    "IncompleteSignature": "AWS did not accept the signature of the broker's request for this role.",
-    "MissingAuthenticationToken": "AWS did not accept the signature of the broker's request for this role.",
-    "InvalidParameterValue": ("AWS refused a parameter of this role's request (a session tag its hub session "
-                              "already carries, set again?)."),
-}
-
-
-def _snake(code: str) -> str:
-    """AccessDenied -> access_denied; an acronym stays one word: IDPRejectedClaim -> idp_rejected_claim."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", code.removesuffix("Exception")).lower()
-
-
 def map_client_error(exc: ClientError) -> BrokerError:
     error = exc.response.get("Error", {})
     return sts_error(str(error.get("Code", "Unknown")), str(error.get("Message", "")))
-
-
-def is_unavailable_code(code: str) -> bool:
-    """An STS error code that means "try later" (throttling, STS or the IdP down), not a refusal."""
-    return code in _UNAVAILABLE
-
-
-def sts_error(code: str, message: str) -> BrokerError:
-    """STS's error code and message as the broker's error, whichever transport read them."""
-    detail = f"STS {code}: {message}"
-    if code in _UNAVAILABLE:
-        return StsUnavailable(detail, reason=f"sts_{_snake(code)}")
-    public = _REFUSED_PUBLIC.get(code, "AWS refused the request for this role.")
-    return StsRefused(detail, reason=f"sts_{_snake(code)}", public=public)
 
 
 def map_transport_error(exc: BotoCoreError) -> BrokerError:

@@ -33,7 +33,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from broker.errors import BrokerError, StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import CallerKeys, Credentials
-from broker.issuers.sts_client import is_unavailable_code, sts_error
+from broker.issuers.sts_errors import is_unavailable_code, sts_error
 from broker.issuers.sts_params import assume_role_params, federation_token_params, query_pairs, sigv4_headers
 from broker.settings import AwsConfig
 from broker.telemetry import measured_sts
@@ -186,7 +186,6 @@ class HttpStsClient:
         self._connect_timeout = aws.connect_timeout.total_seconds()
         self._read_timeout = aws.read_timeout.total_seconds()
         self._attempts, self._backoff = aws.sts_max_attempts, aws.sts_retry_backoff.total_seconds()
-        self._ssl = ssl.create_default_context() if self._endpoint.tls else None
         self._region = aws.region
         self._idle: deque[_Connection] = deque()
         self._slots = asyncio.Semaphore(max_connections)
@@ -299,11 +298,19 @@ class HttpStsClient:
             if conn.usable():
                 return conn
             conn.close()
+        context = tls_context() if self._endpoint.tls else None
         async with asyncio.timeout(self._connect_timeout):
             _, conn = await asyncio.get_running_loop().create_connection(
-                _Connection, self._endpoint.host, self._endpoint.port, ssl=self._ssl,
-                server_hostname=self._endpoint.host if self._ssl else None)
+                _Connection, self._endpoint.host, self._endpoint.port, ssl=context,
+                server_hostname=self._endpoint.host if context else None)
         return conn
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The system's CA store, loaded once on first use: not at start-up (tens of milliseconds), and
+    broker/warmup.py loads it in a thread once the app serves."""
+    return ssl.create_default_context()
 
 
 @functools.lru_cache(maxsize=4096)

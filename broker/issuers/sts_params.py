@@ -11,10 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials as BotoCredentials
-
 from broker.grants import RoleGrant
 from broker.issuers.credentials import CallerKeys
 
@@ -69,6 +65,10 @@ def query_pairs(action: str, params: Mapping[str, Any]) -> list[tuple[str, str]]
 def sigv4_headers(url: str, region: str, body: bytes, caller: CallerKeys) -> list[tuple[str, str]]:
     """The headers SigV4 adds to a form POST of `body` to `url` (Authorization, X-Amz-Date and, for temporary
     credentials, X-Amz-Security-Token). Host and Content-Type are signed as the caller must send them."""
+    from botocore.auth import SigV4Auth  # on first use, off the start path (broker/warmup.py preloads it)
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials as BotoCredentials
+
     request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": FORM})
     signer = SigV4Auth(BotoCredentials(caller.access_key_id, caller.secret_access_key, caller.session_token),
                        "sts", region)

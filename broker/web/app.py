@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from broker.metrics import Metrics
 from broker.service import BrokerService
 from broker.settings import Settings
 from broker.store_probe import check_at_start
+from broker.warmup import PRELOAD_AFTER, preload_in_background
 from broker.web import (
     openapi,
     routes_admin,
@@ -39,7 +41,7 @@ from broker.web.context import WebContext, context_of_app
 from broker.web.errors import broker_error, http_error, unexpected_error
 from broker.web.middleware import BodyLimit, SecurityHeaders
 from broker.web.proxy import ForwardedFor, IpNetwork
-from broker.web.render import templates
+from broker.web.render import lazy_templates
 from broker.web.request_id import RequestId
 from broker.web.sessions import SessionManager
 
@@ -99,6 +101,9 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
         except BaseException:
             await service.close()
             raise
+        # What the first requests need and start-up does not (broker/warmup.py), once the server is up: a
+        # thread importing modules holds the GIL, so it would slow the server's own start and first probe.
+        asyncio.get_running_loop().call_later(PRELOAD_AFTER, preload_in_background)
         yield
         await service.close()
 
@@ -118,7 +123,7 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
     # public_url, so a path with a stray slash is a 404 like any other unknown path.
     app.router.redirect_slashes = False
     app.state.context = WebContext(
-        service=service, audit=audit, metrics=metrics, templates=templates(),
+        service=service, audit=audit, metrics=metrics, templates=lazy_templates(),
         sessions=SessionManager(service.store, settings.session.secret.get_secret_value(),
                                 settings.session.lifetime.total_seconds()),
         cookie_name=settings.session.cookie_name,

@@ -3,16 +3,20 @@ in `app.state.context`; routes read it through context_of(request), never app.st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.templating import Jinja2Templates
 
 from broker.audit import AuditLog
 from broker.metrics import Metrics
 from broker.service import BrokerService
 from broker.web.sessions import SessionManager
+
+if TYPE_CHECKING:
+    from starlette.templating import Jinja2Templates
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +24,7 @@ class WebContext:
     service: BrokerService
     audit: AuditLog
     metrics: Metrics
-    templates: Jinja2Templates
+    templates: Callable[[], Jinja2Templates]  # built on first use (render.lazy_templates)
     sessions: SessionManager
     cookie_name: str
     secure_cookies: bool  # public_url is https: cookies are Secure (SAML's cross-site one also SameSite=None)

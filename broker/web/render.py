@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.templating import Jinja2Templates
 
 from broker.web.context import context_of
+
+if TYPE_CHECKING:
+    from starlette.templating import Jinja2Templates
 
 TEMPLATES = Path(__file__).parent / "templates"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -33,9 +36,19 @@ def wants_json(request: Request) -> bool:
 
 
 def templates() -> Jinja2Templates:
+    import jinja2
+    from starlette.templating import Jinja2Templates
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
     return Jinja2Templates(env=env)
 
 
+def lazy_templates() -> Callable[[], Jinja2Templates]:
+    """templates(), built on first use: importing jinja2 is a third of a bare app's start-up, and no page is
+    needed to answer /readyz (broker/warmup.py imports it once the app serves)."""
+    return functools.cache(templates)
+
+
 def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
-    return context_of(request).templates.TemplateResponse(request, name, context, status_code=status, headers=NO_STORE)
+    return context_of(request).templates().TemplateResponse(request, name, context, status_code=status,
+                                                            headers=NO_STORE)

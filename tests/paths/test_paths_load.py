@@ -23,13 +23,13 @@ rules:
 @pytest.mark.parametrize(("grants", "message"), [
     ("""      - {role: "arn:aws:iam::444455556666:role/A", via: assume_role, from: "arn:aws:iam::111122223333:role/Hub"}
       - {role: "arn:aws:iam::444455556666:role/B", via: assume_role, from: "arn:aws:iam::444455556666:role/A"}
-""", "rules.1.grant.1: from: arn:aws:iam::444455556666:role/A is granted via assume_role: one hop only"),
+""", "rules[spokes].grant.1: from: arn:aws:iam::444455556666:role/A is granted via assume_role: one hop only"),
     ("""      - {role: "arn:aws:iam::444455556666:role/A", via: assume_role, from: "arn:aws:iam::111122223333:role/Hub",
          duration: 2h}
-""", "rules.1.grant.0: a chained grant (from:) lasts at most 1h: AWS caps role chaining at one hour"),
+""", "rules[spokes].grant.0: a chained grant (from:) lasts at most 1h: AWS caps role chaining at one hour"),
     ("""      - {role: "arn:aws:iam::444455556666:role/A", via: assume_role,
          from: "arn:aws:iam::111122223333:role/Nope"}
-""", "rules.1.grant.0: from: arn:aws:iam::111122223333:role/Nope is granted by no rule of this file"),
+""", "rules[spokes].grant.0: from: arn:aws:iam::111122223333:role/Nope is granted by no rule of this file"),
 ], ids=["two-hops", "chained-2h", "unknown-hub"])
 def test_rules_check_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str], grants: str, message: str) -> None:
     rules = tmp_path / "rules.yaml"

@@ -68,5 +68,5 @@ def test_check_warns_of_a_saml_pass_through_its_idp_cannot_serve(tmp_path: Path,
         rules.write_text(f"version: 1\nrules:\n  - id: r\n    idps: [{idp}]\n    grant: [{grant}]\n")
         assert main(["rules", "check", str(rules), "--idp-configs", str(IDP_CONFIGS)]) == 0
         out = capsys.readouterr().out
-        assert (f"rules.yaml:5: rules.0.grant.0.token: warning: token: passthrough via saml for {idp}, whose "
+        assert (f"rules.yaml:5: rules[r].grant.0.token: warning: token: passthrough via saml for {idp}, whose "
                 "config has no aws_passthrough" in out) is warned, out

@@ -35,4 +35,4 @@ def test_reload_and_keep_last_good(tmp_path: Path) -> None:
     assert roles() == ["Two"]  # the broken file is refused, the last good rules serve
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert [e["event"] for e in events] == ["rules_reloaded", "rules_reload_failed"]
-    assert "rules.0.grant.0.role" in events[1]["problems"][0] and events[1]["kept_rules"] == 1
+    assert "rules[r].grant.0.role" in events[1]["problems"][0] and events[1]["kept_rules"] == 1
