@@ -2,13 +2,12 @@
 # sts-broker image: a wheel built in a build stage, installed on a slim runtime that runs as uid 10001 with a
 # read-only root filesystem (only /tmp, a tmpfs, is written). README "Deployment" tells how to run it.
 #
-# Base image: pin it by digest where you build. This file pins the exact tag (Python patch release and Debian
-# release); the build machine of this repository cannot reach the registry to read the digest. Resolve it with
+# Base image: pinned to an exact tag (Python patch release, Debian release), the same in both stages. Pin it by
+# digest where you build: the machines this repository is developed on cannot reach the registry to read it.
 #   docker buildx imagetools inspect python:3.11.14-slim-bookworm --format '{{json .Manifest.Digest}}'
-# and build with --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest> (or edit the default).
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
-
-FROM ${PYTHON_IMAGE} AS build
+# then write python:3.11.14-slim-bookworm@sha256:<digest> in both FROM lines (tests/deploy/test_dockerfile.py
+# accepts either form, never a floating tag).
+FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 # Dependencies first, from pyproject.toml alone: this layer and the next are rebuilt only when it changes.
@@ -21,7 +20,7 @@ COPY README.md ./
 COPY broker ./broker
 RUN pip wheel --no-deps --wheel-dir /wheels/app .
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python:3.11.14-slim-bookworm AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/tmp TMPDIR=/tmp \
     STS_BROKER_CONFIG=/config/broker.yaml STS_BROKER_HOST=0.0.0.0 STS_BROKER_PORT=8000

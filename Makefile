@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-security fuzz lint bench sys wrk clean
+.PHONY: demo test test-security fuzz lint bench sys wrk clean iac-tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,7 +29,7 @@ sys:
 demo: $(STAMP) sys
 	$(BIN)/sts-broker demo
 
-test: $(STAMP) sys
+test: $(STAMP) sys iac-tools
 	$(BIN)/python -m pytest -q
 
 # The security suite alone (it is also part of `make test`, its fuzz tests bounded to a few seconds each).
@@ -44,6 +44,16 @@ fuzz: $(STAMP) sys
 lint: $(STAMP)
 	$(BIN)/ruff check broker tests bench
 	$(BIN)/mypy
+
+# checkov, the static IaC checker tests/deploy runs on examples/deploy/kubernetes and the Dockerfile, in a venv
+# of its own: its pins (boto3 1.35, ...) clash with the broker's.
+IAC_VENV := .venv-iac
+IAC_STAMP := $(IAC_VENV)/.installed-checkov-3.3.30
+$(IAC_STAMP):
+	test -x $(IAC_VENV)/bin/python || $(PY) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install -q checkov==3.3.30
+	touch $(IAC_STAMP)
+iac-tools: $(IAC_STAMP)
 
 # wrk (a real HTTP load generator) for the token exchange benchmark.
 wrk:
@@ -63,4 +73,4 @@ bench: $(STAMP) wrk sys
 	$(BIN)/python -m bench.cli_credential_process
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -30,8 +30,8 @@ def config_tree(into: Path) -> Path:
 def broker_env(**extra: str) -> dict[str, str]:
     """The environment a deployment gives the example config: its secrets, and the memory store (one process)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STS_BROKER_")}
-    env.update(BROKER_SESSION_SECRET=secrets.token_urlsafe(48), BROKER_STORE_URL="memory://",
-               OKTA_CLIENT_SECRET="not-used-until-a-login", **extra)
+    env.update({"BROKER_SESSION_SECRET": secrets.token_urlsafe(48), "BROKER_STORE_URL": "memory://",
+                "OKTA_CLIENT_SECRET": "not-used-until-a-login", **extra})
     return env
 
 
