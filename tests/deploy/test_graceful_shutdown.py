@@ -103,3 +103,26 @@ def test_a_request_past_the_deadline_is_cut_and_the_exit_is_on_time(tmp_path: Pa
     finally:
         stop(process)
     assert "timeout graceful shutdown exceeded" in log.read_text()
+
+
+def test_with_a_metrics_listener_both_stop_and_the_exit_is_0(tmp_path: Path) -> None:
+    """The metrics listener (metrics.listen) is a second uvicorn server: it stops after the main one, once
+    uvicorn hands the signal back to it, and the process still exits 0."""
+    port, metrics_port = free_port(), free_port()
+    config = config_tree(tmp_path / "config")
+    config.write_text(config.read_text() + f"metrics: {{listen: '127.0.0.1:{metrics_port}'}}\n")
+    log = tmp_path / "serve.log"
+    process = start([STS_BROKER, "serve", "--config", str(config), "--port", str(port), "--drain", "0.5",
+                     "--shutdown-deadline", "2"], broker_env(), log)
+    try:
+        wait_ready(port, process, log)
+        assert get(metrics_port, "/metrics")[0] == 200
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert get(port, "/readyz")[0] == 503
+        assert process.wait(5) == 0, log.read_text()
+        assert time.monotonic() - signalled < 0.5 + 2
+        assert _refused(port) and _refused(metrics_port)
+    finally:
+        stop(process)
+    assert log.read_text().count("Finished server process") == 2
