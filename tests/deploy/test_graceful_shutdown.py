@@ -68,7 +68,7 @@ def test_sigterm_drains_then_finishes_in_flight_requests_and_exits_0(tmp_path: P
         assert get(port, "/healthz")[0] == 200  # other requests are still served during the drain
 
         while not _refused(port):  # the listener closes once the drain is over
-            assert time.monotonic() - signalled < DRAIN + 1.0, "the listener stayed open past the drain"
+            assert time.monotonic() - signalled < DRAIN + 2.0, "the listener stayed open past the drain"
             time.sleep(0.05)
         assert time.monotonic() - signalled >= DRAIN - 0.1
         assert process.poll() is None  # the held request keeps it running
@@ -97,7 +97,7 @@ def test_a_request_past_the_deadline_is_cut_and_the_exit_is_on_time(tmp_path: Pa
         process.send_signal(signal.SIGTERM)
         assert process.wait(DRAIN + DEADLINE + 3) == 0
         took = time.monotonic() - signalled
-        assert DRAIN + DEADLINE - 0.2 <= took < DRAIN + DEADLINE + 1.5, took
+        assert DRAIN + DEADLINE - 0.2 <= took < DRAIN + DEADLINE + 2.5, took  # the slack: process teardown
         held.settimeout(2)
         assert _read_response(held).startswith(b"HTTP/1.1 500 ")  # uvicorn's answer for a cancelled request
     finally:
@@ -121,7 +121,7 @@ def test_with_a_metrics_listener_both_stop_and_the_exit_is_0(tmp_path: Path) -> 
         process.send_signal(signal.SIGTERM)
         assert get(port, "/readyz")[0] == 503
         assert process.wait(5) == 0, log.read_text()
-        assert time.monotonic() - signalled < 0.5 + 2
+        assert time.monotonic() - signalled < 0.5 + 2 + 1
         assert _refused(port) and _refused(metrics_port)
     finally:
         stop(process)
