@@ -134,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
     from broker.client.main import add_commands
-    from broker.serve_options import serve_defaults
+    from broker.serve_options import add_config, serve_defaults
 
     parser = argparse.ArgumentParser(prog="sts-broker", description="Federation identity broker for AWS")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="comma-separated addresses or networks (CIDR) of the load balancers whose "
                             "X-Forwarded-For and X-Forwarded-Proto to trust; default: trust none")
     check = sub.add_parser("check", help="validate broker.yaml, idp_configs/ and the rules file")
-    check.add_argument("--config", type=Path, default=Path("broker.yaml"))
+    add_config(check)
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys_command", required=True)
     gen = keys.add_parser("generate", help="write a new RSA signing key")
     gen.add_argument("--out", type=Path, required=True)

@@ -37,10 +37,15 @@ def _port(text: str) -> int:
     return value
 
 
+def add_config(parser: argparse.ArgumentParser) -> None:
+    """--config for serve and check: in the image, both find /config/broker.yaml without it."""
+    parser.add_argument("--config", type=Path, default=Path(os.environ.get(CONFIG_ENV) or "broker.yaml"),
+                        help=f"default: ${CONFIG_ENV}, else broker.yaml")
+
+
 def serve_defaults(serve: argparse.ArgumentParser) -> None:
     env = os.environ
-    serve.add_argument("--config", type=Path, default=Path(env.get(CONFIG_ENV) or "broker.yaml"),
-                       help=f"default: ${CONFIG_ENV}, else broker.yaml")
+    add_config(serve)
     serve.add_argument("--host", default=env.get(HOST_ENV) or "127.0.0.1", help=f"default: ${HOST_ENV}, else 127.0.0.1")
     serve.add_argument("--port", type=_port, default=_port(env.get(PORT_ENV) or str(DEFAULT_PORT)),
                        help=f"default: ${PORT_ENV}, else {DEFAULT_PORT}")

@@ -90,6 +90,15 @@ def test_the_image_command_runs_as_10001_on_a_read_only_root(tmp_path: Path) -> 
     assert "Read-only file system" not in log.read_text() and "Permission denied" not in log.read_text()
 
 
+def test_check_runs_in_the_image_as_10001(tmp_path: Path) -> None:
+    """`docker run IMAGE sts-broker check`: the same user, mounts and environment, the config found by default."""
+    tree = _config_tree(tmp_path, group=str(UID))
+    env = {**_image_env(free_port()), "CONFIG_TREE": str(tree)}
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", NAMESPACE_SCRIPT, "image", "sts-broker", "check"], env=env,
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, f"{MOUNT_POINT}/broker.yaml: OK"), done.stderr
+
+
 def test_a_key_only_its_owner_can_read_stops_the_image(tmp_path: Path) -> None:
     tree = _config_tree(tmp_path, group=None)
     port, log = free_port(), tmp_path / "image.log"
