@@ -47,7 +47,9 @@ def serve_defaults(serve: argparse.ArgumentParser) -> None:
     env = os.environ
     add_config(serve)
     serve.add_argument("--host", default=env.get(HOST_ENV) or "127.0.0.1", help=f"default: ${HOST_ENV}, else 127.0.0.1")
-    serve.add_argument("--port", type=_port, default=_port(env.get(PORT_ENV) or str(DEFAULT_PORT)),
+    # A string default goes through `type` when serve's arguments are parsed: a bad $STS_BROKER_PORT is then
+    # serve's usage error, not a traceback of every command.
+    serve.add_argument("--port", type=_port, default=env.get(PORT_ENV) or str(DEFAULT_PORT),
                        help=f"default: ${PORT_ENV}, else {DEFAULT_PORT}")
     serve.add_argument("--drain", type=_seconds, default=0.0, metavar="SECONDS",
                        help="on SIGTERM, /readyz answers 503 at once and the listener stays open this long, so "
