@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 # redis-server for the Redis half of the store conformance suite and the store bench; xmlsec1 for pysaml2
 # (the test SAML IdP) and the independent check of the SAML assertions the broker mints; chromium for the
 # browser test of the SAML HTTP-POST page (playwright drives /usr/bin/chromium).
-SYS_PROGRAMS := redis-server:redis-server xmlsec1:xmlsec1 chromium:chromium
+# caddy for tests/deploy/test_proxy_rollout.py (the compose example's TLS proxy, run on loopback).
+SYS_PROGRAMS := redis-server:redis-server xmlsec1:xmlsec1 chromium:chromium caddy:caddy
 sys:
 	@for pair in $(SYS_PROGRAMS); do prog=$${pair%%:*}; pkg=$${pair##*:}; \
 	  if ! command -v $$prog >/dev/null 2>&1; then \
