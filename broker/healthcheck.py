@@ -2,8 +2,8 @@
 
 It asks the broker on this host, at the port `sts-broker serve` listens on (`$STS_BROKER_PORT`, as the image
 sets it, else 8000), and exits 0 for a 200, 1 for anything else. A probe runs every few seconds in every
-replica, so it imports only the standard library (no broker module, no config parse: ~40 ms against ~1 s
-for a command that loads the server) and gives up after `--timeout`."""
+replica, so it imports only the standard library (no server module, no config parse: 0.24 s a probe against
+3.6 s for `sts-broker check`, best of 5 on the shared 2-core VM) and gives up after `--timeout`."""
 
 from __future__ import annotations
 
