@@ -16,6 +16,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,12 @@ def test_keys_generate_group(tmp_path: Path, group: str) -> None:
     else:
         assert done.returncode == 1 and "no group named 'nosuchgroup-xyz'" in done.stderr
         assert not out.exists()  # no key left behind with the wrong owner
+
+
+def test_the_healthcheck_loads_nothing_of_the_server() -> None:
+    """It runs every few seconds in every replica: no web framework, server, config or YAML import."""
+    code = ("import sys; from broker.cli import main; main(['healthcheck', '--port', '1', '--timeout', '0.5']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in {'starlette', 'uvicorn', 'yaml', 'pydantic', "
+            "'cryptography', 'httpx'} or m in {'broker.config', 'broker.service', 'broker.settings'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    assert done.stdout.splitlines()[-1] == "[]"
