@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-security fuzz lint bench soak sys wrk clean
+.PHONY: demo test test-security fuzz lint bench soak sys wrk clean iac-tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 # redis-server for the Redis half of the store conformance suite and the store bench; xmlsec1 for pysaml2
 # (the test SAML IdP) and the independent check of the SAML assertions the broker mints; chromium for the
 # browser test of the SAML HTTP-POST page (playwright drives /usr/bin/chromium).
-SYS_PROGRAMS := redis-server:redis-server xmlsec1:xmlsec1 chromium:chromium
+# caddy for tests/deploy/test_proxy_rollout.py (the compose example's TLS proxy, run on loopback).
+SYS_PROGRAMS := redis-server:redis-server xmlsec1:xmlsec1 chromium:chromium caddy:caddy
 sys:
 	@for pair in $(SYS_PROGRAMS); do prog=$${pair%%:*}; pkg=$${pair##*:}; \
 	  if ! command -v $$prog >/dev/null 2>&1; then \
@@ -29,7 +30,7 @@ sys:
 demo: $(STAMP) sys
 	$(BIN)/sts-broker demo
 
-test: $(STAMP) sys
+test: $(STAMP) sys iac-tools
 	$(BIN)/python -m pytest -q
 
 # The security suite alone (it is also part of `make test`, its fuzz tests bounded to a few seconds each).
@@ -44,6 +45,16 @@ fuzz: $(STAMP) sys
 lint: $(STAMP)
 	$(BIN)/ruff check broker tests bench
 	$(BIN)/mypy
+
+# checkov, the static IaC checker tests/deploy runs on examples/deploy/kubernetes and the Dockerfile, in a venv
+# of its own: its pins (boto3 1.35, ...) clash with the broker's.
+IAC_VENV := .venv-iac
+IAC_STAMP := $(IAC_VENV)/.installed-checkov-3.3.30
+$(IAC_STAMP):
+	test -x $(IAC_VENV)/bin/python || $(PY) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install -q checkov==3.3.30
+	touch $(IAC_STAMP)
+iac-tools: $(IAC_STAMP)
 
 # wrk (a real HTTP load generator) for the token exchange benchmark.
 wrk:
@@ -70,4 +81,4 @@ bench: $(STAMP) wrk sys
 	$(BIN)/python -m bench.startup
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,7 @@ same way by the same interpreter (the floor: Python, uvicorn and Starlette impor
 
 Three cases, interleaved (a busy neighbour slows each alike), each figure the median of --reps runs:
 - bare: uvicorn + Starlette serving one /readyz route;
-- example: `sts-broker serve` with examples/broker.yaml (its key file generated; the rest as shipped);
+- example: `sts-broker serve` with examples/config/broker.yaml (its key file generated; the rest as shipped);
 - large: 20 IdP files (the repo's idp_configs/, SAML metadata included, plus OIDC ones) and 1,000 rules.
 Targets: large under 1.5 s; example within 5x of bare. `--compare DIR` runs the broker cases again with the
 code (and .venv) of another checkout, such as main, in the same run: before and after side by side.
@@ -142,9 +142,9 @@ def large_tree(tmp: Path, key: Path) -> Path:
 
 
 def example_tree(tmp: Path, key: Path) -> Path:
-    """examples/broker.yaml as shipped, its relative paths made absolute and its key file the one generated."""
-    data = yaml.safe_load((ROOT / "examples" / "broker.yaml").read_text())
-    base = ROOT / "examples"
+    """examples/config/broker.yaml as shipped, its relative paths made absolute and its key file the one generated."""
+    data = yaml.safe_load((ROOT / "examples" / "config" / "broker.yaml").read_text())
+    base = ROOT / "examples" / "config"
     data["keys"] = [{**k, "file": str(key)} for k in data["keys"]]
     data["idp_configs"] = str((base / data["idp_configs"]).resolve())
     data["rules"] = str((base / data["rules"]).resolve())

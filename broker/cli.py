@@ -33,7 +33,8 @@ def _check(config: Path) -> int:
     return 0
 
 
-def _serve(config: Path, host: str, port: int, forwarded_allow_ips: str | None = None) -> int:
+def _serve(config: Path, host: str, port: int, forwarded_allow_ips: str | None = None,
+           shutdown: tuple[float, int] = (0.0, 25)) -> int:
     from broker.config import load_settings
     from broker.errors import ConfigError
     from broker.web.app import create_app, settle_heap
@@ -55,25 +56,31 @@ def _serve(config: Path, host: str, port: int, forwarded_allow_ips: str | None =
             print(f"  {problem}", file=sys.stderr)
         return 2
     settle_heap()
-    return _run(app, host, port, settings.metrics.listen)
+    return _run(app, host, port, settings.metrics.listen, shutdown)
 
 
-def _run(app: Starlette, host: str, port: int, metrics_listen: str | None) -> int:
+def _run(app: Starlette, host: str, port: int, metrics_listen: str | None,
+         shutdown: tuple[float, int] = (0.0, 25)) -> int:
     import asyncio
 
     import uvicorn
 
-    from broker.seams.uvicorn import HttpProtocol
+    from broker.seams.uvicorn import DrainingServer, HttpProtocol, exit_code_0_after_signal
     from broker.settings import split_listen
     from broker.web.app import metrics_app
+    from broker.web.draining import ShutdownGate
 
     # uvicorn's access log prints query strings, which carry authorization codes: the app logs its own.
     # X-Forwarded-For is believed only from the load balancers named, and only as an IP address (the app's
     # ForwardedFor middleware, not uvicorn's proxy headers): the client address keys the rate limits and
     # the audit log, and any client can send the header.
     common: dict[str, Any] = {"access_log": False, "log_level": "info", "ws": "none", "proxy_headers": False}
-    main = uvicorn.Config(app, host=host, port=port, http=HttpProtocol, **common)
-    servers = [uvicorn.Server(main)]
+    # SIGTERM: /readyz 503 at once, the listener open `drain` more seconds, then in-flight requests get up to
+    # the deadline (broker/web/draining.py, DrainingServer).
+    drain, deadline = shutdown
+    gate = ShutdownGate(app)
+    main = uvicorn.Config(gate, host=host, port=port, http=HttpProtocol, timeout_graceful_shutdown=deadline, **common)
+    servers: list[uvicorn.Server] = [DrainingServer(main, drain, gate.start_draining)]
     if metrics_listen is not None:
         metrics_host, metrics_port = split_listen(metrics_listen)
         servers.insert(0, uvicorn.Server(uvicorn.Config(metrics_app(app), host=metrics_host, port=metrics_port,
@@ -85,20 +92,29 @@ def _run(app: Starlette, host: str, port: int, metrics_listen: str | None) -> in
         await asyncio.gather(*(server.serve() for server in servers))
 
     asyncio_run = asyncio.Runner(loop_factory=main.get_loop_factory())
-    with asyncio_run:
+    with asyncio_run, exit_code_0_after_signal():
         asyncio_run.run(serve_all())
     return 0 if all(server.started for server in servers) else 3
 
 
-def _keys_generate(out: Path, bits: int) -> int:
+def _keys_generate(out: Path, bits: int, group: str | None = None) -> int:
     from broker.issuers.signing import generate_key_file
+    from broker.key_files import share_with_group
 
     try:
         generate_key_file(out, bits)
     except FileExistsError:
         print(f"{out} exists; refusing to overwrite a key", file=sys.stderr)
         return 1
-    print(f"wrote {out} (RSA {bits}, mode 600); add it under keys: in broker.yaml")
+    mode = "mode 600"
+    if group is not None:
+        try:
+            mode = share_with_group(out, group)
+        except (LookupError, PermissionError) as exc:
+            out.unlink()
+            print(f"--group {group}: {exc}; no key written", file=sys.stderr)
+            return 1
+    print(f"wrote {out} (RSA {bits}, {mode}); add it under keys: in broker.yaml")
     return 0
 
 
@@ -133,22 +149,23 @@ def _parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
     from broker.client.main import add_commands
+    from broker.serve_options import add_config, serve_defaults
 
     parser = argparse.ArgumentParser(prog="sts-broker", description="Federation identity broker for AWS")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the broker")
-    serve.add_argument("--config", type=Path, default=Path("broker.yaml"))
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve_defaults(serve)
     serve.add_argument("--forwarded-allow-ips", metavar="ADDRESSES",
                        help="comma-separated addresses or networks (CIDR) of the load balancers whose "
                             "X-Forwarded-For and X-Forwarded-Proto to trust; default: trust none")
     check = sub.add_parser("check", help="validate broker.yaml, idp_configs/ and the rules file")
-    check.add_argument("--config", type=Path, default=Path("broker.yaml"))
+    add_config(check)
     keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys_command", required=True)
     gen = keys.add_parser("generate", help="write a new RSA signing key")
     gen.add_argument("--out", type=Path, required=True)
     gen.add_argument("--bits", type=int, choices=[2048, 3072, 4096], default=3072)
+    gen.add_argument("--group", metavar="GROUP", help="group name or id that may read the key (mode 640), e.g. "
+                                                      "10001 for the container image's user")
     rotate = keys.add_parser("rotate", help="the next step of a key rotation: publish a new key, make it sign, "
                                             "retire the old one (README: Key rotation)")
     rotate.add_argument("--config", type=Path, default=Path("broker.yaml"))
@@ -173,6 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--saml-binding", choices=["redirect", "post"], default="redirect",
                       help="how the AuthnRequest reaches the demo's SAML IdP: post makes that IdP publish only "
                            "HTTP-POST (as OneLogin and Google do); the devsamlpost entry always uses HTTP-POST")
+    sub.add_parser("healthcheck", help="probe the local broker (container health check; --help for options)")
     add_commands(sub)  # for --help only: main() hands these to broker/client/ before parsing
     return parser
 
@@ -186,6 +204,10 @@ def configure_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
+    if words and words[0] == "healthcheck":  # the container probe: standard library only, no server import
+        from broker.healthcheck import main as healthcheck
+
+        return healthcheck(words[1:])
     if words and words[0] in CLIENT_COMMANDS:
         from broker.client.main import main as client_main
 
@@ -198,11 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return _check(args.config)
     if args.command == "serve":
-        return _serve(args.config, args.host, args.port, args.forwarded_allow_ips)
+        return _serve(args.config, args.host, args.port, args.forwarded_allow_ips, (args.drain, args.shutdown_deadline))
     if args.command == "keys" and args.keys_command == "rotate":
         return _keys_rotate(args)
     if args.command == "keys":
-        return _keys_generate(args.out, args.bits)
+        return _keys_generate(args.out, args.bits, args.group)
     if args.command == "rules":
         return _rules(args)
     from broker.devstack.demo import run_demo

@@ -4,7 +4,10 @@
 `data_received`, the httptools callbacks `on_message_begin` / `on_headers_complete` and the attributes
 `transport`, `loop`, `server_state`, `connections`, `headers`, `url` are uvicorn's own) for two things
 uvicorn does not offer with httptools: bounded request heads (size, field count, time: a security limit)
-and one socket write per response (speed). tests/test_server_protocol.py and
+and one socket write per response (speed); and `DrainingServer`, a subclass of uvicorn's `Server` (its
+`handle_exit` signal handler, `on_tick`, `should_exit`, `_captured_signals` and `timeout_graceful_shutdown`
+are uvicorn's own) for a drain before the graceful shutdown (tests/deploy/test_graceful_shutdown.py).
+tests/test_server_protocol.py and
 tests/security/test_web_limits.py prove both over real sockets against uvicorn's own protocol;
 tests/test_seam_pins.py pins the versions below. Upgrading: docs/upgrade-checklist.md.
 
@@ -23,9 +26,15 @@ WebSockets: `ws="none"`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # The releases this module was read against; any other installed release fails tests/test_seam_pins.py.
@@ -198,3 +207,52 @@ class HttpProtocol(HttpToolsProtocol):
             self._refuse_head()
             raise HeadTooLarge  # httptools stops here: no request is started
         super().on_headers_complete()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, whose first SIGTERM (or SIGINT) starts a drain instead of the shutdown.
+
+    uvicorn on a signal closes its listener at once, then gives connections `timeout_graceful_shutdown` to
+    finish. A load balancer keeps sending to a replica until its health check fails, so here the signal first
+    calls `on_draining` (the app's readiness goes 503), keeps the listener open for `drain` seconds, and only
+    then lets uvicorn's own shutdown run: listener closed, idle connections closed, requests in flight given
+    the deadline. A second signal during the drain ends the drain at once (uvicorn's rules from there: a
+    further SIGINT forces the exit). The signal is still recorded in `_captured_signals`, so uvicorn re-raises
+    it once shut down and a server started before this one (the metrics listener) stops after it."""
+
+    def __init__(self, config: uvicorn.Config, drain: float, on_draining: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.drain, self.on_draining = drain, on_draining
+        self.drain_ends: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.drain_ends is None and not self.should_exit:
+            self.drain_ends = time.monotonic() + self.drain
+            self._captured_signals.append(sig)
+            self.on_draining()  # sets a flag: safe in a signal handler
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        # uvicorn's main loop calls this every 0.1 s and shuts down once it returns True.
+        if self.drain_ends is not None and time.monotonic() >= self.drain_ends:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+@contextlib.contextmanager
+def exit_code_0_after_signal() -> Iterator[None]:
+    """While the servers run, the handlers uvicorn restores when it stops are no-ops.
+
+    uvicorn, once shut down by a signal, re-raises it against the handler it found (capture_signals): with the
+    default handler the process then dies of its own SIGTERM (exit status 143, -15 to Popen) after a clean
+    shutdown, which a supervisor reads as a crash. The no-op outermost handler makes a clean shutdown exit 0."""
+    def ignore(sig: int, frame: FrameType | None) -> None:
+        return None
+
+    previous = {sig: signal.signal(sig, ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
