@@ -45,7 +45,10 @@ from broker.web.render import NO_STORE, page, wants_json
 log = logging.getLogger("broker.errors")
 T = TypeVar("T")
 ErrorKey = str | type[BrokerError]
-JSON_ONLY = ("/.well-known", "/cli/")  # machine-facing paths: refused in JSON whatever the Accept header
+# Machine-facing paths: refused in JSON whatever the Accept header (a browser page is no use to a program).
+JSON_ONLY = ("/.well-known", "/cli/", "/admin/")
+JSON_PATHS = frozenset({"/oauth2/token", "/oauth2/revoke", "/oauth2/device_authorization", "/openapi.json",
+                        "/healthz", "/readyz", "/metrics"})
 
 # The HTTP status of every refusal: a reason code, else the nearest error class (subclasses inherit).
 # A reason key holds whatever class raises it; tests/test_err_tables.py checks that every reason raised in
@@ -111,7 +114,8 @@ def _audit(request: Request, **fields: str | int | None) -> None:
 
 
 def error_response(request: Request, status: int, reason: str, message: str, error_id: str) -> Response:
-    if wants_json(request) or request.url.path.startswith(JSON_ONLY):
+    path = request.url.path
+    if wants_json(request) or path.startswith(JSON_ONLY) or path in JSON_PATHS:
         body = {"error": reason, "message": message, "error_id": error_id}
         return JSONResponse(body, status_code=status, headers=NO_STORE)
     context = {"status": status, "message": message, "error_id": error_id}
@@ -136,9 +140,11 @@ def _refusal(request: Request, exc: BrokerError, status: int) -> Response:
 
 def _as_broker_error(exc: HTTPException) -> BrokerError:
     if exc.status_code == 404:
-        return NotFound("no route for this path", reason="route_not_found")
+        return NotFound("no route for this path", reason="route_not_found",
+                        public="There is no page at this address.")
     if exc.status_code == 405:
-        return MethodNotAllowed("no route for this method")
+        return MethodNotAllowed("no route for this method",
+                                public="This address does not accept this kind of request.")
     return BadRequest(f"HTTP {exc.status_code} from the framework", reason=f"http_{exc.status_code}")
 
 

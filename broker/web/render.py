@@ -12,6 +12,8 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from broker.web.context import context_of
+from broker.web.routes_static import static_url
+from broker.web.shell import initials, shell_context
 
 TEMPLATES = Path(__file__).parent / "templates"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -34,7 +36,9 @@ def wants_json(request: Request) -> bool:
 
 def templates() -> Jinja2Templates:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
-    return Jinja2Templates(env=env)
+    env.globals["static_url"] = static_url
+    env.globals["initials"] = initials
+    return Jinja2Templates(env=env, context_processors=[shell_context])
 
 
 def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:

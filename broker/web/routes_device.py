@@ -18,6 +18,7 @@ from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse, page
 from broker.web.routes_roles import checked_form, single
 from broker.web.sessions import Session
+from broker.web.shell import session_of
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -48,8 +49,7 @@ async def device_authorization(request: Request) -> Response:
 
 
 async def _session(request: Request) -> Session | None:
-    context = context_of(request)
-    return await context.sessions.load(request.cookies.get(context.cookie_name))
+    return await session_of(request)
 
 
 def _sign_in_first(request: Request, typed: str | None) -> Response:
