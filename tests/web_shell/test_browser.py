@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
 
 from broker.devstack.stack import DevStack
+from tests.flows.cli_login import Pkce, authorize_query, loopback_listener
 
 TIMEOUT_MS = 10_000
 DEV_IDP = "Development IdP (oidc-provider-mock)"
@@ -86,6 +87,24 @@ def test_open_console_reaches_the_sign_in_under_the_policy(shell_stack: DevStack
     role.get_by_role("button", name="Open console").first.click()
     page.wait_for_url(f"{shell_stack.aws.federation_url}?*")
     assert "Signed in to the AWS console (local)" in page.content()
+    assert not _refused(console), console
+
+
+def test_cli_consent_reaches_the_loopback_under_the_policy(shell_stack: DevStack, context: BrowserContext) -> None:
+    """`sts-broker login`'s browser step: sign in from the consent request, Allow, and the broker's redirect
+    to the command line's loopback listener is not refused by form-action."""
+    page = context.new_page()
+    console = _console(page)
+    pkce = Pkce()
+    with loopback_listener() as loopback:
+        page.goto(f"{shell_stack.broker_url}/oauth2/authorize?{authorize_query(loopback.url, pkce)}")
+        page.get_by_role("link", name=DEV_IDP).click()
+        page.fill("input[name=sub]", "alice")
+        page.click("button[type=submit]:has-text('Authorize')")
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url(f"{loopback.url}?*")
+        [answer] = [query for query in loopback.received if "code" in query]  # (Chromium asks for a favicon too)
+        assert answer["state"] == pkce.state and answer["code"]
     assert not _refused(console), console
 
 
