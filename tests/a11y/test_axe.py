@@ -23,7 +23,7 @@ TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 BLOCKING = {"serious", "critical"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def signed_in(chromium: Browser, shell_stack: DevStack) -> Iterator[BrowserContext]:
     # axe is injected as a script tag: the test's context lets it past the broker's script-src 'self' (the
     # policy itself is tested in tests/web_shell).

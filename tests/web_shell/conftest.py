@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +36,25 @@ def _serve_with_boom(config: Path, settings: Settings, port: int) -> AbstractCon
     return asgi_server(app, port)
 
 
-@pytest.fixture(scope="session")
-def shell_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    work = tmp_path_factory.mktemp("web-shell")
-    rules = work / "rules.yaml"
-    rules.write_text(DEMO_RULES.read_text().replace("123456789012", ACCOUNT)
-                     .replace("210987654321", ACCOUNT[::-1]))
-    with run_stack(work / "stack", rules=rules, account_id=ACCOUNT, serve_broker=_serve_with_boom,
-                   overrides={"rate_limits": {"login_starts": 100000}}) as stack:
-        yield stack
+_SHARED: dict[str, DevStack] = {}
+
+
+@pytest.fixture
+def shell_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> DevStack:
+    """One stack for tests/web_shell and tests/a11y (which imports this fixture): a module-level cache, closed
+    when the session ends. (A session fixture imported into another package would be a second definition,
+    and a second stack in the same moto account.)"""
+    if "stack" not in _SHARED:
+        exits = ExitStack()
+        request.config.add_cleanup(exits.close)
+        work = tmp_path_factory.mktemp("web-shell")
+        rules = work / "rules.yaml"
+        rules.write_text(DEMO_RULES.read_text().replace("123456789012", ACCOUNT)
+                         .replace("210987654321", ACCOUNT[::-1]))
+        _SHARED["stack"] = exits.enter_context(run_stack(
+            work / "stack", rules=rules, account_id=ACCOUNT, serve_broker=_serve_with_boom,
+            overrides={"rate_limits": {"login_starts": 100000}}))
+    return _SHARED["stack"]
 
 
 def default_policy(stack: DevStack) -> str:
@@ -55,7 +65,9 @@ def audit_events(stack: DevStack) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stack.audit_path.read_text().splitlines()]
 
 
-@pytest.fixture(scope="session")
+# Per module, as tests/saml_sp's: playwright's sync API allows one instance at a time in a process, so no
+# browser may outlive the module that started it.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
