@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
 )
 
+from broker.connectors.idp_icon import icon_problem
 from broker.errors import ConfigError
 from broker.logins.kinds import KINDS
 from broker.settings import AuditConfig, IdpModel, Settings
@@ -198,6 +199,8 @@ def load_idps(directory: Path, *, need_env: bool = True) -> dict[str, IdpConfig]
             idp, named = files(idp, functools.partial(_resolve, file.resolve().parent))
             problems += [_located(file, lines, (key,), f"no such file: {path}") for key, path in named
                          if not path.is_file()]
+            problems += [_located(file, lines, ("icon",), problem) for key, path in named
+                         if key == "icon" and path.is_file() and (problem := icon_problem(path))]
         idps[idp.id] = idp
     if problems:
         raise ConfigError(problems)

@@ -33,6 +33,15 @@ def initials(name: str) -> str:
     return letters.upper()
 
 
+def chooser_idps(request: Request) -> list[dict[str, str | None]]:
+    """The sign-in chooser's entries (index.html), by display name: id, name, and icon (a data: URL) or None
+    for the initials badge."""
+    service = context_of(request).service
+    icons = service.idps.icons
+    idps = [{"id": i, "name": n, "icon": icons.get(i)} for i, n in service.browser_idps()]
+    return sorted(idps, key=lambda i: str(i["name"]))
+
+
 def idp_name(request: Request, idp_id: str) -> str:
     return dict(context_of(request).service.browser_idps()).get(idp_id, idp_id)
 

@@ -24,6 +24,7 @@ from broker.web.csp import app_policy
 ACCOUNT = "151515151515"
 CHROMIUM = "/usr/bin/chromium"
 BOOM = "/test-only/boom"
+ICON_SVG = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><circle cx="12" cy="12" r="10"/></svg>'
 
 
 async def _boom(request: Request) -> Response:
@@ -51,9 +52,13 @@ def shell_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
         rules = work / "rules.yaml"
         rules.write_text(DEMO_RULES.read_text().replace("123456789012", ACCOUNT)
                          .replace("210987654321", ACCOUNT[::-1]))
+        (work / "iconic.svg").write_text(ICON_SVG)
+        # An IdP with an icon (its login is never started: the issuer is never contacted).
+        iconic = {"id": "iconic", "type": "oidc", "name": "Iconic IdP", "issuer": "https://iconic.example.com",
+                  "client_id": "iconic", "icon": str(work / "iconic.svg")}
         _SHARED["stack"] = exits.enter_context(run_stack(
             work / "stack", rules=rules, account_id=ACCOUNT, serve_broker=_serve_with_boom,
-            overrides={"rate_limits": {"login_starts": 100000}}))
+            extra_idps={"iconic": iconic}, overrides={"rate_limits": {"login_starts": 100000}}))
     return _SHARED["stack"]
 
 

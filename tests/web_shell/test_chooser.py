@@ -26,7 +26,8 @@ def test_the_chooser_shows_names_and_badges(shell_stack: DevStack) -> None:
                        r'([^<]+)</span><span>([^<]+)</span></a>', page)
     by_id = {idp_id: (badge, name) for idp_id, badge, name in links}
     assert by_id["dev"] == ("DI", "Development IdP (oidc-provider-mock)")
-    assert set(by_id) == {"dev", SAML_IDP_ID, SAML_POST_IDP_ID}
+    assert set(by_id) == {"dev", SAML_IDP_ID, SAML_POST_IDP_ID}  # and "iconic", with its icon (test_icons.py)
+    assert 'href="/login/iconic"' in page
     names = [name for _, _, name in links]
     assert names == sorted(names)  # in the order a person reads them
     assert all(name != idp_id for idp_id, _, name in links)
