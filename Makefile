@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 # redis-server for the Redis half of the store conformance suite and the store bench; xmlsec1 for pysaml2
 # (the test SAML IdP) and the independent check of the SAML assertions the broker mints; chromium for the
 # browser test of the SAML HTTP-POST page (playwright drives /usr/bin/chromium).
-# caddy for tests/deploy/test_proxy_rollout.py (the compose example's TLS proxy, run on loopback).
-SYS_PROGRAMS := redis-server:redis-server xmlsec1:xmlsec1 chromium:chromium caddy:caddy
+# caddy for tests/deploy/test_proxy_rollout.py (the compose example's TLS proxy, run on loopback); npm (with
+# node) installs axe-core for the accessibility check (tests/a11y).
+SYS_PROGRAMS := redis-server:redis-server xmlsec1:xmlsec1 chromium:chromium caddy:caddy node:nodejs npm:npm
 sys:
 	@for pair in $(SYS_PROGRAMS); do prog=$${pair%%:*}; pkg=$${pair##*:}; \
 	  if ! command -v $$prog >/dev/null 2>&1; then \
@@ -30,7 +31,13 @@ sys:
 demo: $(STAMP) sys
 	$(BIN)/sts-broker demo
 
-test: $(STAMP) sys iac-tools
+# axe-core, pinned by tests/a11y/package-lock.json, for the accessibility check.
+A11Y := tests/a11y/node_modules/axe-core/axe.min.js
+$(A11Y): tests/a11y/package-lock.json
+	npm ci --prefix tests/a11y --no-audit --no-fund
+	touch $(A11Y)
+
+test: $(STAMP) sys iac-tools $(A11Y)
 	$(BIN)/python -m pytest -q
 
 # The security suite alone (it is also part of `make test`, its fuzz tests bounded to a few seconds each).

@@ -181,12 +181,16 @@ def _parser() -> argparse.ArgumentParser:
     rexplain.add_argument("--identity", type=Path, required=True, help="identity as JSON or YAML")
     rtest = rules.add_parser("test", help="run the test cases in the file and in FILE.tests.yaml")
     rtest.add_argument("file", type=Path)
-    demo = sub.add_parser("demo", help="broker + development OIDC provider + strict local AWS on loopback")
-    demo.add_argument("--self-test", action="store_true", help="run the whole login unattended, then exit")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--idp-port", type=int, default=9400)
-    demo.add_argument("--aws-port", type=int, default=4566)
-    demo.add_argument("--workdir", type=Path, default=Path(".demo"))
+    demo = sub.add_parser("demo", help="broker + development OIDC provider + strict local AWS on loopback",
+                          description="The broker with a development OIDC provider, a development SAML IdP and a "
+                                      "strict local AWS, all on 127.0.0.1, for a person to try in a browser.")
+    demo.add_argument("--self-test", action="store_true",
+                      help="run the whole login unattended on free ports, print what happened, then exit")
+    from broker.devstack.demo_ports import add_port_flags  # standard library only: no devstack extra needed
+
+    add_port_flags(demo)
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"),
+                      help="where the demo writes its config, keys, rules and audit log (default .demo)")
     demo.add_argument("--saml-binding", choices=["redirect", "post"], default="redirect",
                       help="how the AuthnRequest reaches the demo's SAML IdP: post makes that IdP publish only "
                            "HTTP-POST (as OneLogin and Google do); the devsamlpost entry always uses HTTP-POST")

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from broker import config_hints, yaml_nodes
+from broker.connectors.idp_icon import icon_problem
 from broker.errors import ConfigError
 from broker.logins.kinds import KINDS
 from broker.settings import AuditConfig, IdpModel, Settings
@@ -197,6 +198,8 @@ def read_idps(directory: Path, *, need_env: bool = True) -> IdpFiles:
             idp, named = files(idp, functools.partial(_resolve, file.resolve().parent))
             found.problems += [located(file, lines, (key,), f"no such file: {path}") for key, path in named
                                if not path.is_file()]
+            found.problems += [located(file, lines, ("icon",), problem) for key, path in named
+                               if key == "icon" and path.is_file() and (problem := icon_problem(path))]
         found.add(file, lines, idp)
     return found
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 from pydantic import (
@@ -70,6 +72,15 @@ class OidcIdpConfig(JwksTiming):
     # Claims this IdP sends beyond the standard OIDC ones (`rules check` warns about templates naming
     # claims that no IdP in a rule's scope provides).
     provides: list[str] = []
+    # A PNG or SVG file (at most 16 KiB) shown beside the name in the sign-in chooser (connectors/idp_icon.py).
+    icon: Path | None = None
+
+    def with_files(self, resolve: Callable[[Path], Path]) -> tuple[OidcIdpConfig, list[tuple[str, Path]]]:
+        """This config with its icon resolved against the directory of its file, and the path that must exist."""
+        if self.icon is None:
+            return self, []
+        icon = resolve(self.icon)
+        return self.model_copy(update={"icon": icon}), [("icon", icon)]
 
     def claims_provided(self) -> set[str]:
         mapped = {self.claims.email, self.claims.email_verified, self.claims.groups}

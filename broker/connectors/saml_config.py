@@ -92,6 +92,8 @@ class SamlIdpConfig(Model):
     id: IdpId
     type: Literal["saml"]
     name: str
+    # A PNG or SVG file (at most 16 KiB) shown beside the name in the sign-in chooser (connectors/idp_icon.py).
+    icon: Path | None = None
     # Either metadata (a file, or an https URL refreshed on a schedule) ...
     metadata_file: Path | None = None
     metadata_url: IdpUrl | None = None
@@ -184,8 +186,10 @@ class SamlIdpConfig(Model):
         if self.sp_keys is not None:
             update["sp_keys"] = SamlSpKeys(key_file=resolve(self.sp_keys.key_file),
                                            cert_file=resolve(self.sp_keys.cert_file))
+        if self.icon is not None:
+            update["icon"] = resolve(self.icon)
         keys = update.get("sp_keys")
-        files = [("metadata_file", update.get("metadata_file")),
+        files = [("icon", update.get("icon")), ("metadata_file", update.get("metadata_file")),
                  ("metadata_signing_certificate", update.get("metadata_signing_certificate")),
                  ("sp_keys", keys.key_file if keys else None), ("sp_keys", keys.cert_file if keys else None)]
         return self.model_copy(update=update), [(key, path) for key, path in files if path is not None]

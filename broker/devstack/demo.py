@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from broker.devstack.demo_ports import USAGE_ERROR, port_problem
 from broker.devstack.dev_saml_idp import DevSamlIdp
 from broker.devstack.selftest import self_test
 from broker.devstack.stack import DevStack, run_stack
@@ -45,9 +47,13 @@ def run_demo(args: argparse.Namespace) -> int:
               run_stack(Path(tmp), saml_binding=args.saml_binding) as stack):
             print(f"stack up in {time.monotonic() - started:.1f}s", flush=True)
             return self_test(stack)
+    problem = port_problem(args)
+    if problem is not None:
+        print(f"sts-broker demo: {problem}", file=sys.stderr)
+        return USAGE_ERROR
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
-    with run_stack(workdir.resolve(), broker_port=args.port, idp_port=args.idp_port,
+    with run_stack(workdir.resolve(), broker_port=args.port, idp_port=args.idp_port, saml_port=args.saml_port,
                    aws_port=args.aws_port, saml_binding=args.saml_binding) as stack:
         print(_banner(stack, started), flush=True)
         try:

@@ -63,7 +63,7 @@ def _saml(config: SamlIdpConfig, parts: Parts) -> RedirectLogin:
 
 
 KINDS = _table(
-    Kind(OidcIdpConfig, _oidc),
+    Kind(OidcIdpConfig, _oidc, OidcIdpConfig.with_files),
     Kind(TokenIdpConfig),
     Kind(SamlIdpConfig, _saml, SamlIdpConfig.with_files),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from broker.connectors.idp_icon import icon_data_url
 from broker.connectors.saml import SamlConnector
 from broker.connectors.token_config import TokenIdpConfig
 from broker.connectors.tokens import TokenConnectors
@@ -19,6 +20,9 @@ class Registry:
     def __init__(self, idps: Mapping[str, IdpModel], parts: Parts) -> None:
         self.logins: dict[str, RedirectLogin] = {
             idp_id: build(cfg, parts) for idp_id, cfg in idps.items() if (build := KINDS[cfg.type].login)}
+        # IdP id -> its icon as a data: URL, read once (checked by the config loader).
+        self.icons = {idp_id: icon_data_url(icon) for idp_id, cfg in idps.items()
+                      if idp_id in self.logins and (icon := getattr(cfg, "icon", None)) is not None}
         self.tokens = TokenConnectors(
             {idp_id: cfg for idp_id, cfg in idps.items() if isinstance(cfg, TokenIdpConfig)}, parts.http)
 

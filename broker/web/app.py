@@ -38,8 +38,9 @@ from broker.web import (
     routes_token,
 )
 from broker.web.context import WebContext, context_of_app
+from broker.web.csp import app_policy
 from broker.web.errors import broker_error, http_error, unexpected_error
-from broker.web.middleware import BodyLimit, SecurityHeaders
+from broker.web.middleware import BodyLimit, SecurityHeaders, Unexpected
 from broker.web.proxy import ForwardedFor, IpNetwork
 from broker.web.render import lazy_templates
 from broker.web.request_id import RequestId
@@ -55,7 +56,7 @@ ROUTES = [
     Route(urls.SAML_IDP_METADATA, routes_meta.saml_idp_metadata),
     Route(urls.SAML_ACS, routes_saml.acs, methods=["POST"]),
     Route(urls.SAML_METADATA, routes_saml.metadata),
-    Route("/static/saml-post.js", routes_static.saml_post_script),
+    Route("/static/{name}", routes_static.static_file),
     Route("/logout", routes_login.logout, methods=["POST"]),
     Route("/roles", routes_roles.roles),
     Route("/roles/console", routes_roles.console, methods=["POST"]),
@@ -113,8 +114,10 @@ def create_app(settings: Settings, *, audit: AuditLog | None = None,
         routes=routes,
         middleware=[Middleware(RequestId, trusted=trusted_proxies),
                     *([Middleware(ForwardedFor, trusted=trusted_proxies)] if trusted_proxies else []),
-                    Middleware(SecurityHeaders, metrics=metrics, access=settings.access_log),
-                    Middleware(BodyLimit, max_bytes=settings.max_body_bytes)],
+                    Middleware(SecurityHeaders, metrics=metrics, access=settings.access_log,
+                               csp=app_policy(settings.aws.federation_url, settings.aws.console_url)),
+                    Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+                    Middleware(Unexpected, handler=unexpected_error)],
         exception_handlers={BrokerError: broker_error, HTTPException: http_error, Exception: unexpected_error},
         lifespan=lifespan,
     )
@@ -138,7 +141,8 @@ def metrics_app(app: Starlette) -> Starlette:
     settings = context_of_app(app).service.settings
     side = Starlette(
         routes=[Route("/metrics", routes_meta.metrics)],
-        middleware=[Middleware(SecurityHeaders, access=settings.access_log)],
+        middleware=[Middleware(SecurityHeaders, access=settings.access_log),
+                    Middleware(Unexpected, handler=unexpected_error)],
         exception_handlers={BrokerError: broker_error, HTTPException: http_error, Exception: unexpected_error},
     )
     side.router.redirect_slashes = False

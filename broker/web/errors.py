@@ -46,7 +46,10 @@ from broker.web.request_id import request_id_of
 log = logging.getLogger("broker.errors")
 T = TypeVar("T")
 ErrorKey = str | type[BrokerError]
-JSON_ONLY = ("/.well-known", "/cli/")  # machine-facing paths: refused in JSON whatever the Accept header
+# Machine-facing paths: refused in JSON whatever the Accept header (a browser page is no use to a program).
+JSON_ONLY = ("/.well-known", "/cli/", "/admin/")
+JSON_PATHS = frozenset({"/oauth2/token", "/oauth2/revoke", "/oauth2/device_authorization", "/openapi.json",
+                        "/healthz", "/readyz", "/metrics"})
 
 # The HTTP status of every refusal: a reason code, else the nearest error class (subclasses inherit).
 # A reason key holds whatever class raises it; tests/test_err_tables.py checks that every reason raised in
@@ -118,13 +121,14 @@ def _audit(request: Request, **fields: str | int | None) -> None:
 
 def error_response(request: Request, status: int, reason: str, message: str, error_id: str) -> Response:
     request_id = request_id_of(request.scope)
-    if wants_json(request) or request.url.path.startswith(JSON_ONLY):
+    path = request.url.path
+    if wants_json(request) or path.startswith(JSON_ONLY) or path in JSON_PATHS:
         body = {"error": reason, "message": message, "error_id": error_id, "request_id": request_id}
         response: Response = JSONResponse(body, status_code=status, headers=NO_STORE)
     else:
         context = {"status": status, "message": message, "error_id": error_id, "request_id": request_id}
         response = page(request, "error.html", context, status=status)
-    if request_id is not None:  # a 500 is answered outside the middleware that adds it to the others
+    if request_id is not None:  # also when answered outside the middleware that adds it to the others
         response.headers["X-Request-Id"] = request_id
     return response
 
@@ -147,9 +151,11 @@ def _refusal(request: Request, exc: BrokerError, status: int) -> Response:
 
 def _as_broker_error(exc: HTTPException) -> BrokerError:
     if exc.status_code == 404:
-        return NotFound("no route for this path", reason="route_not_found")
+        return NotFound("no route for this path", reason="route_not_found",
+                        public="There is no page at this address.")
     if exc.status_code == 405:
-        return MethodNotAllowed("no route for this method")
+        return MethodNotAllowed("no route for this method",
+                                public="This address does not accept this kind of request.")
     return BadRequest(f"HTTP {exc.status_code} from the framework", reason=f"http_{exc.status_code}")
 
 

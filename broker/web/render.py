@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from broker.web.context import context_of
+from broker.web.routes_static import static_url
+from broker.web.shell import initials, shell_context
 
 if TYPE_CHECKING:
     from starlette.templating import Jinja2Templates
@@ -40,7 +42,9 @@ def templates() -> Jinja2Templates:
     from starlette.templating import Jinja2Templates
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
-    return Jinja2Templates(env=env)
+    env.globals["static_url"] = static_url
+    env.globals["initials"] = initials
+    return Jinja2Templates(env=env, context_processors=[shell_context])
 
 
 def lazy_templates() -> Callable[[], Jinja2Templates]:

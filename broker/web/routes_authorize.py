@@ -21,6 +21,7 @@ from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, page
 from broker.web.routes_roles import checked_form, single
 from broker.web.sessions import Session
+from broker.web.shell import chooser_idps, session_of
 
 PATH = "/oauth2/authorize"
 
@@ -44,10 +45,9 @@ async def authorize(request: Request) -> Response:
         parked = await service.cli_authorize.parked(request_id)
     else:
         request_id, parked = await service.cli_authorize_request(query, client)
-    session = await context.sessions.load(request.cookies.get(context.cookie_name))
+    session = await session_of(request)
     if session is None:
-        idps = sorted(({"id": i, "name": n} for i, n in service.browser_idps()), key=lambda i: i["name"])
-        return page(request, "index.html", {"idps": idps, "return_to": f"{PATH}?request={request_id}",
+        return page(request, "index.html", {"idps": chooser_idps(request), "return_to": f"{PATH}?request={request_id}",
                                             "cli": True})
     return _consent(request, session, request_id, parked)
 
@@ -64,7 +64,7 @@ def _consent(request: Request, session: Session, request_id: str, parked: Author
 
 async def answer(request: Request) -> Response:
     context = context_of(request)
-    session = await context.sessions.load(request.cookies.get(context.cookie_name))
+    session = await session_of(request)
     if session is None:
         raise NotAuthenticated("consent without a browser session", reason="session_missing_or_invalid")
     form = await checked_form(request, session)

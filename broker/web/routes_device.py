@@ -18,6 +18,7 @@ from broker.web.proxy import client_host
 from broker.web.render import NO_STORE, OrjsonResponse, page
 from broker.web.routes_roles import checked_form, single
 from broker.web.sessions import Session
+from broker.web.shell import chooser_idps, session_of
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -48,17 +49,14 @@ async def device_authorization(request: Request) -> Response:
 
 
 async def _session(request: Request) -> Session | None:
-    context = context_of(request)
-    return await context.sessions.load(request.cookies.get(context.cookie_name))
+    return await session_of(request)
 
 
 def _sign_in_first(request: Request, typed: str | None) -> Response:
     """The sign-in page, whose login comes back here (with the code, when it has the shape of one)."""
     code = normalize_user_code(typed or "")
     back = "/device" if code is None else f"/device?user_code={display_user_code(code)}"
-    service = context_of(request).service
-    idps = sorted(({"id": i, "name": n} for i, n in service.browser_idps()), key=lambda i: i["name"])
-    return page(request, "index.html", {"idps": idps, "return_to": back, "cli": True})
+    return page(request, "index.html", {"idps": chooser_idps(request), "return_to": back, "cli": True})
 
 
 def _who(session: Session) -> str:

@@ -13,6 +13,7 @@ from broker.web.proxy import client_host
 from broker.web.render import page
 from broker.web.routes_roles import checked_form
 from broker.web.saml_post import post_page
+from broker.web.shell import chooser_idps, session_of
 
 LOGIN_COOKIE = "sts_broker_login"  # the OIDC state, for the callback
 SAML_COOKIE = "sts_broker_saml"  # the AuthnRequest ID, for the ACS
@@ -23,12 +24,10 @@ def client_address(request: Request) -> str:
 
 
 async def index(request: Request) -> Response:
-    context = context_of(request)
-    session = await context.sessions.load(request.cookies.get(context.cookie_name))
+    session = await session_of(request)
     if session is not None:
         return RedirectResponse("/roles", status_code=303)
-    idps = [{"id": idp_id, "name": name} for idp_id, name in context.service.browser_idps()]
-    return page(request, "index.html", {"idps": sorted(idps, key=lambda i: i["name"])})
+    return page(request, "index.html", {"idps": chooser_idps(request)})
 
 
 async def login(request: Request) -> Response:
@@ -75,7 +74,7 @@ async def finish(request: Request, template: str, params: dict[str, str]) -> Res
 
 async def logout(request: Request) -> Response:
     context = context_of(request)
-    session = await context.sessions.load(request.cookies.get(context.cookie_name))
+    session = await session_of(request)
     if session is None:
         raise NotAuthenticated("logout without a session")
     await checked_form(request, session)

@@ -16,6 +16,7 @@ from broker.service import BrokerService
 from broker.web.context import context_of
 from broker.web.render import NO_STORE, page, wants_json
 from broker.web.sessions import Session
+from broker.web.shell import session_of
 
 
 async def page_session(request: Request) -> Session | None:
@@ -30,8 +31,7 @@ async def page_session(request: Request) -> Session | None:
 
 
 async def web_session(request: Request) -> Session:
-    context = context_of(request)
-    session = await context.sessions.load(request.cookies.get(context.cookie_name))
+    session = await session_of(request)
     if session is None:
         raise NotAuthenticated("no valid session cookie", reason="session_missing_or_invalid")
     return session

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from broker.errors import UpstreamUnavailable
 from broker.logins.base import LoginStart
-from broker.web.middleware import csp_with
+from broker.web.csp import csp_with
 from broker.web.render import page
 
 
@@ -22,7 +22,7 @@ def post_page(request: Request, start: LoginStart) -> Response:
     context = {"idp_name": start.idp_name, "action": start.url, "saml_request": start.fields["SAMLRequest"],
                "relay_state": start.fields["RelayState"]}
     response = page(request, "saml_post.html", context)
-    response.headers["Content-Security-Policy"] = csp_with("script-src 'self'", f"form-action {origin}")
+    response.headers["Content-Security-Policy"] = csp_with(origin)
     return response
 
 

@@ -15,8 +15,9 @@ from broker.devstack import browser
 from broker.devstack.dev_saml_idp import browser_login, read_forms
 from broker.errors import BadRequest
 from broker.logins.saml import relay_path
-from broker.web.middleware import CSP
+from broker.web.csp import app_policy, csp_with
 from broker.web.render import templates
+from broker.web.routes_static import IMMUTABLE, SHORT, static_url
 from tests.saml_sp.conftest import NS, assert_refused, audit_events
 from tests.saml_sp.post_world import QUIRKY_QUERY, PostWorld, post_world
 
@@ -100,14 +101,16 @@ def test_post_page(world: PostWorld, client: httpx.Client) -> None:
     sso = world.idp_post.sso_urls["post"]
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert page.headers["cache-control"] == "no-store"
-    assert page.headers.get_list("content-security-policy") == [
-        f"{CSP}; script-src 'self'; form-action {world.idp_post.url}"]
+    assert page.headers.get_list("content-security-policy") == [csp_with(world.idp_post.url)]
+    assert csp_with(world.idp_post.url).endswith(f"; form-action {world.idp_post.url}")  # only the IdP's origin
     [form] = read_forms(page.text)
     assert (form.action, form.method) == (sso, "post") and set(form.fields) == {"SAMLRequest", "RelayState"}
     assert form.fields["RelayState"] == "/roles"
     assert '<button type="submit">Continue to Post-only IdP</button>' in page.text
-    # One script, the broker's file; no inline script or event handler for the policy to have to allow.
-    assert re.findall(r"<script[^>]*>", page.text) == ['<script src="/static/saml-post.js" defer>']
+    # The broker's files only (the shell's and this page's); no inline script or event handler for the policy
+    # to have to allow.
+    assert re.findall(r"<script[^>]*>", page.text) == [f'<script src="{static_url(name)}" defer>'
+                                                       for name in ("pageshow.js", "saml-post.js")]
     assert not re.search(r"\son[a-z]+=", page.text) and "javascript:" not in page.text
     cookie = page.headers["set-cookie"]
     assert "sts_broker_saml=" in cookie and "Path=/saml/postonly/acs" in cookie and "HttpOnly" in cookie
@@ -133,20 +136,26 @@ def test_post_authn_request(world: PostWorld, client: httpx.Client) -> None:
     assert transforms == ["http://www.w3.org/2000/09/xmldsig#enveloped-signature", SIGNED_BY_BROKER[2]]
 
 
+def _default_policy(world: PostWorld) -> str:
+    aws = world.saml.stack.settings.aws
+    return app_policy(aws.federation_url, aws.console_url)
+
+
 def test_static_script(world: PostWorld) -> None:
-    response = httpx.get(f"{world.url}/static/saml-post.js")
+    response = httpx.get(f"{world.url}{static_url('saml-post.js')}")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/javascript; charset=utf-8"
-    assert response.headers["cache-control"] == "public, max-age=86400"
+    assert response.headers["cache-control"] == IMMUTABLE
+    assert httpx.get(f"{world.url}/static/saml-post.js").headers["cache-control"] == SHORT
     assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers.get_list("content-security-policy") == [CSP]
+    assert response.headers.get_list("content-security-policy") == [_default_policy(world)]
     assert 'getElementById("saml-post")' in response.text and "form.submit()" in response.text
     assert httpx.get(f"{world.url}/static/other.js").status_code == 404
 
 
 def test_other_pages_keep_the_default_policy(world: PostWorld, client: httpx.Client) -> None:
     for path in ("/", "/login/both", "/saml/postonly/metadata"):
-        assert client.get(f"{world.url}{path}").headers.get_list("content-security-policy") == [CSP]
+        assert client.get(f"{world.url}{path}").headers.get_list("content-security-policy") == [_default_policy(world)]
 
 
 # ---- pysaml2 judges the broker's signature ---------------------------------------------------------------

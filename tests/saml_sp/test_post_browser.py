@@ -91,7 +91,7 @@ def test_the_policy_refuses_a_post_to_another_origin(world: PostWorld, chromium:
     context = chromium.new_context()
     page = context.new_page()
     console = _console(page)
-    page.route("**/static/saml-post.js", lambda route: route.fulfill(body="", content_type="text/javascript"))
+    page.route("**/static/saml-post.js?v=*", lambda route: route.fulfill(body="", content_type="text/javascript"))
     page.goto(f"{world.url}/login/postonly")
     elsewhere = world.idp_both.sso_urls["post"]  # a real endpoint, on another origin (port)
     page.evaluate("url => { const f = document.getElementById('saml-post'); f.action = url; f.submit(); }",
