@@ -10,7 +10,8 @@ from starlette.responses import Response
 
 STATIC = Path(__file__).parent / "static"
 # name -> media type. Scripts are served with their exact type: with `nosniff` a browser runs nothing else.
-ASSETS = {"saml-post.js": "text/javascript; charset=utf-8"}
+ASSETS = {"saml-post.js": "text/javascript; charset=utf-8", "picker.js": "text/javascript; charset=utf-8",
+          "picker.css": "text/css; charset=utf-8"}
 CACHE = "public, max-age=86400"  # the same bytes for a release; a day keeps repeat logins to one request
 
 
@@ -25,3 +26,11 @@ def asset(name: str) -> Response:
 
 async def saml_post_script(request: Request) -> Response:
     return asset("saml-post.js")
+
+
+async def picker_css(request: Request) -> Response:
+    return asset("picker.css")
+
+
+async def picker_js(request: Request) -> Response:
+    return asset("picker.js")
