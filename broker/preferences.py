@@ -32,7 +32,7 @@ class Prefs:
     recent: tuple[str, ...] = ()  # most recent first
 
 
-def _key(identity: Identity) -> str:
+def preference_key(identity: Identity) -> str:
     person = hashlib.sha256(f"{identity.idp}\0{identity.subject}".encode()).hexdigest()[:40]
     return f"prefs:{person}"
 
@@ -48,7 +48,7 @@ class Preferences:
         self._store = store
 
     async def load(self, identity: Identity) -> Prefs:
-        raw = await self._store.get(_key(identity))
+        raw = await self._store.get(preference_key(identity))
         if raw is None:
             return Prefs()
         try:
@@ -61,7 +61,7 @@ class Preferences:
 
     async def _save(self, identity: Identity, prefs: Prefs) -> None:
         value = orjson.dumps({"f": list(prefs.favourites), "r": list(prefs.recent)}).decode()
-        await self._store.put(_key(identity), value, TTL)
+        await self._store.put(preference_key(identity), value, TTL)
 
     async def star(self, identity: Identity, role_arn: str, on: bool, granted: Collection[str]) -> Prefs:
         """Add or remove a favourite. Adding a role the person is not granted is refused (a forged form):
