@@ -22,6 +22,7 @@ from tests.picker.conftest import (
 )
 
 HTML = {"Accept": "text/html"}
+ROW = r'<form class="picker-use"[^>]*>\s*<input[^>]*><input type="hidden" name="role" value="([^"]+)"'
 
 
 def _view(client: httpx.Client, stack: DevStack, q: str = "") -> dict[str, Any]:
@@ -39,9 +40,10 @@ def _page(client: httpx.Client, stack: DevStack, **params: str) -> str:
 
 
 def _shown(page: str) -> list[str]:
-    """The role ARNs of the page's rows, in order (each row's Open console form)."""
-    return re.findall(r'<form class="picker-use"[^>]*>\s*<input[^>]*><input type="hidden" name="role" value="([^"]+)"',
-                      page)
+    """The role ARNs of the page's rows, in order (each row's Open console form), each once (a favourite or
+    recent role is also listed under its account)."""
+    rows = re.findall(ROW, page)
+    return list(dict.fromkeys(rows))
 
 
 def _star(client: httpx.Client, stack: DevStack, role: str, on: str = "1", **extra: str) -> httpx.Response:
@@ -59,7 +61,7 @@ def test_roles_are_grouped_by_account_with_names_and_ids(stack: DevStack) -> Non
         payments = next(g for g in accounts if g["title"] == "payments-prod")
         assert payments["account_id"] == "310000000001" and len(payments["roles"]) == 5
         page = _page(client, stack)
-        assert '<h2 id="g1">data-lake <span class="acct-id">310000000003</span></h2>' in page
+        assert '">data-lake <span class="acct-id">310000000003</span></h2>' in page
         assert "payments-prod/IncidentResponder" in page  # the alias beside the role name
         assert len(_shown(page)) == 40 and "40 roles." in page
 

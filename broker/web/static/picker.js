@@ -9,7 +9,8 @@
     window.addEventListener("pageshow", function (event) {
       if (event.persisted) { return; }
       history.replaceState(null, "", "/roles?list=1");
-      auto.submit();
+      // After the load has completed: a navigation during it would replace this history entry.
+      setTimeout(function () { auto.submit(); }, 0);
     });
     return;
   }
