@@ -61,6 +61,7 @@ bench: $(STAMP) wrk sys
 	$(BIN)/python -m bench.seams
 	$(BIN)/python -m bench.sts_paths
 	$(BIN)/python -m bench.cli_credential_process
+	$(BIN)/python -m bench.picker_render
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

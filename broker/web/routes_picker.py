@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from broker.errors import BadRequest
 from broker.identity import Identity
-from broker.outputs.formats import FORMATS
-from broker.picker import MAX_QUERY, build, picker_json
+from broker.picker import MAX_QUERY, Picker, build, duration_choices, picker_json
 from broker.preferences import Preferences, Prefs
 from broker.role_names import role_entries
 from broker.rules.empty_reasons import CLOSING, why_none
@@ -56,17 +56,31 @@ async def roles(request: Request) -> Response:
     why = _why(service, ident, decision)
     view: dict[str, Any] = {
         "identity": {"idp": ident.idp, "subject": ident.subject, "email": ident.email},
-        "roles": role_entries(decision, service.rules.accounts), "notices": notice_json(decision.notices),
-        "csrf_token": session.csrf_token, **picker_json(picker, prefs), "why_none": why}
+        "notices": notice_json(decision.notices), "csrf_token": session.csrf_token, "why_none": why}
     if wants_json(request):
-        return JSONResponse(view, headers=NO_STORE)
+        return JSONResponse({**view, "roles": role_entries(decision, service.rules.accounts),
+                             **picker_json(picker, prefs)}, headers=NO_STORE)
     if _opens_single(request, service, decision):
         response = page(request, "role_open.html", {**view, "role": picker.groups[-1].roles[0]})
     else:
-        response = page(request, "roles.html", {**view, "picker": picker, "q": q, "formats": FORMATS,
-                                                "why_closing": CLOSING})
+        response = page(request, "roles.html", {**view, "picker": picker, "q": q, "q_field": _q_field(q),
+                                                "durations": _duration_options(picker), "why_closing": CLOSING})
     response.headers["Content-Security-Policy"] = PAGE_CSP
     return response
+
+
+def _duration_options(picker: Picker) -> dict[int, Markup]:
+    """Each distinct maximum's <option>s, rendered once per page rather than once per row (500 rows share
+    a handful of maximums); the longest is selected, as the grant's own duration was before."""
+    tops = {r.max_seconds for g in picker.groups for r in g.roles}
+    option, chosen = Markup('<option value="{}">{}</option>'), Markup('<option value="{}" selected>{}</option>')
+    return {top: Markup("").join((chosen if s == top else option).format(s, t) for s, t in duration_choices(top))
+            for top in tops}
+
+
+def _q_field(q: str) -> Markup:
+    """The filter, carried by each row's form so a star brings the person back to the same list."""
+    return Markup('<input type="hidden" name="q" value="{}">').format(q) if q else Markup("")
 
 
 def _back_to(form_q: str) -> str:
