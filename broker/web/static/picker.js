@@ -17,8 +17,11 @@
   var input = document.getElementById("picker-q");
   if (!input) { return; }
   var rows = Array.prototype.slice.call(document.querySelectorAll(".picker-role"));
+  // Read once: filtering then touches only the rows and groups whose visibility changes.
   var texts = rows.map(function (row) { return row.getAttribute("data-search") || ""; });
+  var arns = rows.map(function (row) { return row.querySelector("input[name=role]").value; });
   var groups = Array.prototype.slice.call(document.querySelectorAll(".picker-group"));
+  var groupOf = rows.map(function (row) { return groups.indexOf(row.closest(".picker-group")); });
   var count = document.getElementById("picker-count");
   var total = count ? count.getAttribute("data-total") : "";
   var none = document.querySelector(".picker-none");
@@ -27,14 +30,17 @@
 
   function apply() {
     var terms = input.value.toLowerCase().split(/\s+/).filter(Boolean);
-    var shown = 0, seen = {};
+    var shown = 0, seen = {}, inGroup = groups.map(function () { return 0; });
     for (var i = 0; i < rows.length; i++) {
-      var ok = terms.every(function (t) { return texts[i].indexOf(t) !== -1; });
+      var ok = true;
+      for (var t = 0; t < terms.length && ok; t++) { ok = texts[i].indexOf(terms[t]) !== -1; }
       if (rows[i].hidden === ok) { rows[i].hidden = !ok; }
+      if (!ok) { continue; }
+      inGroup[groupOf[i]]++;
       // A favourite also appears under its account: count each role once.
-      if (ok) { var arn = rows[i].querySelector("input[name=role]").value; if (!seen[arn]) { seen[arn] = 1; shown++; } }
+      if (!seen[arns[i]]) { seen[arns[i]] = 1; shown++; }
     }
-    groups.forEach(function (group) { group.hidden = !group.querySelector(".picker-role:not([hidden])"); });
+    groups.forEach(function (group, g) { if (group.hidden !== !inGroup[g]) { group.hidden = !inGroup[g]; } });
     if (count) { count.textContent = terms.length ? shown + " of " + total + " roles match." : total + " roles."; }
     if (none) { none.hidden = true; }
   }
