@@ -8,6 +8,7 @@ from html import unescape
 from typing import Any
 
 import httpx
+from moto.sts.models import sts_backends
 
 from broker.devstack import browser
 from broker.devstack.stack import DevStack
@@ -131,8 +132,10 @@ def test_one_role_opens_its_console_and_the_list_stays_reachable(stack: DevStack
         assert [r["role_arn"] for r in _view(client, stack)["roles"]] == [DEVELOPER]  # JSON: always the list
 
 
-def _issued(stack: DevStack) -> int:
-    return len(audit_events(stack, "credentials_issued"))
+def _issued(stack: DevStack) -> tuple[int, int, int]:
+    """Credentials and consoles the broker says it issued, and the role sessions AWS (moto) says it made."""
+    return (len(audit_events(stack, "credentials_issued")), len(audit_events(stack, "console_issued")),
+            len(sts_backends[ACCOUNT]["aws"].assumed_roles))
 
 
 def test_a_session_length_within_the_grant_is_used(stack: DevStack) -> None:
@@ -141,9 +144,11 @@ def test_a_session_length_within_the_grant_is_used(stack: DevStack) -> None:
         assert re.search(r'<option value="900">15 min</option><option value="1800">30 min</option>'
                          r'<option value="3600" selected>1 h</option>', page)
         csrf = _view(client, stack)["csrf_token"]
+        before = _issued(stack)
         answer = browser.post_role(client, stack.broker_url, "credentials", ADMIN, csrf, duration="1800",
                                    format="credential_process")
         assert answer.status_code == 200
+        assert _issued(stack) == (before[0] + 1, before[1], before[2] + 1)  # what the refusals below never see
         left = datetime.fromisoformat(answer.json()["Expiration"].replace("Z", "+00:00")) - datetime.now(UTC)
         assert 1700 < left.total_seconds() <= 1800
 
@@ -154,7 +159,7 @@ def test_a_session_length_outside_the_grant_is_refused_and_nothing_issued(stack:
         wide_1800 = "\uff11\uff18\uff10\uff10"  # full-width digits: str.isdigit says yes
         for action, forged in (("credentials", "7200"), ("credentials", "600"), ("console", "43200"),
                                ("credentials", wide_1800), ("console", "-900"), ("credentials", "3600.0")):
-            before = (_issued(stack), len(audit_events(stack, "console_issued")))
+            before = _issued(stack)
             answer = client.post(f"{stack.broker_url}/roles/{action}",
                                  data={"role": ADMIN, "csrf_token": csrf, "duration": forged})
             assert answer.status_code == 400, (action, forged)
@@ -162,7 +167,7 @@ def test_a_session_length_outside_the_grant_is_refused_and_nothing_issued(stack:
                 answer.text)
             event = audit_events(stack, "request_failed")[-1]
             assert (event["reason"], event["status"]) == ("duration_outside_grant", 400)
-            assert (_issued(stack), len(audit_events(stack, "console_issued"))) == before
+            assert _issued(stack) == before
 
 
 def test_no_role_says_why_in_words_without_rule_internals(stack: DevStack) -> None:
