@@ -105,12 +105,16 @@ def test_star_a_favourite_see_it_first_after_signing_in_again(stack: DevStack, c
     page.wait_for_url(f"{stack.broker_url}/roles")
     page.click(f"button[aria-label='Add {INCIDENT} to favourites']")
     page.wait_for_selector(".picker-favourites")
+    page.click("button[aria-label='Open console: data-lake/Admin']")  # used: it becomes the most recent
+    page.wait_for_url(f"{stack.aws.federation_url}**")
+    page.goto(f"{stack.broker_url}/roles")
     page.click("text=Sign out")
     page.wait_for_url(f"{stack.broker_url}/")
     _oidc_sign_in(page, stack, "alice")
     page.wait_for_url(f"{stack.broker_url}/roles")
     headings = page.eval_on_selector_all(".picker-group h2", "els => els.map(e => e.textContent.trim())")
-    assert headings[:2] == ["Favourites", "Recently used"]  # the console opened in the test above is recent
+    assert headings[:2] == ["Favourites", "Recently used"]
+    assert page.text_content(".picker-recent .picker-role .muted") == "data-lake/Admin · 310000000003"
     first = page.text_content(".picker-role .picker-what")
     assert first is not None and INCIDENT in first
     assert page.get_attribute(f"button[aria-label='Remove {INCIDENT} from favourites']", "aria-pressed") == "true"
