@@ -21,11 +21,13 @@ from broker.rules.evaluate import Decision, evaluate
 from broker.rules.notices import notice_json
 from broker.service import BrokerService
 from broker.web.context import context_of
-from broker.web.middleware import csp_with
+from broker.web.middleware import CSP, csp_with
 from broker.web.render import NO_STORE, page, wants_json
 from broker.web.routes_roles import checked_form, page_session, single, web_session
 
-PAGE_CSP = csp_with("script-src 'self'")  # picker.js, from the broker's own origin
+# picker.js, from the broker's own origin (unless the broker's own policy already allows it: a directive
+# given twice is reported by browsers, and only the first counts).
+PAGE_CSP = CSP if "script-src" in CSP else csp_with("script-src 'self'")
 
 
 def _granted_prefs(prefs: Prefs, decision: Decision) -> Prefs:
