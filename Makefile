@@ -86,6 +86,7 @@ bench: $(STAMP) wrk sys
 	$(BIN)/python -m bench.cli_credential_process
 	$(BIN)/python -m bench.signing_keys
 	$(BIN)/python -m bench.startup
+	$(BIN)/python -m bench.picker_render
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -227,9 +227,10 @@ class BrokerService:
         """A browser origin may call the token endpoint (CORS): `token_exchange.cors_origins`."""
         return origin in self.token_exchange.cors_origins
 
-    async def console_url(self, identity: Identity, role_arn: str, destination: str = "", **context: str) -> str:
+    async def console_url(self, identity: Identity, role_arn: str, destination: str = "", *,
+                          duration: int | None = None, **context: str) -> str:
         console_destination(destination)  # refused before anything is issued
-        grant, creds = await self.credentials(identity, role_arn, duration=None, **context)
+        grant, creds = await self.credentials(identity, role_arn, duration=duration, **context)
         url = await self.console.signin_url(creds, grant, destination)
         self.audit.event("console_issued", idp=identity.idp, subject=identity.subject, role=grant.role_arn,
                          **context)

@@ -311,6 +311,14 @@ class ContainerCredentialsConfig(Model):
     refresh_before: Duration = Field(default=timedelta(minutes=20), ge=timedelta(0))
 
 
+class PickerConfig(Model):
+    """The role picker (GET /roles). `single_role`: with exactly one role granted, `open` goes straight to its
+    console (a POST with the session's CSRF token, submitted by the page's script or its button); `list`
+    shows the list as for many roles (the person may want credentials, CLI sessions or to sign out)."""
+
+    single_role: Literal["open", "list"] = "list"
+
+
 class Settings(Model):
     public_url: HttpsUrl
     session: SessionConfig
@@ -330,6 +338,7 @@ class Settings(Model):
     token_exchange: TokenExchangeConfig = TokenExchangeConfig()
     device_authorization: DeviceAuthorizationConfig = DeviceAuthorizationConfig()
     container_credentials: ContainerCredentialsConfig = ContainerCredentialsConfig()
+    picker: PickerConfig = PickerConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     # The access log (logger broker.access, INFO): every request, only refused or failed ones (status >= 400),
     # or none. Every credential issued and every refusal is in the audit log either way, every request in

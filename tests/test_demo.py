@@ -17,7 +17,10 @@ def test_demo_self_test_passes() -> None:
     assert "GetCallerIdentity with them: arn:aws:sts::123456789012:assumed-role/" in out
     assert "federation endpoint accepted the sign-in token" in out
     # alice's role chain: DemoDeveloper's session (from the cache), then AssumeRole into the spoke account.
-    assert '"arn:aws:iam::210987654321:role/DemoAudit"]' in out
+    assert '"arn:aws:iam::210987654321:role/DemoAudit", "arn:aws:iam::310000000001:role/Admin"' in out
+    # The demo's fleet: 40 roles in 12 accounts for alice, one of them issued with the broker's own credentials.
+    assert "ReadOnly: one of 40 roles, in account 310000000010" in out
+    assert "GetCallerIdentity with them: arn:aws:sts::310000000010:assumed-role/ReadOnly/alice@example.com" in out
     assert "GetCallerIdentity with them: arn:aws:sts::210987654321:assumed-role/DemoAudit/alice@example.com" in out
     # `sts-broker login --device` approved in the same browser, then container credentials for the role.
     assert ("device login + container credentials: arn:aws:sts::123456789012:assumed-role/DemoAdmin/"

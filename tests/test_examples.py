@@ -40,4 +40,4 @@ def test_demo_rules_are_valid() -> None:
     from broker.devstack.stack import DEMO_RULES
     from broker.rules_source import load_rules
 
-    assert [r.id for r in load_rules(DEMO_RULES).rules] == ["platform-admins", "developers", "no-contractors"]
+    assert [r.id for r in load_rules(DEMO_RULES).rules] == ["platform-admins", "fleet", "developers", "no-contractors"]

@@ -30,9 +30,9 @@ sts-broker demo is running (started in {time.monotonic() - started:.1f}s), all o
   strict local AWS {stack.aws.endpoint_url}   (STS/IAM/S3; federation at {stack.aws.federation_url})
   config           {stack.workdir}/broker.yaml   audit log {stack.audit_path}
 
-Open {stack.broker_url}/ , choose "Development IdP" (OIDC) or a "Development SAML IdP", type alice (three
-roles, one of them DemoAudit in the spoke account through a role chain from DemoDeveloper), bob (one) or
-carol (none), then "Open console" or "Get credentials". Press Ctrl-C to stop.
+Open {stack.broker_url}/ , choose "Development IdP" (OIDC) or a "Development SAML IdP", type alice (40
+roles in 12 accounts, among them DemoAudit in the spoke account through a role chain from DemoDeveloper), bob
+(one) or carol (none), then "Open console" or "Get credentials". Press Ctrl-C to stop.
 """
 
 

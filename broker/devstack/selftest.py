@@ -13,6 +13,8 @@ from broker.devstack.device_login import container_step
 from broker.devstack.iam_paths import spoke_account
 from broker.devstack.stack import SAML_IDP_ID, SAML_POST_IDP_ID, SPOKE_ROLE, DevStack, aws_client
 
+FLEET_ROLE = "arn:aws:iam::310000000010:role/ReadOnly"  # web-dev, in demo_rules.yaml's fleet
+
 
 def _redact(value: str) -> str:
     return f"{value[:4]}…({len(value)} chars)"
@@ -66,9 +68,11 @@ def _binding_used(stack: DevStack, idp: str) -> str:
     return str(started[-1].get("binding")) if started else "none"
 
 
-def check_user(stack: DevStack, user: str, *, saml: str | None = None, chained: str | None = None) -> list[str]:
+def check_user(stack: DevStack, user: str, *, saml: str | None = None, chained: str | None = None,
+               fleet: str | None = None) -> list[str]:
     """One login of `user`: at the OIDC dev IdP, or at the SAML IdP `saml` (its binding checked and said);
-    `chained`: a role reached through a role chain, whose credentials and console are tried too."""
+    `chained`: a role reached through a role chain, whose credentials and console are tried too; `fleet`: a
+    role in one of the demo's many accounts (AssumeRole with the broker's own credentials), tried too."""
     with browser.browser() as client:
         if saml:
             landed = saml_browser_login(client, stack.broker_url, saml, user)
@@ -96,15 +100,19 @@ def check_user(stack: DevStack, user: str, *, saml: str | None = None, chained: 
             _say(f"  {chained.rsplit('/', 1)[-1]}: a role chain from the hub role into account {chained.split(':')[4]}")
             _credentials_and_identity(stack, client, chained, view["csrf_token"])
             _console(stack, client, chained, view["csrf_token"])
+        if fleet is not None:
+            _say(f"  {fleet.rsplit('/', 1)[-1]}: one of {len(granted)} roles, in account {fleet.split(':')[4]}")
+            _credentials_and_identity(stack, client, fleet, view["csrf_token"])
         return granted
 
 
 def self_test(stack: DevStack) -> int:
-    expected = {"alice": 3, "bob": 1, "carol": 0}
+    expected = {"alice": 40, "bob": 1, "carol": 0}
     spoke = f"arn:aws:iam::{spoke_account(stack.aws.account_id)}:role/{SPOKE_ROLE}"
     try:
         for user, count in expected.items():
-            granted = check_user(stack, user, chained=spoke if user == "alice" else None)
+            granted = check_user(stack, user, chained=spoke if user == "alice" else None,
+                                 fleet=FLEET_ROLE if user == "alice" else None)
             if len(granted) != count:
                 raise AssertionError(f"{user} was granted {len(granted)} roles, expected {count}")
         # The same people through the SAML IdP (pysaml2; HTTP-POST ACS), its AuthnRequest by each binding:

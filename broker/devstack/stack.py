@@ -23,6 +23,7 @@ from broker.config import load_settings
 from broker.connectors.saml import SamlConnector
 from broker.connectors.saml_config import SamlIdpConfig
 from broker.connectors.saml_descriptor import SsoBinding
+from broker.devstack.demo_fleet import register_fleet
 from broker.devstack.dev_idp import run_dev_idp
 from broker.devstack.dev_saml_idp import DevSamlIdp, run_dev_saml_idp, saml_idp_config
 from broker.devstack.iam_paths import register_broker_user, register_spoke, spoke_account
@@ -155,12 +156,13 @@ def serve_in_thread(config: Path, settings: Settings, port: int) -> AbstractCont
 def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_port: int = 0, saml_port: int = 0,
               rules: Path = DEMO_RULES, extra_idps: Mapping[str, dict[str, Any]] | None = None,
               overrides: Mapping[str, Any] | None = None, account_id: str = "123456789012",
-              serve_broker: BrokerServer = serve_in_thread, saml_binding: SsoBinding = "redirect"
-              ) -> Iterator[DevStack]:
+              serve_broker: BrokerServer = serve_in_thread, saml_binding: SsoBinding = "redirect",
+              demo_fleet: bool | None = None) -> Iterator[DevStack]:
     """`extra_idps` adds IdP files and `overrides` top-level broker.yaml keys (tests use both); `account_id`
     keeps a second stack's IAM apart from the first's in moto's process-wide state; `serve_broker` runs the
     broker (tests run `sts-broker serve` in a process of its own with it); `saml_binding` "post" makes the
-    SAML IdP publish only HTTP-POST (as OneLogin and Google's SAML IdP do)."""
+    SAML IdP publish only HTTP-POST (as OneLogin and Google's SAML IdP do); `demo_fleet` (default: with the
+    demo rules) creates the rules' many assume_role roles in other accounts (demo_fleet.py)."""
     os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(48))
     os.environ.setdefault("DEV_IDP_CLIENT_SECRET", secrets.token_urlsafe(24))
     broker_port = broker_port or free_port()
@@ -174,6 +176,8 @@ def run_stack(workdir: Path, *, broker_port: int = 0, idp_port: int = 0, aws_por
         workdir.mkdir(parents=True, exist_ok=True)
         own = register_broker_user(aws, workdir)  # the broker's own credentials (assume_role, federation_token)
         register_spoke(aws, f"arn:aws:iam::{account_id}:role/{HUB_ROLE}", spoke_account(account_id), SPOKE_ROLE)
+        if demo_fleet if demo_fleet is not None else rules == DEMO_RULES:
+            register_fleet(aws, rules, spoke_account(account_id))
         config = write_config(workdir, broker_url, issuer, aws, rules,
                               {**saml_configs, **(extra_idps or {})}, overrides or {}, own)
         settings = load_settings(config)

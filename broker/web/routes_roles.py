@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from broker.errors import BadRequest, CsrfFailed, NotAuthenticated
 from broker.outputs.formats import FORMATS, MEDIA_TYPES, render
-from broker.role_names import role_entries
-from broker.rules.notices import notice_json
+from broker.picker import checked_duration
+from broker.preferences import Preferences
 from broker.service import BrokerService
 from broker.web.context import context_of
-from broker.web.render import NO_STORE, page, wants_json
+from broker.web.render import NO_STORE, wants_json
 from broker.web.sessions import Session
 from broker.web.shell import session_of
 
@@ -59,30 +57,22 @@ def _role(form: FormData) -> str:
     return role
 
 
-def _view(service: BrokerService, session: Session) -> dict[str, Any]:
-    decision = service.decide(session.identity)
-    roles = role_entries(decision, service.rules.accounts)
-    ident = session.identity
-    return {"identity": {"idp": ident.idp, "subject": ident.subject, "email": ident.email},
-            "roles": roles, "notices": notice_json(decision.notices), "csrf_token": session.csrf_token}
+def _duration(service: BrokerService, session: Session, form: FormData, role: str) -> int | None:
+    """The chosen session length, checked against the role's grant before anything is issued."""
+    return checked_duration(single(form, "duration"), service.grant(session.identity, role))
 
 
-async def roles(request: Request) -> Response:
-    service = context_of(request).service
-    session = await page_session(request)
-    if session is None:
-        return RedirectResponse("/", status_code=303)
-    view = _view(service, session)
-    if wants_json(request):
-        return JSONResponse(view, headers=NO_STORE)
-    return page(request, "roles.html", {**view, "formats": FORMATS})
+async def _used(service: BrokerService, session: Session, role_arn: str) -> None:
+    await Preferences(service.store).used(session.identity, role_arn)
 
 
 async def console(request: Request) -> Response:
     service = context_of(request).service
     session = await web_session(request)
     form = await checked_form(request, session)
-    url = await service.console_url(session.identity, _role(form))
+    role = _role(form)
+    url = await service.console_url(session.identity, role, duration=_duration(service, session, form, role))
+    await _used(service, session, role)
     return RedirectResponse(url, status_code=303, headers=NO_STORE)
 
 
@@ -94,6 +84,9 @@ async def credentials(request: Request) -> Response:
     if fmt not in FORMATS:
         raise BadRequest(f"unknown format {str(fmt)[:32]!r}", reason="format_unknown",
                          public=f"Unknown format. Use one of: {', '.join(FORMATS)}.")
-    grant, creds = await service.credentials(session.identity, _role(form))
+    role = _role(form)
+    duration = _duration(service, session, form, role)
+    grant, creds = await service.credentials(session.identity, role, duration=duration)
+    await _used(service, session, grant.role_arn)
     body = render(creds, fmt, profile=grant.role_name)
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=NO_STORE)

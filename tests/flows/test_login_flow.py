@@ -91,7 +91,8 @@ def test_carol_is_denied_everything(stack: DevStack) -> None:
         view = browser.roles(client, stack.broker_url)
         assert view["roles"] == []
         page = client.get(f"{stack.broker_url}/roles")
-        assert "not authorized for any AWS role" in page.text
+        assert "access policy does not allow your account to use AWS roles" in page.text
+        assert "no-contractors" not in page.text  # the words, never the rule
     [decision] = [e for e in audit_events(stack) if e["event"] == "decision" and e["subject"] == "carol"][-1:]
     assert decision["denied_by"] == ["no-contractors"] and decision["roles"] == []
 
