@@ -87,7 +87,7 @@ def test_not_found_is_the_brokers_page_or_json(shell_stack: DevStack, path: str)
     assert _audited(shell_stack, _error_id_on_page(page))["status"] == 404
     api = httpx.get(f"{url}{path}", headers=JSON)
     body = api.json()
-    assert api.status_code == 404 and set(body) == {"error", "message", "error_id"}
+    assert api.status_code == 404 and set(body) == {"error", "message", "error_id", "request_id"}
     assert ERROR_ID.fullmatch(body["error_id"]) and _audited(shell_stack, body["error_id"])["reason"] == body["error"]
     _assert_secured(shell_stack, api)
 

@@ -57,7 +57,8 @@ def test_unknown_names_and_traversal_are_the_brokers_404(shell_stack: DevStack, 
     response = httpx.get(target, headers={"Accept": "application/json"})
     assert response.status_code == 404, raw
     body = response.json()
-    assert body["error"] in {"static_not_found", "route_not_found"} and set(body) == {"error", "message", "error_id"}
+    assert body["error"] in {"static_not_found", "route_not_found"}
+    assert set(body) == {"error", "message", "error_id", "request_id"}
     assert "import" not in response.text and "root:" not in response.text
     [event] = [e for e in audit_events(shell_stack)[before:] if e["event"] == "request_failed"]
     assert (event["reason"], event["error_id"]) == (body["error"], body["error_id"])
