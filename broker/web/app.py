@@ -52,6 +52,8 @@ ROUTES = [
     Route(urls.SAML_ACS, routes_saml.acs, methods=["POST"]),
     Route(urls.SAML_METADATA, routes_saml.metadata),
     Route("/static/saml-post.js", routes_static.saml_post_script),
+    Route("/static/credentials.js", routes_static.credentials_script),
+    Route("/static/credentials.css", routes_static.credentials_style),
     Route("/logout", routes_login.logout, methods=["POST"]),
     Route("/roles", routes_roles.roles),
     Route("/roles/console", routes_roles.console, methods=["POST"]),

@@ -12,7 +12,7 @@ from broker.metrics import Metrics
 
 access_log = logging.getLogger("broker.access")
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+CSP = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 CSP_HEADER, CSP_BYTES = b"content-security-policy", CSP.encode()
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),

@@ -9,11 +9,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from broker.errors import BadRequest, CsrfFailed, NotAuthenticated
-from broker.outputs.formats import FORMATS, MEDIA_TYPES, render
+from broker.outputs.console_links import checked_destination, checked_region
+from broker.outputs.formats import FORMATS, MEDIA_TYPES, Format, render
 from broker.role_names import role_entries
 from broker.rules.notices import notice_json
 from broker.service import BrokerService
 from broker.web.context import context_of
+from broker.web.credentials_page import PAGE, credentials_page
 from broker.web.render import NO_STORE, page, wants_json
 from broker.web.sessions import Session
 
@@ -67,6 +69,30 @@ def _view(service: BrokerService, session: Session) -> dict[str, Any]:
             "roles": roles, "notices": notice_json(decision.notices), "csrf_token": session.csrf_token}
 
 
+def _console_choices(request: Request, service: BrokerService) -> dict[str, Any]:
+    """The picker's destination and region selects; `?destination=` and `?region=` preselect (checked
+    against the allow-list here too, so a bad link is refused on arrival, not after a click)."""
+    config = service.settings.console
+    destination, region = _query(request, "destination"), _query(request, "region")
+    checked_destination(config, destination)
+    checked_region(config, region)
+    return {"destinations": sorted(config.destinations), "regions": config.regions, "new_tab": config.new_tab,
+            "destination": destination, "region": region}
+
+
+def _query(request: Request, name: str) -> str:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"{name} given {len(values)} times", reason=f"{name}_repeated",
+                         public=f"Give {name} once.")
+    return values[0] if values else ""
+
+
+def _form_or_query(request: Request, form: FormData, name: str) -> str:
+    """A form field, else the query's (a link or a form action may carry `?destination=`)."""
+    return single(form, name) if name in form else _query(request, name)
+
+
 async def roles(request: Request) -> Response:
     service = context_of(request).service
     session = await page_session(request)
@@ -75,25 +101,40 @@ async def roles(request: Request) -> Response:
     view = _view(service, session)
     if wants_json(request):
         return JSONResponse(view, headers=NO_STORE)
-    return page(request, "roles.html", {**view, "formats": FORMATS})
+    console_choices = _console_choices(request, service)
+    return page(request, "roles.html", {**view, "formats": (PAGE, *FORMATS), "console": console_choices})
 
 
 async def console(request: Request) -> Response:
     service = context_of(request).service
     session = await web_session(request)
     form = await checked_form(request, session)
-    url = await service.console_url(session.identity, _role(form))
+    url = await service.console_url(session.identity, _role(form), _form_or_query(request, form, "destination"),
+                                    _form_or_query(request, form, "region"))
     return RedirectResponse(url, status_code=303, headers=NO_STORE)
+
+
+def _format(request: Request, form: FormData) -> Format | None:
+    """`format` when given (form, else query), None for the page; without it a browser (Accept: text/html)
+    gets the page and every other client the JSON, as before the page existed."""
+    fmt = _form_or_query(request, form, "format") or (PAGE if "text/html" in request.headers.get("accept", "")
+                                                       else "json")
+    if fmt == PAGE:
+        return None
+    for known in FORMATS:
+        if fmt == known:
+            return known
+    raise BadRequest(f"unknown format {fmt[:32]!r}", reason="format_unknown",
+                     public=f"Unknown format. Use one of: {', '.join((PAGE, *FORMATS))}.")
 
 
 async def credentials(request: Request) -> Response:
     service = context_of(request).service
     session = await web_session(request)
     form = await checked_form(request, session)
-    fmt = form.get("format", "json")
-    if fmt not in FORMATS:
-        raise BadRequest(f"unknown format {str(fmt)[:32]!r}", reason="format_unknown",
-                         public=f"Unknown format. Use one of: {', '.join(FORMATS)}.")
+    fmt = _format(request, form)
     grant, creds = await service.credentials(session.identity, _role(form))
+    if fmt is None:
+        return credentials_page(request, grant, creds)
     body = render(creds, fmt, profile=grant.role_name)
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=NO_STORE)

@@ -10,7 +10,8 @@ from starlette.responses import Response
 
 STATIC = Path(__file__).parent / "static"
 # name -> media type. Scripts are served with their exact type: with `nosniff` a browser runs nothing else.
-ASSETS = {"saml-post.js": "text/javascript; charset=utf-8"}
+ASSETS = {"saml-post.js": "text/javascript; charset=utf-8", "credentials.js": "text/javascript; charset=utf-8",
+          "credentials.css": "text/css; charset=utf-8"}
 CACHE = "public, max-age=86400"  # the same bytes for a release; a day keeps repeat logins to one request
 
 
@@ -25,3 +26,11 @@ def asset(name: str) -> Response:
 
 async def saml_post_script(request: Request) -> Response:
     return asset("saml-post.js")
+
+
+async def credentials_script(request: Request) -> Response:
+    return asset("credentials.js")
+
+
+async def credentials_style(request: Request) -> Response:
+    return asset("credentials.css")
