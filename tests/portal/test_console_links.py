@@ -16,6 +16,7 @@ from broker.audit import AuditLog
 from broker.devstack import browser
 from broker.devstack.servers import LOOPBACK, asgi_server, free_port
 from broker.web.app import create_app
+from tests.flows.cli_login import bearer, cli_login
 from tests.portal.conftest import BROKERED, DEVELOPER, JSON, Portal
 
 # Each a destination an attacker (or a typo) would try; none is a configured name or path.
@@ -184,3 +185,22 @@ def test_a_federation_failure_is_explained_with_its_error_id(portal: Portal) -> 
     [event] = [e for e in portal.events() if e.get("error_id") == error_id.group(1)]
     assert event["reason"] == "federation_unreachable" and event["status"] == 503
     assert sum(e["event"] == "console_issued" for e in portal.events()) == consoles
+
+
+def test_the_cli_console_takes_the_same_deep_links(portal: Portal) -> None:
+    """POST /cli/console: the same allow-list, names and regions as the picker; the same refusals."""
+    with browser.browser() as client:
+        token = cli_login(client, portal.url, "bob")["access_token"]
+    url = f"{portal.url}/cli/console"
+    answer = httpx.post(url, headers=bearer(token), json={"role": "portal/DemoDeveloper", "destination": "ec2",
+                                                          "region": "eu-west-1"})
+    assert answer.status_code == 200, answer.text
+    target = answer.json()["url"]
+    assert parse_qs(urlsplit(target).query)["Destination"] == [
+        "https://eu-west-1.console.aws.amazon.com/ec2/home?region=eu-west-1"]
+    before = portal.issued()
+    for body, reason in (({"destination": "%2F%2Fevil.example"}, "destination_invalid"),
+                         ({"destination": "/billing/home"}, "destination_not_allowed"),
+                         ({"destination": "s3", "region": "us-gov-west-1"}, "region_not_allowed")):
+        refused(portal, httpx.post(url, headers=bearer(token), json={"role": "DemoDeveloper", **body}), reason)
+    assert portal.issued() == before
