@@ -102,6 +102,27 @@ def test_console_deep_link_goes_to_the_regions_endpoints(arn: str, link: Console
     assert parse_qs(urlsplit(url).query)["Destination"] == [destination]
 
 
+@pytest.mark.parametrize(("answer", "reason", "status", "says"), [
+    (httpx.Response(400, text="The credentials in Session are not valid"), "federation_refused", 403,
+     "AWS sign-in refused to open a console session"),
+    (httpx.Response(200, json={"NoToken": 1}), "federation_bad_answer", 503, "AWS sign-in (the console's"),
+    (httpx.Response(200, text="<html>"), "federation_bad_answer", 503, "is not answering right now"),
+])
+def test_federation_failures_say_what_failed(answer: httpx.Response, reason: str, status: int, says: str) -> None:
+    """What getSigninToken's failures become: the reason (audit), the status and a message a person can act
+    on (the error page adds the error id); the endpoint's own text stays out of both."""
+    async def run() -> str:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: answer)) as http:
+            return await ConsoleSignIn(http, issuer_url="https://broker.example.com").signin_url(
+                CREDS, grant("arn:aws:iam::111122223333:role/R"))
+
+    with pytest.raises((StsRefused, StsUnavailable)) as raised:
+        asyncio.run(run())
+    error = raised.value
+    assert (error.reason, http_status(error)) == (reason, status) and says in error.public_message
+    assert "Session" not in error.detail and "error id" in error.public_message
+
+
 def _client_error(code: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": "m"}}, "AssumeRoleWithWebIdentity")
 
