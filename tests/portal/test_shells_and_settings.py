@@ -59,3 +59,11 @@ def test_a_configured_destination_must_stay_in_the_console(path: str) -> None:
 def test_names_and_regions_are_checked(field: str, value: object) -> None:
     with pytest.raises(ValidationError):
         ConsoleConfig.model_validate({field: value})
+
+
+def test_federation_token_credentials_say_what_they_cannot_do_in_every_shell() -> None:
+    federated = Credentials("ASIAEXAMPLE", "s", "t", datetime(2030, 1, 1, tzinfo=UTC), "arn:aws:iam::1:role/R",
+                            "arn:aws:sts::1:federated-user/x", via="federation_token")
+    for render, mark in ((as_env, "#"), (as_fish, "#"), (as_powershell, "#"), (as_cmd, "REM")):
+        assert render(federated).startswith(f"{mark} Federation-token credentials (GetFederationToken)")
+    assert not as_fish(AWKWARD).startswith("#")
