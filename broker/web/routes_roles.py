@@ -81,16 +81,20 @@ def _console_choices(request: Request, service: BrokerService) -> dict[str, Any]
 
 
 def _query(request: Request, name: str) -> str:
-    values = request.query_params.getlist(name)
-    if len(values) > 1:
-        raise BadRequest(f"{name} given {len(values)} times", reason=f"{name}_repeated",
-                         public=f"Give {name} once.")
-    return values[0] if values else ""
+    return _one(name, request.query_params.getlist(name))
 
 
 def _form_or_query(request: Request, form: FormData, name: str) -> str:
     """A form field, else the query's (a link or a form action may carry `?destination=`)."""
-    return single(form, name) if name in form else _query(request, name)
+    return _one(name, form.getlist(name)) if name in form else _query(request, name)
+
+
+def _one(name: str, values: list[Any]) -> str:
+    """The one text value of a choice; given twice, which one a proxy or a WAF in front checked is unknown."""
+    if len(values) > 1 or (values and not isinstance(values[0], str)):
+        raise BadRequest(f"{name} given {len(values)} times or not as text", reason="field_repeated",
+                         public=f"Give {name} once, as text.")
+    return str(values[0]) if values else ""
 
 
 async def roles(request: Request) -> Response:

@@ -31,6 +31,7 @@ INVALID = [
     "/s3/home/../../evil", "/s3/./home", "/x@evil.example", "S3", "/" + "a" * 600,
 ]
 NOT_LISTED = ["/billing/home", "/s3/home/", "/s3/home?bucket=x", "/ec2/home#Volumes:", "/iam/home"]
+FORM_TYPE = "application/x-www-form-urlencoded"
 BAD_REGIONS = ["eu-west-9", "us-gov-west-1", "us-east-1.evil.example", "//evil.example", "US-EAST-1"]
 
 
@@ -203,4 +204,17 @@ def test_the_cli_console_takes_the_same_deep_links(portal: Portal) -> None:
                          ({"destination": "/billing/home"}, "destination_not_allowed"),
                          ({"destination": "s3", "region": "us-gov-west-1"}, "region_not_allowed")):
         refused(portal, httpx.post(url, headers=bearer(token), json={"role": "DemoDeveloper", **body}), reason)
+    assert portal.issued() == before
+
+
+def test_a_choice_given_twice_is_refused(portal: Portal, bob: tuple[httpx.Client, str]) -> None:
+    """`destination=ec2&destination=//evil.example`: which one a proxy in front checked is unknown."""
+    client, csrf = bob
+    before = portal.issued()
+    twice = client.post(f"{portal.url}/roles/console", headers={**JSON, "Content-Type": FORM_TYPE},
+                        content=urlencode([("role", DEVELOPER), ("csrf_token", csrf), ("destination", "ec2"),
+                                           ("destination", "//evil.example")]))
+    assert "Give destination once" in refused(portal, twice, "field_repeated")
+    in_query = client.get(f"{portal.url}/roles?region=eu-west-1&region=us-east-1", headers={"Accept": "text/html"})
+    assert in_query.status_code == 400 and "Give region once" in in_query.text
     assert portal.issued() == before
