@@ -38,7 +38,8 @@ from broker.issuers.web_identity import WebIdentityIssuer
 from broker.logins.base import LOGIN_TTL, LoginStart, RedirectLogin
 from broker.logins.base import Parts as ConnectorParts
 from broker.logins.registry import Registry
-from broker.outputs.console import ConsoleSignIn, console_destination
+from broker.outputs.console import ConsoleSignIn
+from broker.outputs.console_links import console_link
 from broker.rate_limits import RateLimits
 from broker.readiness import Readiness, idp_probes
 from broker.redis_urls import store_options
@@ -227,13 +228,14 @@ class BrokerService:
         """A browser origin may call the token endpoint (CORS): `token_exchange.cors_origins`."""
         return origin in self.token_exchange.cors_origins
 
-    async def console_url(self, identity: Identity, role_arn: str, destination: str = "", *,
+    async def console_url(self, identity: Identity, role_arn: str, destination: str = "", region: str = "", *,
                           duration: int | None = None, **context: str) -> str:
-        console_destination(destination)  # refused before anything is issued
+        """`destination` and `region`: a deep link, checked against `console:` before anything is issued."""
+        link = console_link(self.settings.console, self.grant(identity, role_arn).partition, destination, region)
         grant, creds = await self.credentials(identity, role_arn, duration=duration, **context)
-        url = await self.console.signin_url(creds, grant, destination)
+        url = await self.console.signin_url(creds, grant, link)
         self.audit.event("console_issued", idp=identity.idp, subject=identity.subject, role=grant.role_arn,
-                         **context)
+                         destination=link.path, region=link.region, **context)
         return url
 
     # CLI sessions (`sts-broker login`): started from a browser session, used with a bearer token.

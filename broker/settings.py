@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from broker.durations import Duration
+from broker.portal_settings import ConsoleConfig, CredentialsPageConfig
 
 _WEAK_SECRETS = {"changeme", "change-me", "secret", "password", "development", "insecure"}
 MIN_SECRET_LENGTH = 32
@@ -339,6 +340,8 @@ class Settings(Model):
     device_authorization: DeviceAuthorizationConfig = DeviceAuthorizationConfig()
     container_credentials: ContainerCredentialsConfig = ContainerCredentialsConfig()
     picker: PickerConfig = PickerConfig()
+    console: ConsoleConfig = ConsoleConfig()  # deep links: destinations and regions (portal_settings.py)
+    credentials_page: CredentialsPageConfig = CredentialsPageConfig()
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
     # The access log (logger broker.access, INFO): every request, only refused or failed ones (status >= 400),
     # or none. Every credential issued and every refusal is in the audit log either way, every request in

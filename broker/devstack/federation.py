@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -26,6 +28,7 @@ SIGNIN_TOKEN_SECONDS = 900
 DEFAULT_CONSOLE_SECONDS = 3600
 CHAINED_CONSOLE_MAX = 3600  # role chaining caps the console session at one hour (IAM user guide)
 MAX_CONSOLE_SECONDS = 43200
+LOGINS_KEPT = 256  # the last logins, for tests to read back (what Destination the broker sent)
 EXPIRED_MEMORY = 86400.0  # expired credentials are remembered a day, so a late caller hears ExpiredToken
 ASSUMED_ROLE, FEDERATED_USER = "assumed-role", "federated-user"
 Clock = Callable[[], float]
@@ -123,6 +126,15 @@ class ConsoleSession:
     session_seconds: int
 
 
+@dataclass(frozen=True)
+class ConsoleLogin:
+    """A login the endpoint accepted: whose session, and the Destination and Issuer exactly as received."""
+
+    arn: str
+    destination: str
+    issuer: str
+
+
 class FederationError(Exception):
     pass
 
@@ -161,6 +173,25 @@ def _absolute_url(value: str | None) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+# The console's hosts per partition: the global one and the regional ones (us-west-2.console.aws.amazon.com).
+CONSOLE_DOMAINS = {"aws": "console.aws.amazon.com", "aws-us-gov": "console.amazonaws-us-gov.com",
+                   "aws-cn": "console.amazonaws.cn"}
+REGION_LABEL = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]")
+
+
+def console_url_of(destination: str, partition: str) -> bool:
+    """An https URL of the partition's console: no port, no userinfo, no backslash or control character."""
+    domain = CONSOLE_DOMAINS.get(partition)
+    if domain is None or any(c in destination for c in "\\\r\n\t") or not destination.isprintable():
+        return False
+    parts = urlsplit(destination)
+    netloc = parts.netloc
+    if parts.scheme != "https" or netloc != parts.hostname:  # a port, userinfo or upper case
+        return False
+    region, _, rest = netloc.partition(".")
+    return netloc == domain or (rest == domain and REGION_LABEL.fullmatch(region) is not None)
+
+
 class FederationEndpoint:
     """`caller_arn` asks moto which principal the credentials belong to (None if it cannot say)."""
 
@@ -169,6 +200,12 @@ class FederationEndpoint:
         self._ledger, self._caller_arn, self._clock = ledger, caller_arn, clock
         self._lock = threading.Lock()
         self._sessions: dict[str, ConsoleSession] = {}
+        self._logins: deque[ConsoleLogin] = deque(maxlen=LOGINS_KEPT)
+
+    def logins(self) -> tuple[ConsoleLogin, ...]:
+        """The logins accepted, oldest first (the last LOGINS_KEPT)."""
+        with self._lock:
+            return tuple(self._logins)
 
     def handle(self, params: Mapping[str, str]) -> Reply:
         action = params.get("Action")
@@ -201,10 +238,13 @@ class FederationEndpoint:
         if session is None or session.token_expires_at <= self._clock():
             raise FederationError("The sign-in token is invalid or has expired")
         destination, issuer = params.get("Destination"), params.get("Issuer")
-        if not _absolute_url(destination):
-            raise FederationError("Destination must be an absolute http or https URL")
+        partition = session.arn.split(":")[1]
+        if not destination or not console_url_of(destination, partition):
+            raise FederationError(f"Destination must be an https URL of the {partition} console")
         if issuer is not None and not _absolute_url(issuer):
             raise FederationError("Issuer must be an absolute http or https URL")
+        with self._lock:
+            self._logins.append(ConsoleLogin(session.arn, destination, issuer or ""))
         return Reply(200, "text/html; charset=utf-8", _login_page(session, str(destination), issuer or ""))
 
 

@@ -27,7 +27,7 @@ from moto.server import ThreadedMotoServer
 
 from broker.devstack import trust_policy
 from broker.devstack.callers import CallerDirectory, UserInfo, UserKeyLedger
-from broker.devstack.federation import CredentialLedger, FederationEndpoint, IssuedCredentials
+from broker.devstack.federation import ConsoleLogin, CredentialLedger, FederationEndpoint, IssuedCredentials
 from broker.devstack.servers import LOOPBACK, wsgi_server
 from broker.devstack.signed_sts import SignedSts
 from broker.devstack.sts_front import JwksCache, RoleInfo, StsFront
@@ -43,6 +43,8 @@ class LocalAws:
     account_id: str
     # SHA-256 (hex) of the SAMLAssertion values AssumeRoleWithSAML accepted, oldest first (the last 256).
     saml_accepted: Callable[[], tuple[str, ...]] = field(default=tuple, repr=False, compare=False)
+    # The console logins the federation endpoint accepted (the Destination each received), oldest first.
+    federation_logins: Callable[[], tuple[ConsoleLogin, ...]] = field(default=tuple, repr=False, compare=False)
 
 
 def _pin_account(account_id: str, request: Any, **_: Any) -> None:
@@ -217,6 +219,6 @@ def run_local_aws(*, port: int = 0, account_id: str = "123456789012", allow_http
             with wsgi_server(front, port) as bound:
                 url = f"http://{LOOPBACK}:{bound}"
                 yield LocalAws(endpoint_url=url, federation_url=f"{url}/federation", account_id=account_id,
-                               saml_accepted=front.saml_accepted)
+                               saml_accepted=front.saml_accepted, federation_logins=front.federation_logins)
         finally:
             front.close()

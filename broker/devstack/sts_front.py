@@ -29,7 +29,7 @@ from werkzeug.wrappers import Request, Response
 from broker.devstack import saml_checks, saml_signature, strict_kms
 from broker.devstack import trust_policy as trust
 from broker.devstack import web_identity_checks as checks
-from broker.devstack.federation import CredentialLedger, FederationEndpoint, credentials_from_xml
+from broker.devstack.federation import ConsoleLogin, CredentialLedger, FederationEndpoint, credentials_from_xml
 from broker.devstack.signed_sts import SignedSts, error_body
 from broker.devstack.web_identity_checks import StsError
 
@@ -167,6 +167,9 @@ class StsFront:
 
     def saml_accepted(self) -> tuple[str, ...]:
         return tuple(self._saml_accepted)
+
+    def federation_logins(self) -> tuple[ConsoleLogin, ...]:
+        return self._federation.logins()
 
     def close(self) -> None:
         self._http.close()

@@ -8,15 +8,15 @@ from a role chain (AWS caps those), and never sent for federation-token credenti
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import httpx
 
-from broker.errors import BadRequest, StsRefused, StsUnavailable
+from broker.errors import StsRefused, StsUnavailable
 from broker.grants import RoleGrant
 from broker.issuers.credentials import Credentials
+from broker.outputs.console_links import HOME, ConsoleLink, destination_url
 from broker.safe_json import loads_object
 
 
@@ -33,7 +33,24 @@ PARTITIONS = {
     ),
     "aws-cn": Partition("https://signin.amazonaws.cn/federation", "https://console.amazonaws.cn/"),
 }
+
+
+def regional(partition: str, region: str | None) -> Partition:
+    """The partition's endpoints; in the aws partition a region has its own sign-in and console hosts
+    (https://REGION.signin.aws.amazon.com/federation). GovCloud and China keep theirs, the region in the query."""
+    if partition == "aws" and region is not None:
+        return Partition(f"https://{region}.signin.aws.amazon.com/federation",
+                         f"https://{region}.console.aws.amazon.com/")
+    return PARTITIONS[partition]
+
+
 MIN_SESSION, MAX_SESSION = 900, 43200
+# What a person reads when getSigninToken fails (the error page adds the error id; the audit log the detail).
+FEDERATION_REFUSED = ("AWS sign-in refused to open a console session for this role (its federation endpoint "
+                      "did not accept the role's temporary credentials). Try again; if it fails again, ask your "
+                      "platform team and quote the error id.")
+FEDERATION_DOWN = ("AWS sign-in (the console's federation endpoint) is not answering right now, so no console "
+                   "session could be opened. Try again in a minute; the error id identifies this attempt.")
 CHAINED_MAX = 3600
 
 
@@ -45,20 +62,6 @@ def session_duration(creds: Credentials, grant: RoleGrant) -> str | None:
     return str(min(seconds, CHAINED_MAX) if creds.chained else seconds)
 
 
-# A path within the console: never another host (`//evil.example`, `/\\evil`, `@`), never a scheme.
-DESTINATION = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:%?#-]*)*", re.ASCII)
-
-
-def console_destination(path: str) -> str:
-    """"/" for none; else the path, when it stays in the console (BadRequest otherwise)."""
-    if not path:
-        return "/"
-    if len(path) > 512 or path.startswith("//") or not DESTINATION.fullmatch(path):
-        raise BadRequest(f"console destination {path[:100]!r}", reason="destination_invalid",
-                         public="destination must be a path in the AWS console, such as /s3/home.")
-    return path
-
-
 class ConsoleSignIn:
     def __init__(
         self, http: httpx.AsyncClient, *, issuer_url: str,
@@ -67,19 +70,19 @@ class ConsoleSignIn:
         self._http, self._issuer = http, issuer_url
         self._federation_override, self._console_override = federation_url, console_url
 
-    def _partition(self, grant: RoleGrant) -> Partition:
-        default = PARTITIONS[grant.partition]
+    def _partition(self, grant: RoleGrant, region: str | None) -> Partition:
+        default = regional(grant.partition, region)
         return Partition(
             self._federation_override or default.federation_url, self._console_override or default.console_url
         )
 
-    async def signin_url(self, creds: Credentials, grant: RoleGrant, destination: str = "") -> str:
-        """`destination`: a path in the console (`/s3/home`), checked by console_destination; "" the home."""
-        partition = self._partition(grant)
+    async def signin_url(self, creds: Credentials, grant: RoleGrant, link: ConsoleLink = HOME) -> str:
+        """`link`: where in the console (checked against the settings by console_links.console_link)."""
+        partition = self._partition(grant, link.region)
         token = await self._signin_token(partition.federation_url, creds, grant)
         query = urlencode({
             "Action": "login", "Issuer": self._issuer,
-            "Destination": partition.console_url.rstrip("/") + console_destination(destination),
+            "Destination": destination_url(partition.console_url, link),
             "SigninToken": token,
         })
         return f"{partition.federation_url}?{query}"
@@ -98,22 +101,22 @@ class ConsoleSignIn:
         try:
             response = await self._http.post(federation_url, data=form)
         except httpx.TimeoutException:
-            raise StsUnavailable("federation endpoint timed out", reason="federation_timeout") from None
+            raise StsUnavailable("federation endpoint timed out", reason="federation_timeout",
+                                 public=FEDERATION_DOWN) from None
         except httpx.HTTPError as exc:
             raise StsUnavailable(f"federation endpoint: {type(exc).__name__}",
-                                 reason="federation_unreachable") from None
+                                 reason="federation_unreachable", public=FEDERATION_DOWN) from None
         if response.status_code >= 500:
             raise StsUnavailable(f"federation endpoint answered {response.status_code}",
-                                 reason="federation_unavailable")
+                                 reason="federation_unavailable", public=FEDERATION_DOWN)
         if response.status_code != 200:
             raise StsRefused(f"federation endpoint answered {response.status_code}",
-                             reason="federation_refused",
-                             public="AWS refused to create a console session for this role.")
+                             reason="federation_refused", public=FEDERATION_REFUSED)
         try:
             token = loads_object(response.content)["SigninToken"]  # bounded depth: AWS is outside too
         except (ValueError, KeyError, TypeError):
             raise StsUnavailable("federation endpoint answered without a SigninToken",
-                                 reason="federation_bad_answer") from None
+                                 reason="federation_bad_answer", public=FEDERATION_DOWN) from None
         if not isinstance(token, str) or not token:
-            raise StsUnavailable("empty SigninToken", reason="federation_bad_answer")
+            raise StsUnavailable("empty SigninToken", reason="federation_bad_answer", public=FEDERATION_DOWN)
         return token

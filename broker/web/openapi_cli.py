@@ -49,7 +49,9 @@ CLI_SCHEMAS: dict[str, Any] = {
         ["role"], role=_str("A role ARN, an alias (ACCOUNT_NAME/ROLE_NAME) or a role name only one grant has."),
         duration_seconds={"type": "integer", "minimum": 900, "maximum": 43200,
                           "description": "Shorter than the grant's duration (never longer)."},
-        destination=_str("POST /cli/console only: a path in the console, such as /s3/home.")),
+        destination=_str("POST /cli/console only: a console destination the broker offers (console.destinations): "
+                         "a name such as s3, or its path such as /s3/home."),
+        region=_str("POST /cli/console only: a region the broker offers (console.regions).")),
     "CredentialProcess": _object(
         ["Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration", "RoleArn", "AccountId"],
         Version={"type": "integer", "const": 1}, AccessKeyId=_str(), SecretAccessKey=_str(), SessionToken=_str(),

@@ -110,6 +110,6 @@ async def console(request: Request) -> Response:
     service, session = await _session(request)
     body = await _body(request)
     role_arn, destination = _role_arn(service, session, body), _text(body, "destination", required=False)
-    url = await service.console_url(session.identity, role_arn, destination, channel="cli",
-                                    session_id=session.session_id)
+    url = await service.console_url(session.identity, role_arn, destination, _text(body, "region", required=False),
+                                    channel="cli", session_id=session.session_id)
     return _json({"url": url})

@@ -22,7 +22,7 @@ from broker.rules.notices import notice_json
 from broker.service import BrokerService
 from broker.web.context import context_of
 from broker.web.render import NO_STORE, page, wants_json
-from broker.web.routes_roles import checked_form, page_session, single, web_session
+from broker.web.routes_roles import checked_form, console_choices, page_session, single, web_session
 
 
 def _granted_prefs(prefs: Prefs, decision: Decision) -> Prefs:
@@ -61,6 +61,7 @@ async def roles(request: Request) -> Response:
         response = page(request, "role_open.html", {**view, "role": picker.groups[-1].roles[0]})
     else:
         response = page(request, "roles.html", {**view, "picker": picker, "q": q, "q_field": _q_field(q),
+                                                "console": console_choices(request, service),
                                                 "durations": _duration_options(picker), "why_closing": CLOSING})
     return response
 

@@ -82,10 +82,33 @@ def test_garbage_token_at_login(aws: LocalAws) -> None:
     assert answer.status_code == 400
 
 
-@pytest.mark.parametrize("destination", ["/console", "javascript:alert(1)", ""])
-def test_destination_must_be_absolute(aws: LocalAws, granted: dict[str, Any], destination: str) -> None:
+@pytest.mark.parametrize("destination", [
+    "/console", "javascript:alert(1)", "", "http://console.aws.amazon.com/", "https://evil.example/",
+    "https://console.aws.amazon.com.evil.example/", "https://console.aws.amazon.com:8443/",
+    "https://user@console.aws.amazon.com/", "https://CONSOLE.aws.amazon.com/", "https://evil.console.aws.amazon.com/",
+    "https://console.amazonaws-us-gov.com/", "https://console.amazonaws.cn/", "https:\\\\console.aws.amazon.com/",
+    "https://console.aws.amazon.com/\\evil", "https://console.aws.amazon.com/\r\nX: y", "//console.aws.amazon.com/",
+])
+def test_destination_must_be_the_partitions_console(aws: LocalAws, granted: dict[str, Any], destination: str) -> None:
+    """An https URL of the console of the session's partition (here aws), its global or a regional host; the
+    refused login is not recorded."""
     token = get(aws, Action="getSigninToken", Session=session(granted["Credentials"])).json()["SigninToken"]
-    assert get(aws, Action="login", SigninToken=token, Destination=destination).status_code == 400
+    before = aws.federation_logins()
+    answer = get(aws, Action="login", SigninToken=token, Destination=destination)
+    assert answer.status_code == 400 and "https URL of the aws console" in answer.text
+    assert aws.federation_logins() == before
+
+
+@pytest.mark.parametrize("destination", ["https://console.aws.amazon.com/ec2/home",
+                                         "https://eu-west-1.console.aws.amazon.com/s3/home?region=eu-west-1"])
+def test_the_login_records_the_destination_it_received(aws: LocalAws, granted: dict[str, Any],
+                                                       destination: str) -> None:
+    token = get(aws, Action="getSigninToken", Session=session(granted["Credentials"])).json()["SigninToken"]
+    page = get(aws, Action="login", SigninToken=token, Destination=destination, Issuer="https://broker.example/")
+    assert page.status_code == 200
+    last = aws.federation_logins()[-1]
+    assert (last.arn, last.destination, last.issuer) == (granted["AssumedRoleUser"]["Arn"], destination,
+                                                          "https://broker.example/")
 
 
 def test_unknown_action(aws: LocalAws) -> None:
@@ -137,3 +160,24 @@ def test_expired_credentials_get_no_token() -> None:
     reply = endpoint.handle({"Action": "getSigninToken", "Session": json.dumps(
         {"sessionId": "ASIAEXAMPLE", "sessionKey": "secret", "sessionToken": "token"})})
     assert reply.status == 400
+
+
+@pytest.mark.parametrize(("partition", "accepted", "refused"), [
+    ("aws-us-gov", "https://us-gov-west-1.console.amazonaws-us-gov.com/ec2/home", "https://console.aws.amazon.com/"),
+    ("aws-cn", "https://console.amazonaws.cn/s3/home", "https://console.amazonaws-us-gov.com/"),
+])
+def test_other_partitions_land_on_their_own_console(partition: str, accepted: str, refused: str) -> None:
+    clock = FakeClock()
+    ledger = CredentialLedger(clock)
+    ledger.record(IssuedCredentials("ASIAEXAMPLE", "secret", "token", clock.now + 3600,
+                                    f"arn:{partition}:sts::210987654321:assumed-role/R/s"))
+    endpoint = FederationEndpoint(ledger, lambda creds: creds.arn, clock)
+
+    def login(destination: str) -> int:
+        reply = endpoint.handle({"Action": "getSigninToken", "Session": json.dumps(
+            {"sessionId": "ASIAEXAMPLE", "sessionKey": "secret", "sessionToken": "token"})})
+        token = json.loads(reply.body)["SigninToken"]
+        return endpoint.handle({"Action": "login", "SigninToken": token, "Destination": destination}).status
+
+    assert (login(refused), login(accepted)) == (400, 200)
+    assert [entry.destination for entry in endpoint.logins()] == [accepted]

@@ -14,6 +14,7 @@ from broker.grants import RoleGrant
 from broker.issuers.credentials import Credentials
 from broker.issuers.sts_client import map_client_error, map_transport_error
 from broker.outputs.console import ConsoleSignIn
+from broker.outputs.console_links import ConsoleLink
 from broker.outputs.formats import as_credential_process
 from broker.web.errors import http_status
 
@@ -64,6 +65,62 @@ def test_console_partition_from_role_arn(arn: str, federation: str, console: str
                                               "sessionToken": "session-token-value"}
     query = parse_qs(urlsplit(url).query)
     assert url.startswith(federation + "?") and query["Destination"] == [console] and query["SigninToken"] == ["tok"]
+
+
+@pytest.mark.parametrize(("arn", "link", "federation", "destination"), [
+    ("arn:aws:iam::111122223333:role/R", ConsoleLink("/ec2/home", "eu-west-1"),
+     "https://eu-west-1.signin.aws.amazon.com/federation",
+     "https://eu-west-1.console.aws.amazon.com/ec2/home?region=eu-west-1"),
+    ("arn:aws:iam::111122223333:role/R", ConsoleLink("/ec2/home?x=1#Instances:", "us-west-2"),
+     "https://us-west-2.signin.aws.amazon.com/federation",
+     "https://us-west-2.console.aws.amazon.com/ec2/home?x=1&region=us-west-2#Instances:"),
+    ("arn:aws:iam::111122223333:role/R", ConsoleLink("/s3/home"), "https://signin.aws.amazon.com/federation",
+     "https://console.aws.amazon.com/s3/home"),
+    ("arn:aws-us-gov:iam::111122223333:role/R", ConsoleLink("/s3/home", "us-gov-west-1"),
+     "https://signin.amazonaws-us-gov.com/federation",
+     "https://console.amazonaws-us-gov.com/s3/home?region=us-gov-west-1"),
+    ("arn:aws-cn:iam::111122223333:role/R", ConsoleLink("/ec2/home", "cn-north-1"),
+     "https://signin.amazonaws.cn/federation", "https://console.amazonaws.cn/ec2/home?region=cn-north-1"),
+])
+def test_console_deep_link_goes_to_the_regions_endpoints(arn: str, link: ConsoleLink, federation: str,
+                                                         destination: str) -> None:
+    """In the aws partition a region has its own sign-in and console hosts (the sign-in token is used at the
+    endpoint that made it); GovCloud and China keep theirs and carry the region in the query."""
+    seen: list[str] = []
+
+    def federation_endpoint(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={"SigninToken": "tok"})
+
+    async def run() -> str:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(federation_endpoint)) as http:
+            return await ConsoleSignIn(http, issuer_url="https://broker.example.com").signin_url(
+                CREDS, grant(arn), link)
+
+    url = asyncio.run(run())
+    assert seen == [federation] and url.startswith(federation + "?")
+    assert parse_qs(urlsplit(url).query)["Destination"] == [destination]
+
+
+@pytest.mark.parametrize(("answer", "reason", "status", "says"), [
+    (httpx.Response(400, text="The credentials in Session are not valid"), "federation_refused", 403,
+     "AWS sign-in refused to open a console session"),
+    (httpx.Response(200, json={"NoToken": 1}), "federation_bad_answer", 503, "AWS sign-in (the console's"),
+    (httpx.Response(200, text="<html>"), "federation_bad_answer", 503, "is not answering right now"),
+])
+def test_federation_failures_say_what_failed(answer: httpx.Response, reason: str, status: int, says: str) -> None:
+    """What getSigninToken's failures become: the reason (audit), the status and a message a person can act
+    on (the error page adds the error id); the endpoint's own text stays out of both."""
+    async def run() -> str:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(lambda request: answer)) as http:
+            return await ConsoleSignIn(http, issuer_url="https://broker.example.com").signin_url(
+                CREDS, grant("arn:aws:iam::111122223333:role/R"))
+
+    with pytest.raises((StsRefused, StsUnavailable)) as raised:
+        asyncio.run(run())
+    error = raised.value
+    assert (error.reason, http_status(error)) == (reason, status) and says in error.public_message
+    assert "Session" not in error.detail and "error id" in error.public_message
 
 
 def _client_error(code: str) -> ClientError:
