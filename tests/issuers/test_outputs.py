@@ -105,8 +105,8 @@ def test_console_deep_link_goes_to_the_regions_endpoints(arn: str, link: Console
 @pytest.mark.parametrize(("answer", "reason", "status", "says"), [
     (httpx.Response(400, text="The credentials in Session are not valid"), "federation_refused", 403,
      "AWS sign-in refused to open a console session"),
-    (httpx.Response(200, json={"NoToken": 1}), "federation_bad_answer", 503, "AWS sign-in (the console's"),
-    (httpx.Response(200, text="<html>"), "federation_bad_answer", 503, "is not answering right now"),
+    (httpx.Response(200, json={"NoToken": 1}), "federation_bad_answer", 502, "AWS sign-in (the console's"),
+    (httpx.Response(200, text="<html>"), "federation_bad_answer", 502, "is not answering right now"),
 ])
 def test_federation_failures_say_what_failed(answer: httpx.Response, reason: str, status: int, says: str) -> None:
     """What getSigninToken's failures become: the reason (audit), the status and a message a person can act

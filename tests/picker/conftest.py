@@ -36,6 +36,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     with running_redis() as redis, run_stack(workdir / "stack", rules=rules, account_id=ACCOUNT, demo_fleet=True,
                                              overrides={"store": {"url": redis.url},
                                                         "picker": {"single_role": "open"},
+                                                        # same tab: these tests follow the console in the page
+                                                        # (the new tab is tests/portal's)
+                                                        "console": {"new_tab": False},
                                                         "rate_limits": {"login_starts": 100000}}) as dev:
         yield dev
 

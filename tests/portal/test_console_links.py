@@ -179,12 +179,12 @@ def test_a_federation_failure_is_explained_with_its_error_id(portal: Portal) -> 
         consoles = sum(e["event"] == "console_issued" for e in portal.events())
         page = client.post(f"{url}/roles/console", data={"role": BROKERED, "csrf_token": csrf, "destination": "s3"},
                            headers={"Accept": "text/html"})
-    assert page.status_code == 503 and "location" not in page.headers
+    assert page.status_code == 502 and "location" not in page.headers
     assert "AWS sign-in (the console&#39;s federation endpoint) is not answering" in page.text
     error_id = re.search(r"error id <code>([0-9a-f]+)</code>", page.text)
     assert error_id is not None
     [event] = [e for e in portal.events() if e.get("error_id") == error_id.group(1)]
-    assert event["reason"] == "federation_unreachable" and event["status"] == 503
+    assert event["reason"] == "federation_unreachable" and event["status"] == 502
     assert sum(e["event"] == "console_issued" for e in portal.events()) == consoles
 
 

@@ -81,7 +81,8 @@ def sign_in(page: Page, portal: Portal) -> None:
 
 
 def form_of(page: Page, action: str, role: str) -> str:
-    return f"form[action='{action}']:has(input[name=role][value='{role}'])"
+    """The picker's row form of `role`: its default action opens the console, a formaction gets credentials."""
+    return f"form.picker-use[action='{action}']:has(input[name=role][value='{role}'])"
 
 
 def test_the_console_opens_at_the_deep_link_in_a_new_tab(portal: Portal, context: BrowserContext) -> None:
@@ -94,7 +95,7 @@ def test_the_console_opens_at_the_deep_link_in_a_new_tab(portal: Portal, context
     assert page.input_value(f"{form} select[name=region]") == "eu-west-1"
     page.select_option(f"{form} select[name=destination]", "ec2-instances")  # the person changes their mind
     with context.expect_page() as opened:
-        page.click(f"{form} button[type=submit]")
+        page.click(f"{form} button.open")
     tab = opened.value
     tab.wait_for_load_state()
     assert tab.url.startswith(f"{portal.dev.aws.federation_url}?Action=login&")
@@ -117,7 +118,7 @@ def test_bad_deep_links_get_the_error_page(portal: Portal, context: BrowserConte
         if says is None:  # a listed region passes the picker; the console of an aws role then refuses it
             form = form_of(page, "/roles/console", DEVELOPER)
             with context.expect_page() as opened:
-                page.click(f"{form} button[type=submit]")
+                page.click(f"{form} button.open")
             shown = opened.value
             shown.wait_for_load_state()
             says = "not in this role's AWS partition (aws)"
@@ -143,7 +144,7 @@ def test_a_forged_destination_in_the_picker_form_is_refused(portal: Portal, cont
                           "s => { s.options[1].value = '//evil.example/ec2/home'; s.selectedIndex = 1; }")
     before = portal.issued()
     with context.expect_page() as opened:
-        page.click(f"{form} button[type=submit]")
+        page.click(f"{form} button.open")
     shown = opened.value
     shown.wait_for_load_state()
     assert "destinations this broker offers" in shown.inner_text("body") and "evil" not in shown.url
@@ -154,9 +155,8 @@ def test_the_credentials_page_reads_back_through_its_copy_buttons(portal: Portal
     page = context.new_page()
     sign_in(page, portal)
     errors = watch(page)  # the broker's pages only (the dev IdP's links a CDN this machine cannot reach)
-    form = form_of(page, "/roles/credentials", DEVELOPER)
-    assert page.input_value(f"{form} select[name=format]") == "page"
-    page.click(f"{form} button[type=submit]")
+    form = form_of(page, "/roles/console", DEVELOPER)
+    page.click(f"{form} button[formaction='/roles/credentials']")  # no format: a browser gets the page
     page.wait_for_url(f"{portal.url}/roles/credentials")
     assert page.title() == "Credentials for DemoDeveloper · sts-broker"
     assert page.inner_text("#creds-account-name") == "portal" and page.inner_text("#creds-account-id") == ACCOUNT

@@ -58,7 +58,9 @@ def shell_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
                   "client_id": "iconic", "icon": str(work / "iconic.svg")}
         _SHARED["stack"] = exits.enter_context(run_stack(
             work / "stack", rules=rules, account_id=ACCOUNT, serve_broker=_serve_with_boom,
-            extra_idps={"iconic": iconic}, overrides={"rate_limits": {"login_starts": 100000}}))
+            extra_idps={"iconic": iconic}, overrides={"rate_limits": {"login_starts": 100000},
+                                              # same tab: the console test follows it in the page
+                                              "console": {"new_tab": False}}))
     return _SHARED["stack"]
 
 
