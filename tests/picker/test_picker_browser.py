@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
 from broker.devstack.stack import DevStack
 from tests.picker.conftest import DEVELOPER, audit_events
+from tests.support.chromium import launched
 
-CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 10_000
 SCREENSHOT = Path(__file__).parents[2] / "docs" / "img" / "picker.png"
 INCIDENT = "payments-prod/IncidentResponder"
@@ -22,10 +22,7 @@ INCIDENT = "payments-prod/IncidentResponder"
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
+    yield from launched()
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
 
 from broker.devstack.stack import aws_client
 from tests.portal.conftest import ACCOUNT, DEVELOPER, Portal
+from tests.support.chromium import launched
 
-CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 15_000
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "credentials.png"
 ZONE = "America/New_York"
@@ -42,10 +42,7 @@ BAD_LINKS = [
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
+    yield from launched()
 
 
 @pytest.fixture

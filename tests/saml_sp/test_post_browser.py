@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Response, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response
 
 from tests.saml_sp.post_world import PostWorld, post_world
+from tests.support.chromium import launched
 
-CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 10_000
 
 
@@ -22,10 +22,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostWorld]:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
+    yield from launched()
 
 
 def _console(page: Page) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,9 +20,9 @@ from broker.devstack.stack import DEMO_RULES, DevStack, run_stack
 from broker.settings import Settings
 from broker.web.app import create_app
 from broker.web.csp import app_policy
+from tests.support.chromium import launched
 
 ACCOUNT = "151515151515"
-CHROMIUM = "/usr/bin/chromium"
 BOOM = "/test-only/boom"
 ICON_SVG = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><circle cx="12" cy="12" r="10"/></svg>'
 
@@ -76,7 +76,4 @@ def audit_events(stack: DevStack) -> list[dict[str, Any]]:
 # browser may outlive the module that started it.
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
+    yield from launched()
