@@ -26,6 +26,7 @@ from broker.logins.oidc import OidcLogin
 from broker.logins.registry import Registry
 from broker.logins.saml import SamlLogin
 from broker.store import StateStore
+from broker.warmup import PRELOAD_AFTER
 
 IDP_CHECK_TTL = 5.0
 IDP_CHECK_SECONDS = 2.0
@@ -58,7 +59,9 @@ class Readiness:
         self._store, self._keys, self._probes, self._clock = store, keys, dict(probes), clock
         self.require_idps = require_idps
         self._idps = dict.fromkeys(self._probes, UNCHECKED)
-        self._idps_at = -1e18
+        # Reported only (no require_idps): the first check waits until the preload has built the outbound
+        # client (broker/warmup.py), so the probes at start-up cost no import on the event loop.
+        self._idps_at = -1e18 if require_idps else clock() - IDP_CHECK_TTL + PRELOAD_AFTER + 0.5
         self._check: asyncio.Task[None] | None = None
 
     async def checks(self) -> dict[str, Any]:

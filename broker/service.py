@@ -32,7 +32,6 @@ from broker.issuers.federation_token import FederationTokenIssuer
 from broker.issuers.live_keys import LiveKeys
 from broker.issuers.own_credentials import OwnCredentials
 from broker.issuers.saml import SamlIssuer
-from broker.issuers.sts_client import StsClient
 from broker.issuers.sts_http import HttpStsClient
 from broker.issuers.web_identity import WebIdentityIssuer
 from broker.logins.base import LOGIN_TTL, LoginStart, RedirectLogin

@@ -106,7 +106,8 @@ class StoreConfig(Model):
     # carry the load; another opens only when every open one has a deep queue of unanswered commands.
     max_connections: int = Field(default=64, ge=1, le=10000)
     # An ACL user and its password (AUTH username password), kept out of the URL (e.g. password: ${REDIS_PW}).
-    username: str | None = Field(default=None, pattern=r"^[^\s@:/]{1,128}$")
+    # Printable ASCII without '/', ':' or '@' (they would read as URL parts): ranges, not \S (Unicode there).
+    username: str | None = Field(default=None, pattern=r"^[!-.0-9;-?A-~]{1,128}$")
     password: SecretStr | None = None
     tls: StoreTlsConfig | None = None
 

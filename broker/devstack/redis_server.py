@@ -51,7 +51,7 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
-def _wait_until_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def wait_until_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -62,7 +62,7 @@ def _wait_until_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> No
     raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT}s:\n{log.read_text()[-2000:]}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=STOP_TIMEOUT)
@@ -85,7 +85,7 @@ def running_redis(*extra: str, port: int | None = None) -> Iterator[RedisServer]
             proc = subprocess.Popen(  # noqa: S603 - redis-server with our own arguments
                 args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         try:
-            _wait_until_ready(proc, server.port, log)
+            wait_until_ready(proc, server.port, log)
             yield server
         finally:
-            _stop(proc)
+            stop_server(proc)

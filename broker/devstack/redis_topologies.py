@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from broker.devstack.redis_server import RedisServer, _stop, _wait_until_ready, running_redis
+from broker.devstack.redis_server import RedisServer, running_redis, stop_server, wait_until_ready
 from broker.devstack.redis_tls import TlsFiles
 from broker.devstack.servers import free_port
 
@@ -174,10 +174,10 @@ def _running_sentinel(primary_port: int, tmp: Path) -> Iterator[int]:
         proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", str(conf), "--sentinel"],  # noqa: S603
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_until_ready(proc, port, log)
+        wait_until_ready(proc, port, log)
         yield port
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 def _replica_ready(setup: SentinelSetup) -> bool:

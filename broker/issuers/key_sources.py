@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
@@ -74,6 +73,8 @@ class KmsSigner:
     remote: ClassVar[bool] = True
 
     def sign(self, data: bytes) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError  # loaded with the KMS client, not at start
+
         digest = hashlib.sha256(data).digest()
         try:
             answer = self.client.sign(KeyId=self.key_id, Message=digest, MessageType="DIGEST",

@@ -23,6 +23,7 @@ from lxml import etree  # type: ignore[import-untyped]
 
 from broker.errors import ConfigError
 from broker.issuers.key_sources import LocalSigner, Signer, describe, load_signer
+from broker.seams.cryptography_keys import SignerAsKey
 from broker.settings import KeyConfig
 
 MD_NS = "urn:oasis:names:tc:SAML:2.0:metadata"
@@ -52,41 +53,6 @@ def _cert_body(cert_pem: bytes) -> str:
     return "".join(cert_pem.decode().strip().splitlines()[1:-1])
 
 
-class _SignerAsKey(rsa.RSAPrivateKey):
-    """A Signer (a KMS key) in the shape cryptography's certificate builder signs with: only `sign` and
-    `public_key` are used, so the private key stays where it is."""
-
-    def __init__(self, signer: Signer) -> None:
-        self._signer = signer
-
-    def sign(self, data: bytes, padding: object, algorithm: object) -> bytes:
-        return self._signer.sign(data)  # RS256: PKCS#1 v1.5 with SHA-256, what the builder asked for
-
-    def public_key(self) -> rsa.RSAPublicKey:
-        public = self._signer.public_key
-        assert isinstance(public, rsa.RSAPublicKey)
-        return public
-
-    @property
-    def key_size(self) -> int:
-        return self.public_key().key_size
-
-    def decrypt(self, *args: object) -> bytes:
-        raise NotImplementedError
-
-    def private_numbers(self) -> rsa.RSAPrivateNumbers:
-        raise NotImplementedError
-
-    def private_bytes(self, *args: object) -> bytes:
-        raise NotImplementedError
-
-    def __copy__(self) -> _SignerAsKey:
-        return self
-
-    def __deepcopy__(self, memo: object) -> _SignerAsKey:
-        return self
-
-
 def certificate_for(key: rsa.RSAPrivateKey, kid: str) -> x509.Certificate:
     """A self-signed certificate for `key`, the same bytes on every call."""
     public_der = key.public_key().public_bytes(serialization.Encoding.DER,
@@ -107,7 +73,7 @@ def _certificate_pem(cfg: KeyConfig, signer: Signer) -> bytes:
         if x509.load_pem_x509_certificate(pem).public_key() != signer.public_key:
             raise ValueError(f"{cfg.cert}: the certificate is not for this key")
         return pem
-    private = signer.private if isinstance(signer, LocalSigner) else _SignerAsKey(signer)
+    private = signer.private if isinstance(signer, LocalSigner) else SignerAsKey(signer)
     assert isinstance(private, rsa.RSAPrivateKey)
     return certificate_for(private, cfg.kid).public_bytes(serialization.Encoding.PEM)
 

@@ -57,7 +57,7 @@ CLI_SCHEMAS: dict[str, Any] = {
         Version={"type": "integer", "const": 1}, AccessKeyId=_str(), SecretAccessKey=_str(), SessionToken=_str(),
         Expiration=_str(format="date-time"), RoleArn=_str(), AccountId=_str()),
     "ConsoleUrl": _object(["url"], url=_str("The AWS federation sign-in URL (single use, short-lived).")),
-    "Error": _object(["error", "message", "error_id"], error=_str("The reason code."), message=_str(),
+    "Error": _object(["error", "message", "error_id", "request_id"], error=_str("The reason code."), message=_str(),
                      error_id=_str("Find the audit event by it."),
                      request_id=_str("The request's id (also in X-Request-Id and its audit events).")),
 }

@@ -29,11 +29,15 @@ UID = 10001
 MOUNT_POINT = "/srv"
 # In a private mount namespace: the config tree read-only at MOUNT_POINT, a tmpfs at /tmp, then the root
 # filesystem (this work tree, the venv, /etc) read-only; then the image's user, and its command.
+# A work tree under /tmp (a clone there) would vanish under the tmpfs: it is held at /mnt meanwhile and
+# bound back, read-only, at its own path on the tmpfs ($KEEP is empty otherwise).
 NAMESPACE_SCRIPT = f"""set -e
 mount --make-rprivate /
 mount --bind "$CONFIG_TREE" {MOUNT_POINT}
 mount -o remount,bind,ro {MOUNT_POINT}
+if [ -n "$KEEP" ]; then mount --bind "$KEEP" /mnt; fi
 mount -t tmpfs -o size=16m,mode=1777 tmpfs /tmp
+if [ -n "$KEEP" ]; then mkdir -p "$KEEP"; mount --bind /mnt "$KEEP"; mount -o remount,bind,ro "$KEEP"; fi
 mount -o remount,bind,ro /
 cd /tmp
 exec setpriv --reuid {UID} --regid {UID} --clear-groups --no-new-privs -- "$@"
@@ -55,7 +59,8 @@ def _image_env(port: int) -> dict[str, str]:
     stage = final_stage(instructions())
     env = broker_env(**env_of(stage))
     env.update(STS_BROKER_CONFIG=f"{MOUNT_POINT}/broker.yaml", STS_BROKER_HOST="127.0.0.1", STS_BROKER_PORT=str(port),
-               PATH=f"{Path(STS_BROKER).parent}:{env['PATH']}")
+               PATH=f"{Path(STS_BROKER).parent}:{env['PATH']}",
+               KEEP=str(ROOT) if Path(ROOT).resolve().is_relative_to("/tmp") else "")
     return env
 
 
@@ -108,7 +113,7 @@ def test_a_key_only_its_owner_can_read_stops_the_image(tmp_path: Path) -> None:
         assert process.wait(60) == 2
     finally:
         stop(process)
-    assert "/srv/keys/k2026a.pem: [Errno 13] Permission denied" in log.read_text()
+    assert "/srv/keys/k2026a.pem is not readable by this user (uid 10001)" in log.read_text()
 
 
 def test_the_healthcheck_fails_when_nothing_answers() -> None:
