@@ -172,7 +172,7 @@ class MotoIam:
 
 
 @contextmanager
-def _moto_server() -> Iterator[str]:
+def moto_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
     # start() waits without a limit for the server thread; bound it so a failed start cannot hang the caller.
     starter = threading.Thread(target=server.start, daemon=True)
@@ -213,7 +213,7 @@ def run_local_aws(*, port: int = 0, account_id: str = "123456789012", allow_http
     """
     if not re.fullmatch(r"[0-9]{12}", account_id):
         raise ValueError("account_id must be 12 digits")
-    with _moto_server() as moto_url:
+    with moto_server() as moto_url:
         front = _build_front(moto_url, account_id, allow_http_loopback_issuers, clock)
         try:
             with wsgi_server(front, port) as bound:

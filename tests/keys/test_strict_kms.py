@@ -12,9 +12,8 @@ from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from moto import mock_aws
 
-from broker.devstack.local_aws import LocalAws
+from broker.devstack.local_aws import LocalAws, moto_server
 from tests.keys.conftest import client, kms_key
 
 DIGEST = hashlib.sha256(b"header.payload").digest()
@@ -28,8 +27,11 @@ def test_stock_moto_signs_the_digest_as_a_message() -> None:
     """Pins what the strict front corrects: if moto ever does DIGEST right, this fails and the front can go.
     strict_kms.py also reads moto's key objects (kms_backends, Key.private_key.private_key): pinned version."""
     assert moto.__version__ == "5.2.5"
-    with mock_aws():
-        kms = boto3.client("kms", region_name="eu-west-1")
+    # Stock moto as its own server, not mock_aws(): leaving mock_aws resets every backend of the process,
+    # the IAM of the other suites' long-lived stacks included.
+    with moto_server() as url:
+        kms = boto3.client("kms", region_name="eu-west-1", endpoint_url=url, aws_access_key_id="testing",
+                           aws_secret_access_key="testing")
         key_id = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
         signature = kms.sign(KeyId=key_id, Message=DIGEST, MessageType="DIGEST",
                              SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256")["Signature"]
