@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import redis.asyncio
 import uvloop
@@ -112,6 +112,34 @@ async def _round(op: Callable[[int], Awaitable[object]]) -> tuple[float, float, 
     return time.process_time() - cpu, time.perf_counter() - wall, errors
 
 
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Closable)
+
+
+async def warm_and_measure(stores: dict[str, S], ops_of: Callable[[S], dict[str, Callable[[int], Awaitable[object]]]],
+                           results: dict[str, dict[str, Figures]]) -> None:
+    """Each store warmed (connections open, scripts cached), then ROUNDS rounds (within MAX_SECONDS) of every
+    store's ops in turn, so a busy neighbour hurts each alike; figures into results[op][store]; every store
+    closed after."""
+    try:
+        for store in stores.values():
+            for op in ops_of(store).values():
+                await asyncio.gather(*(op(i) for i in range(CONCURRENCY)))
+        deadline = time.monotonic() + MAX_SECONDS
+        for _ in range(ROUNDS):
+            for name, store in stores.items():
+                for op_name, op in ops_of(store).items():
+                    results[op_name][name].add(*await _round(op))
+            if time.monotonic() > deadline:
+                break
+    finally:
+        for store in stores.values():
+            await store.close()
+
+
 def _ops(store: Store) -> dict[str, Callable[[int], Awaitable[object]]]:
     return {"GET": lambda i: store.get(f"session:{i % KEYS}"),
             "INCR": lambda i: store.incr(f"rate:{i % KEYS}", 3600.0)}
@@ -121,22 +149,9 @@ async def measure(url: str) -> dict[str, dict[str, Figures]]:
     stores: dict[str, Store] = {"pipelined": RedisStore(url, prefix="bench:"),
                                 "redis-py": BaselineStore(url, prefix="bench:")}
     results = {op: {name: Figures() for name in stores} for op in ("GET", "INCR")}
-    try:
-        first = stores["pipelined"]
-        await asyncio.gather(*(first.put(f"session:{i}", "v" * 200, 3600.0) for i in range(KEYS)))
-        for store in stores.values():  # warm up: connections open, the script cached
-            for op in _ops(store).values():
-                await asyncio.gather(*(op(i) for i in range(CONCURRENCY)))
-        deadline = time.monotonic() + MAX_SECONDS
-        for _ in range(ROUNDS):
-            for name, store in stores.items():
-                for op_name, op in _ops(store).items():
-                    results[op_name][name].add(*await _round(op))
-            if time.monotonic() > deadline:
-                break
-    finally:
-        for store in stores.values():
-            await store.close()
+    first = stores["pipelined"]
+    await asyncio.gather(*(first.put(f"session:{i}", "v" * 200, 3600.0) for i in range(KEYS)))
+    await warm_and_measure(stores, _ops, results)
     return results
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ import uvloop
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from bench.store_redis import _INCR_SCRIPT, CONCURRENCY, KEYS, MAX_SECONDS, ROUNDS, Figures, _round
+from bench.store_redis import _INCR_SCRIPT, CONCURRENCY, KEYS, Figures, warm_and_measure
 from broker.devstack.redis_server import running_redis
 from broker.devstack.redis_topologies import running_cluster
 from broker.errors import StoreUnavailable
@@ -80,21 +79,9 @@ async def measure(cluster_url: str, single_url: str) -> dict[str, dict[str, Figu
         "one node": RedisStore(single_url, prefix="bench:"), "cluster": RedisStore(cluster_url, prefix="bench:"),
         "redis-py cluster": RedisPyClusterStore(cluster_url, prefix="bench:")}
     results = {op: {name: Figures() for name in stores} for op in ("GET", "INCR", "INCR2")}
-    try:
-        for store in stores.values():  # data in place, connections open, scripts cached
-            await asyncio.gather(*(store.put(f"session:{i}", "v" * 200, 3600.0) for i in range(KEYS)))
-            for op in _ops(store).values():
-                await asyncio.gather(*(op(i) for i in range(CONCURRENCY)))
-        deadline = time.monotonic() + MAX_SECONDS
-        for _ in range(ROUNDS):
-            for name, store in stores.items():
-                for op_name, op in _ops(store).items():
-                    results[op_name][name].add(*await _round(op))
-            if time.monotonic() > deadline:
-                break
-    finally:
-        for store in stores.values():
-            await store.close()
+    for store in stores.values():  # data in place in each
+        await asyncio.gather(*(store.put(f"session:{i}", "v" * 200, 3600.0) for i in range(KEYS)))
+    await warm_and_measure(stores, _ops, results)
     return results
 
 
