@@ -210,7 +210,10 @@ class BrokerService:
                           **context: str) -> tuple[RoleGrant, Credentials]:
         """A person's credentials for one role (fresh: never from the cache); `duration`: seconds, within the
         grant's (a shorter session for a CLI that asks for one); `context`: more fields for the audit event."""
-        grant = self.grant(identity, role_arn)
+        return await self._issue(identity, self.grant(identity, role_arn), duration, **context)
+
+    async def _issue(self, identity: Identity, grant: RoleGrant, duration: int | None,
+                     **context: str) -> tuple[RoleGrant, Credentials]:
         if duration is not None:
             grant = replace(grant, duration=timedelta(seconds=min(duration, grant.duration.total_seconds())))
         return grant, await self.issuance.issue(identity, grant, **context)
@@ -230,8 +233,9 @@ class BrokerService:
     async def console_url(self, identity: Identity, role_arn: str, destination: str = "", region: str = "", *,
                           duration: int | None = None, **context: str) -> str:
         """`destination` and `region`: a deep link, checked against `console:` before anything is issued."""
-        link = console_link(self.settings.console, self.grant(identity, role_arn).partition, destination, region)
-        grant, creds = await self.credentials(identity, role_arn, duration=duration, **context)
+        grant = self.grant(identity, role_arn)  # decided once: the link's partition and the issuance
+        link = console_link(self.settings.console, grant.partition, destination, region)
+        grant, creds = await self._issue(identity, grant, duration, **context)
         url = await self.console.signin_url(creds, grant, link)
         self.audit.event("console_issued", idp=identity.idp, subject=identity.subject, role=grant.role_arn,
                          destination=link.path, region=link.region, **context)

@@ -28,5 +28,4 @@ def credentials_page(request: Request, grant: RoleGrant, creds: Credentials) -> 
         "expiration": expiration_text(creds), "note": note(creds), "profile": profile,
         "snippets": snippets(creds, profile, service.settings.public_url),
     }
-    response = page(request, "credentials.html", context)
-    return response
+    return page(request, "credentials.html", context)
