@@ -57,11 +57,12 @@ async def roles(request: Request) -> Response:
     if wants_json(request):
         return JSONResponse({**view, "roles": role_entries(decision, service.rules.accounts),
                              **picker_json(picker, prefs)}, headers=NO_STORE)
+    console = console_choices(request, service)
     if _opens_single(request, service, decision):
         response = page(request, "role_open.html", {**view, "role": picker.groups[-1].roles[0]})
     else:
         response = page(request, "roles.html", {**view, "picker": picker, "q": q, "q_field": _q_field(q),
-                                                "console": console_choices(request, service),
+                                                "console": console, "console_options": _console_options(console),
                                                 "durations": _duration_options(picker), "why_closing": CLOSING})
     return response
 
@@ -73,6 +74,19 @@ def _duration_options(picker: Picker) -> dict[int, Markup]:
     option, chosen = Markup('<option value="{}">{}</option>'), Markup('<option value="{}" selected>{}</option>')
     return {top: Markup("").join((chosen if s == top else option).format(s, t) for s, t in duration_choices(top))
             for top in tops}
+
+
+def _console_options(console: dict[str, Any]) -> dict[str, Markup]:
+    """The destination and region <option>s, rendered once per page rather than once per row; what
+    `?destination=` / `?region=` chose is selected."""
+    def options(first: str, values: list[str], chosen: str) -> Markup:
+        items = [Markup('<option value="">{}</option>').format(first)]
+        items += [Markup('<option value="{}"{}>{}</option>').format(v, Markup(" selected") if v == chosen else "", v)
+                  for v in values]
+        return Markup("").join(items)
+
+    return {"destinations": options("console home", console["destinations"], console["destination"]),
+            "regions": options("default region", console["regions"], console["region"])}
 
 
 def _q_field(q: str) -> Markup:
